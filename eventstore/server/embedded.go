@@ -3,19 +3,77 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"sync"
+
+	"go.uber.org/zap"
 )
 
 // Embedded is a running event store: the Pebble-backed log and the gRPC
 // server in front of it.
 type Embedded struct {
-	addr string
+	addr    string
+	logger  *zap.Logger
+	srv     *Server
+	store   storeCloser
+	serving chan struct{} // closed when Serve has returned
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// storeCloser is the Log that Start opens, which Close must close.
+type storeCloser interface {
+	Log
+	Close() error
 }
 
 // Start opens the log in opts.Dir, listens on opts.Listen and serves the
 // KurrentDB gRPC protocol until Close. It fails at once, with store.ErrLocked
 // in the chain, when another process holds the data directory.
 func Start(ctx context.Context, opts Options) (*Embedded, error) {
-	return nil, errors.New("TODO: not implemented yet")
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("start event store: %w", err)
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	st, err := openStore(opts, logger)
+	if err != nil {
+		return nil, fmt.Errorf("start event store: %w", err)
+	}
+	listen := opts.Listen
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	var lc net.ListenConfig
+	lis, err := lc.Listen(ctx, "tcp", listen)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("start event store: listen %s: %w", listen, err), st.Close())
+	}
+	e := &Embedded{
+		addr:   lis.Addr().String(),
+		logger: logger,
+		store:  st,
+		srv: New(st, Config{
+			MaxAppendSize: opts.MaxAppendSize,
+			Logger:        logger,
+			Now:           opts.Now,
+			AdvertiseAddr: lis.Addr().String(),
+		}),
+		serving: make(chan struct{}),
+	}
+	go func() {
+		defer close(e.serving)
+		if err := e.srv.Serve(lis); err != nil {
+			logger.Error("event store stopped serving", zap.Error(err))
+		}
+	}()
+	logger.Info("event store listening", zap.String("addr", e.addr), zap.String("dir", opts.Dir),
+		zap.Bool("in_memory", opts.InMemory))
+	return e, nil
 }
 
 // Addr is the host:port the server listens on.
@@ -25,5 +83,15 @@ func (e *Embedded) Addr() string { return e.addr }
 func (e *Embedded) URL() string { return "esdb://" + e.addr + "?tls=false" }
 
 // Close stops accepting connections, ends subscriptions, lets in-flight
-// appends finish, then closes the log.
-func (e *Embedded) Close() error { return nil }
+// appends finish, then closes the log. It is safe to call more than once;
+// every call returns the first call's result.
+func (e *Embedded) Close() error {
+	e.closeOnce.Do(func() {
+		e.srv.Shutdown()
+		<-e.serving
+		if err := e.store.Close(); err != nil {
+			e.closeErr = fmt.Errorf("close event store: %w", err)
+		}
+	})
+	return e.closeErr
+}

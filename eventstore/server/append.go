@@ -1,0 +1,180 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math"
+	"strconv"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/protos/shared"
+	"github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/fleetjobs/fleetjobs/eventstore/server/store"
+)
+
+// Append implements Streams.Append (§4): one Options message, then the
+// proposed events, then end of stream. Everything is validated, and the
+// append size limit enforced, while the request streams in, so an oversized
+// or malformed append is refused before it is all buffered; the Log sees
+// only complete, valid batches, which it commits atomically.
+func (h *streamsService) Append(stream streams.Streams_AppendServer) error {
+	s := h.s
+	ctx := stream.Context()
+
+	first, err := stream.Recv()
+	if err != nil {
+		return recvStatus(err, "append: missing options")
+	}
+	opts := first.GetOptions()
+	if opts == nil {
+		return invalidArgument("append: the first message must be Options")
+	}
+	name, err := streamName(opts.GetStreamIdentifier())
+	if err != nil {
+		return err
+	}
+	exp, err := expectedFromAppend(opts)
+	if err != nil {
+		return err
+	}
+
+	var events []store.Proposed
+	size := 0
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return recvStatus(err, "append")
+		}
+		msg := req.GetProposedMessage()
+		if msg == nil {
+			if req.GetOptions() != nil {
+				return invalidArgument("append %s: Options sent twice", name)
+			}
+			return invalidArgument("append %s: expected a proposed message", name)
+		}
+		ev, err := proposedFromProto(ctx, msg)
+		if err != nil {
+			return err
+		}
+		size += len(ev.Type) + len(ev.Data) + len(ev.Metadata)
+		if size > s.maxAppend {
+			return withTrailer(ctx,
+				status.Errorf(codes.InvalidArgument, "Maximum Append Size of %d Exceeded.", s.maxAppend),
+				trailerException, exceptionMaxAppendSize, trailerMaxAppendSize, strconv.Itoa(s.maxAppend))
+		}
+		events = append(events, ev)
+	}
+
+	res, err := s.log.Append(ctx, name, exp, events)
+	var wrong *store.WrongExpectedVersionError
+	if errors.As(err, &wrong) {
+		return stream.SendAndClose(&streams.AppendResp{Result: wrongExpectedVersion(exp, wrong)})
+	}
+	if err != nil {
+		return s.toStatus(ctx, "append", name, err)
+	}
+	return stream.SendAndClose(&streams.AppendResp{Result: appendSuccess(res)})
+}
+
+// proposedFromProto validates one proposed event: a real, non-nil UUID, and
+// the "type" and "content-type" metadata KurrentDB requires (§3). The
+// content type must be one the Log can store faithfully: it keeps only an
+// is-JSON flag, so any other type would read back changed.
+func proposedFromProto(ctx context.Context, msg *streams.AppendReq_ProposedMessage) (store.Proposed, error) {
+	typ, hasType := msg.GetMetadata()[metaType]
+	ct, hasCT := msg.GetMetadata()[metaContentType]
+	if !hasType || !hasCT {
+		return store.Proposed{}, withTrailer(ctx,
+			status.Error(codes.InvalidArgument, "Required metadata properties are missing: type, content-type"),
+			trailerException, exceptionMissingMetadata, trailerRequiredMetadata, metaType+","+metaContentType)
+	}
+	if typ == "" {
+		return store.Proposed{}, invalidArgument("event type is empty")
+	}
+	var isJSON bool
+	switch ct {
+	case contentTypeJSON:
+		isJSON = true
+	case contentTypeBinary:
+	default:
+		return store.Proposed{}, invalidArgument("unsupported content type %q (want %s or %s)",
+			ct, contentTypeJSON, contentTypeBinary)
+	}
+	id, err := uuidFromProto(msg.GetId())
+	if err != nil {
+		return store.Proposed{}, err
+	}
+	return store.Proposed{
+		ID:       id,
+		Type:     typ,
+		JSON:     isJSON,
+		Data:     msg.GetData(),
+		Metadata: msg.GetCustomMetadata(),
+	}, nil
+}
+
+// appendSuccess encodes a successful append (§4, §14): a zero-event append
+// to a missing stream answers NoStream and NoPosition.
+func appendSuccess(res store.AppendResult) *streams.AppendResp_Success_ {
+	if res.NoStream {
+		return &streams.AppendResp_Success_{Success: &streams.AppendResp_Success{
+			CurrentRevisionOption: &streams.AppendResp_Success_NoStream{NoStream: &shared.Empty{}},
+			PositionOption:        &streams.AppendResp_Success_NoPosition{NoPosition: &shared.Empty{}},
+		}}
+	}
+	return &streams.AppendResp_Success_{Success: &streams.AppendResp_Success{
+		CurrentRevisionOption: &streams.AppendResp_Success_CurrentRevision{CurrentRevision: res.LastRevision},
+		PositionOption: &streams.AppendResp_Success_Position{Position: &streams.AppendResp_Position{
+			CommitPosition: res.Position, PreparePosition: res.Position,
+		}},
+	}}
+}
+
+// wrongExpectedVersion encodes the status-OK body of a refused append,
+// filling both the current fields (which the Go client reads) and the legacy
+// *_20_6_0 ones (which other clients may read). KurrentDB sends MaxUint64 as
+// the legacy expected revision for "no stream" (§14).
+func wrongExpectedVersion(exp store.Expected, e *store.WrongExpectedVersionError) *streams.AppendResp_WrongExpectedVersion_ {
+	w := &streams.AppendResp_WrongExpectedVersion{}
+	if e.CurrentNoStream {
+		w.CurrentRevisionOption_20_6_0 = &streams.AppendResp_WrongExpectedVersion_NoStream_20_6_0{NoStream_20_6_0: &shared.Empty{}}
+		w.CurrentRevisionOption = &streams.AppendResp_WrongExpectedVersion_CurrentNoStream{CurrentNoStream: &shared.Empty{}}
+	} else {
+		w.CurrentRevisionOption_20_6_0 = &streams.AppendResp_WrongExpectedVersion_CurrentRevision_20_6_0{CurrentRevision_20_6_0: e.CurrentRevision}
+		w.CurrentRevisionOption = &streams.AppendResp_WrongExpectedVersion_CurrentRevision{CurrentRevision: e.CurrentRevision}
+	}
+	switch exp.Kind {
+	case store.ExpectAny:
+		w.ExpectedRevisionOption_20_6_0 = &streams.AppendResp_WrongExpectedVersion_Any_20_6_0{Any_20_6_0: &shared.Empty{}}
+		w.ExpectedRevisionOption = &streams.AppendResp_WrongExpectedVersion_ExpectedAny{ExpectedAny: &shared.Empty{}}
+	case store.ExpectStreamExists:
+		w.ExpectedRevisionOption_20_6_0 = &streams.AppendResp_WrongExpectedVersion_StreamExists_20_6_0{StreamExists_20_6_0: &shared.Empty{}}
+		w.ExpectedRevisionOption = &streams.AppendResp_WrongExpectedVersion_ExpectedStreamExists{ExpectedStreamExists: &shared.Empty{}}
+	case store.ExpectNoStream:
+		w.ExpectedRevisionOption_20_6_0 = &streams.AppendResp_WrongExpectedVersion_ExpectedRevision_20_6_0{ExpectedRevision_20_6_0: math.MaxUint64}
+		w.ExpectedRevisionOption = &streams.AppendResp_WrongExpectedVersion_ExpectedNoStream{ExpectedNoStream: &shared.Empty{}}
+	default:
+		w.ExpectedRevisionOption_20_6_0 = &streams.AppendResp_WrongExpectedVersion_ExpectedRevision_20_6_0{ExpectedRevision_20_6_0: exp.Revision}
+		w.ExpectedRevisionOption = &streams.AppendResp_WrongExpectedVersion_ExpectedRevision{ExpectedRevision: exp.Revision}
+	}
+	return &streams.AppendResp_WrongExpectedVersion_{WrongExpectedVersion: w}
+}
+
+// recvStatus maps a receive error: a gRPC status passes through (the
+// client cancelled, the message was too large...), and an early end of
+// stream is a malformed request.
+func recvStatus(err error, what string) error {
+	if errors.Is(err, io.EOF) {
+		return invalidArgument("%s", what)
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Errorf(codes.Unknown, "%s: %v", what, err)
+}

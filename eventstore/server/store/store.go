@@ -1,0 +1,370 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.uber.org/zap"
+)
+
+// DefaultStateCacheSize is the number of stream states kept in memory when
+// Options.StateCacheSize is 0. States beyond it are read back from Pebble.
+const DefaultStateCacheSize = 1 << 16
+
+// Options configure Open.
+type Options struct {
+	Dir      string           // data directory, created if missing; ignored with InMemory
+	InMemory bool             // keep everything in memory (benchmark baseline and fast tests, never production)
+	Logger   *zap.Logger      // nil means zap.NewNop()
+	Now      func() time.Time // nil means time.Now; stamps Record.Created and evaluates $maxAge
+	// StateCacheSize bounds the number of stream states cached in memory;
+	// 0 means DefaultStateCacheSize.
+	StateCacheSize int
+}
+
+// Store is the durable event log. It is safe for concurrent use; all writes
+// go through one writer goroutine that commits them in synced groups.
+type Store struct {
+	db     *pebble.DB
+	lock   *pebble.Lock // nil InMemory
+	dir    string
+	log    *zap.Logger
+	now    func() time.Time
+	states *stateCache
+
+	// mu guards closed and the send side of reqs, so that Close can close
+	// reqs without racing a sender; it also orders reader registration
+	// before Close waits for readers.
+	mu         sync.RWMutex
+	closed     bool
+	closing    atomic.Bool // read between records by long reads
+	reqs       chan *request
+	writerDone chan struct{}
+	readers    sync.WaitGroup
+	reqPool    sync.Pool
+
+	head atomic.Uint64 // position of the last acknowledged record
+
+	changedMu sync.Mutex
+	changed   chan struct{}
+}
+
+// Open opens (creating if needed) the store in opts.Dir, or an empty
+// in-memory store with opts.InMemory. When another process (or another Store
+// in this process) holds the directory, Open fails at once with an error
+// wrapping ErrLocked.
+func Open(opts Options) (*Store, error) {
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	cacheSize := opts.StateCacheSize
+	if cacheSize <= 0 {
+		cacheSize = DefaultStateCacheSize
+	}
+
+	blockCache := pebble.NewCache(64 << 20)
+	defer blockCache.Unref() // pebble.Open takes its own reference
+	popts := &pebble.Options{
+		Cache:        blockCache,
+		Logger:       pebbleLogger{log: log.Named("pebble")},
+		MemTableSize: 32 << 20,
+	}
+
+	dir := opts.Dir
+	var lock *pebble.Lock
+	if opts.InMemory {
+		popts.FS = vfs.NewMem()
+		dir = "mem"
+	} else {
+		if dir == "" {
+			return nil, fmt.Errorf("open store: empty data directory: %w", ErrInvalidArgument)
+		}
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("open store %s: %w", dir, err)
+		}
+		// Take Pebble's directory lock ourselves, before Open reads anything,
+		// so that a held lock is reported as ErrLocked at once.
+		var err error
+		lock, err = pebble.LockDirectory(dir, vfs.Default)
+		if err != nil {
+			var pathErr *fs.PathError
+			if errors.As(err, &pathErr) {
+				// Could not create the LOCK file at all: not a lock conflict.
+				return nil, fmt.Errorf("open store %s: %w", dir, err)
+			}
+			return nil, fmt.Errorf("open store %s: %w (%v)", dir, ErrLocked, err)
+		}
+		popts.Lock = lock
+	}
+
+	db, err := pebble.Open(dir, popts)
+	if err != nil {
+		if lock != nil {
+			_ = lock.Close()
+		}
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	s := &Store{
+		db:         db,
+		lock:       lock,
+		dir:        dir,
+		log:        log,
+		now:        now,
+		states:     newStateCache(cacheSize),
+		reqs:       make(chan *request, 1024),
+		writerDone: make(chan struct{}),
+		changed:    make(chan struct{}),
+	}
+	s.reqPool.New = func() any { return &request{done: make(chan struct{}, 1)} }
+
+	w, err := newWriter(s)
+	if err != nil {
+		_ = db.Close()
+		if lock != nil {
+			_ = lock.Close()
+		}
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	s.head.Store(w.nextPos - 1)
+	go w.run()
+	log.Debug("event store opened", zap.String("dir", dir), zap.Bool("in_memory", opts.InMemory),
+		zap.Uint64("head", s.head.Load()))
+	return s, nil
+}
+
+// Close refuses new writes (they fail with ErrClosed), finishes the ones
+// already queued, waits for running reads to notice (they stop between
+// records with ErrClosed) and closes Pebble. A read blocked inside its
+// callback holds Close up: cancel long reads (subscriptions) first. Calling
+// Close twice is a no-op.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.closing.Store(true)
+	close(s.reqs)
+	s.mu.Unlock()
+
+	<-s.writerDone
+	s.readers.Wait()
+
+	// Wake every waiter for good: they re-check and see ErrClosed.
+	s.changedMu.Lock()
+	close(s.changed)
+	s.changedMu.Unlock()
+
+	err := s.db.Close()
+	if s.lock != nil {
+		if lerr := s.lock.Close(); err == nil {
+			err = lerr
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("close store %s: %w", s.dir, err)
+	}
+	s.log.Debug("event store closed", zap.String("dir", s.dir))
+	return nil
+}
+
+// Head returns the position of the last committed (acknowledged) record, 0
+// when the store is empty.
+func (s *Store) Head() uint64 { return s.head.Load() }
+
+// Changed returns a channel that is closed at the next commit after the
+// call (and when the store closes). Take it before reading, then wait on it:
+// a commit between the read and the wait is never missed.
+func (s *Store) Changed() <-chan struct{} {
+	s.changedMu.Lock()
+	defer s.changedMu.Unlock()
+	return s.changed
+}
+
+// notifyChanged wakes every Changed waiter and arms a new channel.
+func (s *Store) notifyChanged() {
+	s.changedMu.Lock()
+	defer s.changedMu.Unlock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// enterRead registers a read so that Close waits for it; false once closed.
+func (s *Store) enterRead() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return false
+	}
+	s.readers.Add(1)
+	return true
+}
+
+// Append appends events to stream atomically if exp holds. See api.go and
+// the package documentation for the stream rules. Errors: ErrInvalidArgument
+// (bad input, nothing written), *WrongExpectedVersionError,
+// *StreamDeletedError, ErrClosed.
+//
+// Once the request is queued Append waits for its outcome even if ctx ends,
+// because the writer still reads events: the append may commit regardless.
+func (s *Store) Append(ctx context.Context, stream string, exp Expected, events []Proposed) (AppendResult, error) {
+	if err := validateStream(stream, false); err != nil {
+		return AppendResult{}, fmt.Errorf("append %q: %w", stream, err)
+	}
+	if err := validateExpected(exp); err != nil {
+		return AppendResult{}, fmt.Errorf("append %q: %w", stream, err)
+	}
+	for i := range events {
+		if err := validateEvent(&events[i]); err != nil {
+			return AppendResult{}, fmt.Errorf("append %q: event %d: %w", stream, i, err)
+		}
+	}
+	res, err := s.submit(ctx, opAppend, stream, exp, events)
+	if err != nil {
+		return AppendResult{}, fmt.Errorf("append %q: %w", stream, err)
+	}
+	return res, nil
+}
+
+// Delete soft-deletes stream: it appends to $$stream a "$metadata" event
+// with the current metadata and "$tb" set to TombstoneRevision. Reads then
+// fail with ErrStreamNotFound until the stream is appended to again.
+// Metastreams cannot be deleted (ErrInvalidArgument).
+func (s *Store) Delete(ctx context.Context, stream string, exp Expected) (DeleteResult, error) {
+	if err := validateStream(stream, true); err != nil {
+		return DeleteResult{}, fmt.Errorf("delete %q: %w", stream, err)
+	}
+	if err := validateExpected(exp); err != nil {
+		return DeleteResult{}, fmt.Errorf("delete %q: %w", stream, err)
+	}
+	res, err := s.submit(ctx, opDelete, stream, exp, nil)
+	if err != nil {
+		return DeleteResult{}, fmt.Errorf("delete %q: %w", stream, err)
+	}
+	return DeleteResult{Position: res.Position}, nil
+}
+
+// Tombstone hard-deletes stream: it appends a "$streamDeleted" event at
+// TombstoneRevision, after which every operation on the stream and its
+// metastream fails with *StreamDeletedError. Metastreams cannot be
+// tombstoned (ErrInvalidArgument).
+func (s *Store) Tombstone(ctx context.Context, stream string, exp Expected) (DeleteResult, error) {
+	if err := validateStream(stream, true); err != nil {
+		return DeleteResult{}, fmt.Errorf("tombstone %q: %w", stream, err)
+	}
+	if err := validateExpected(exp); err != nil {
+		return DeleteResult{}, fmt.Errorf("tombstone %q: %w", stream, err)
+	}
+	res, err := s.submit(ctx, opTombstone, stream, exp, nil)
+	if err != nil {
+		return DeleteResult{}, fmt.Errorf("tombstone %q: %w", stream, err)
+	}
+	return DeleteResult{Position: res.Position}, nil
+}
+
+// submit queues one request for the writer and waits for its outcome.
+func (s *Store) submit(ctx context.Context, kind opKind, stream string, exp Expected, events []Proposed) (AppendResult, error) {
+	if err := ctx.Err(); err != nil {
+		return AppendResult{}, err
+	}
+	r := s.reqPool.Get().(*request)
+	r.kind, r.stream, r.exp, r.events = kind, stream, exp, events
+
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		s.reqPool.Put(r.reset())
+		return AppendResult{}, ErrClosed
+	}
+	select {
+	case s.reqs <- r:
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		s.reqPool.Put(r.reset())
+		return AppendResult{}, ctx.Err()
+	}
+	s.mu.RUnlock()
+
+	<-r.done
+	res, err := r.res, r.err
+	s.reqPool.Put(r.reset())
+	return res, err
+}
+
+// metastreamOf returns X for "$$X".
+func metastreamOf(stream string) (string, bool) {
+	if len(stream) > 2 && stream[0] == '$' && stream[1] == '$' {
+		return stream[2:], true
+	}
+	return "", false
+}
+
+// metastreamName returns "$$X" for X.
+func metastreamName(stream string) string { return "$$" + stream }
+
+func validateStream(stream string, forbidMeta bool) error {
+	switch {
+	case stream == "":
+		return fmt.Errorf("empty stream name: %w", ErrInvalidArgument)
+	case stream == "$all":
+		return fmt.Errorf("$all is not a stream: %w", ErrInvalidArgument)
+	case !utf8.ValidString(stream):
+		return fmt.Errorf("stream name is not valid UTF-8: %w", ErrInvalidArgument)
+	}
+	if _, isMeta := metastreamOf(stream); isMeta && forbidMeta {
+		return fmt.Errorf("a metastream cannot be deleted: %w", ErrInvalidArgument)
+	}
+	return nil
+}
+
+func validateExpected(exp Expected) error {
+	if exp.Kind > ExpectRevision {
+		return fmt.Errorf("unknown expected revision kind %d: %w", exp.Kind, ErrInvalidArgument)
+	}
+	return nil
+}
+
+func validateEvent(e *Proposed) error {
+	if e.Type == "" {
+		return fmt.Errorf("empty event type: %w", ErrInvalidArgument)
+	}
+	if e.ID == ([16]byte{}) {
+		return fmt.Errorf("nil event id: %w", ErrInvalidArgument)
+	}
+	return nil
+}
+
+// pebbleLogger routes Pebble's messages to zap: informational ones at debug
+// level so that the store stays quiet at info.
+type pebbleLogger struct{ log *zap.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...))
+}
+
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...))
+}
+
+// Fatalf is called by Pebble on unrecoverable corruption; Pebble expects it
+// not to return.
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	l.log.Error(msg, zap.Bool("fatal", true))
+	panic("pebble: " + msg)
+}
