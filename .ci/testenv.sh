@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# testenv.sh COMMAND...: run COMMAND with a real redis-server and a real MQTT
+# broker (Mosquitto) started on free loopback ports, and stop them afterwards.
+#
+# The tests find them through FLEETJOBS_TEST_REDIS_URL and
+# FLEETJOBS_TEST_MQTT_URL. Missing servers are installed with apt-get (CI runs
+# as root on a Debian machine). Nothing listens beyond 127.0.0.1.
+set -euo pipefail
+
+need() { # need BINARY PACKAGE
+	if ! command -v "$1" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$1" ]; then
+		echo "testenv: $1 not found, installing $2 with apt-get" >&2
+		if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+		$SUDO apt-get update -qq >/dev/null
+		DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$2" >/dev/null
+	fi
+}
+need redis-server redis-server
+need mosquitto mosquitto
+MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+
+free_port() { # a port nothing on 127.0.0.1 accepts on, from the ephemeral-free range
+	local p
+	for _ in $(seq 1 200); do
+		p=$((20000 + RANDOM % 30000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+	done
+	echo "testenv: no free port found" >&2
+	return 1
+}
+
+dir=$(mktemp -d -t fleetjobs-testenv.XXXXXX)
+pids=()
+cleanup() {
+	for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+	rm -rf "$dir"
+}
+trap cleanup EXIT INT TERM
+
+wait_port() { # wait_port PORT NAME: until something accepts on 127.0.0.1:PORT
+	for _ in $(seq 1 100); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+		sleep 0.1
+	done
+	echo "testenv: $2 did not start on port $1; its log:" >&2
+	cat "$dir/$2.log" >&2 || true
+	exit 1
+}
+
+redis_port=$(free_port)
+redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
+	--dir "$dir" --logfile "$dir/redis.log" --daemonize no &
+pids+=($!)
+
+mqtt_port=$(free_port)
+cat >"$dir/mosquitto.conf" <<CONF
+listener $mqtt_port 127.0.0.1
+allow_anonymous true
+persistence false
+log_dest stderr
+CONF
+"$MOSQUITTO" -c "$dir/mosquitto.conf" 2>"$dir/mosquitto.log" &
+pids+=($!)
+
+wait_port "$redis_port" redis
+wait_port "$mqtt_port" mosquitto
+
+export FLEETJOBS_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/0"
+export FLEETJOBS_TEST_MQTT_URL="mqtt://127.0.0.1:$mqtt_port"
+echo "testenv: redis on $FLEETJOBS_TEST_REDIS_URL, mosquitto on $FLEETJOBS_TEST_MQTT_URL" >&2
+"$@"

@@ -1,0 +1,36 @@
+# fleetjobs — the two commands first: `make run` and `make test`.
+GO        ?= go
+BIN       ?= bin/fleetjobs
+PKGS      ?= ./...
+# The whole suite must stay well under 10 minutes on a 2-core machine.
+TESTFLAGS ?= -count=1 -timeout 15m
+BENCHTIME ?= 1x
+
+.PHONY: run test build bench lint vet fmt clean help
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+
+run: build ## start the whole service on embedded defaults (data in ./data)
+	$(BIN) serve
+
+test: ## every test, with a real redis-server and MQTT broker started on free ports
+	$(GO) vet $(PKGS)
+	bash .ci/testenv.sh $(GO) test $(TESTFLAGS) $(PKGS)
+
+build: ## build bin/fleetjobs
+	$(GO) build -o $(BIN) ./cmd/fleetjobs
+
+bench: ## the benchmarks behind BENCHMARKS.md (long: see BENCHMARKS.md for each command)
+	bash .ci/testenv.sh $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) $(PKGS)
+
+lint: ## golangci-lint when installed, else go vet and gofmt
+	@if command -v golangci-lint >/dev/null 2>&1; then golangci-lint run ./...; \
+	else echo "golangci-lint not installed: running go vet and gofmt only"; $(GO) vet $(PKGS); \
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }; fi
+
+fmt: ## gofmt every Go file
+	gofmt -w $$(git ls-files '*.go')
+
+clean: ## remove build output (not ./data)
+	rm -rf bin
