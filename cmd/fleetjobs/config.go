@@ -1,0 +1,261 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap/zapcore"
+)
+
+// Config is the configuration of `fleetjobs serve` (API.md's table). Every
+// field comes from a FLEETJOBS_* variable, overridden by its flag.
+type Config struct {
+	HTTPAddr       string        // FLEETJOBS_HTTP_ADDR
+	DataDir        string        // FLEETJOBS_DATA_DIR: embedded parts keep their files below it
+	EventStoreURL  string        // FLEETJOBS_EVENTSTORE_URL: empty means the embedded store
+	EventStoreAddr string        // FLEETJOBS_EVENTSTORE_ADDR: where the embedded store listens
+	RedisURL       string        // FLEETJOBS_REDIS_URL: empty means embedded (not used yet)
+	Devices        string        // FLEETJOBS_DEVICES: "mqtt" or "sim" (not used yet)
+	MQTTURL        string        // FLEETJOBS_MQTT_URL: empty means the embedded broker (not used yet)
+	MQTTAddr       string        // FLEETJOBS_MQTT_ADDR (not used yet)
+	APIKeys        []APIKey      // FLEETJOBS_API_KEYS (not used yet)
+	LogLevel       zapcore.Level // FLEETJOBS_LOG_LEVEL
+
+	// MaxAppendSize bounds one append to the embedded store (--max-append-size
+	// only: a tuning knob, not part of the documented environment).
+	MaxAppendSize int
+}
+
+// APIKey is one entry of FLEETJOBS_API_KEYS.
+type APIKey struct {
+	Key  string
+	Role string // operator, auditor or admin
+}
+
+// roles lists the roles an API key may have.
+func roles() []string { return []string{"operator", "auditor", "admin"} }
+
+// EventStoreDir is where the embedded event store keeps its data.
+func (c Config) EventStoreDir() string { return filepath.Join(c.DataDir, "eventstore") }
+
+// setting is one configuration value: its variable, its flag, its default
+// and how it is checked and stored.
+type setting struct {
+	env, flag, def, usage string
+	set                   func(c *Config, v string) error
+}
+
+// settings is API.md's configuration table, in its order. It is a function,
+// not a package variable: no package-level mutable state.
+func settings() []setting {
+	return []setting{
+		{"FLEETJOBS_HTTP_ADDR", "http-addr", "127.0.0.1:8080", "HTTP listen address (host:port)",
+			func(c *Config, v string) error { c.HTTPAddr = v; return checkHostPort(v) }},
+		{"FLEETJOBS_DATA_DIR", "data-dir", "./data", "where embedded parts keep their files",
+			func(c *Config, v string) error {
+				if v == "" {
+					return errors.New("must not be empty")
+				}
+				c.DataDir = v
+				return nil
+			}},
+		{"FLEETJOBS_EVENTSTORE_URL", "eventstore-url", "", "KurrentDB connection string, e.g. esdb://127.0.0.1:2113?tls=false; empty: the embedded store",
+			func(c *Config, v string) error {
+				c.EventStoreURL = v
+				if v == "" {
+					return nil
+				}
+				if !strings.HasPrefix(v, "esdb://") && !strings.HasPrefix(v, "esdb+discover://") {
+					return errors.New("want an esdb:// or esdb+discover:// connection string")
+				}
+				_, err := esdb.ParseConnectionString(v)
+				return err
+			}},
+		{"FLEETJOBS_EVENTSTORE_ADDR", "eventstore-addr", "127.0.0.1:2113", "where the embedded event store listens (host:port)",
+			func(c *Config, v string) error { c.EventStoreAddr = v; return checkHostPort(v) }},
+		{"FLEETJOBS_REDIS_URL", "redis-url", "", "Redis URL, e.g. redis://127.0.0.1:6379/0; empty: embedded",
+			func(c *Config, v string) error {
+				c.RedisURL = v
+				if v == "" {
+					return nil
+				}
+				_, err := redis.ParseURL(v)
+				return err
+			}},
+		{"FLEETJOBS_DEVICES", "devices", "mqtt", "device transport: mqtt or sim",
+			func(c *Config, v string) error {
+				c.Devices = v
+				if v != "mqtt" && v != "sim" {
+					return errors.New("want mqtt or sim")
+				}
+				return nil
+			}},
+		{"FLEETJOBS_MQTT_URL", "mqtt-url", "", "MQTT broker URL, e.g. mqtt://127.0.0.1:1883; empty: embedded broker",
+			func(c *Config, v string) error { c.MQTTURL = v; return checkMQTTURL(v) }},
+		{"FLEETJOBS_MQTT_ADDR", "mqtt-addr", "127.0.0.1:1884", "where the embedded MQTT broker listens (host:port)",
+			func(c *Config, v string) error { c.MQTTAddr = v; return checkHostPort(v) }},
+		{"FLEETJOBS_API_KEYS", "api-keys", "", "API keys, key:role,... with role operator, auditor or admin",
+			func(c *Config, v string) error {
+				keys, err := parseAPIKeys(v)
+				c.APIKeys = keys
+				return err
+			}},
+		{"FLEETJOBS_LOG_LEVEL", "log-level", "info", "log level: debug, info, warn or error",
+			func(c *Config, v string) error {
+				l, err := zapcore.ParseLevel(v)
+				c.LogLevel = l
+				return err
+			}},
+	}
+}
+
+// serveFlags is serve's flag set: one flag per setting, defaulting to its
+// variable when set, plus the tuning flags.
+type serveFlags struct {
+	fs        *flag.FlagSet
+	values    map[string]*string // by variable name
+	maxAppend *int
+}
+
+func newServeFlags(getenv func(string) string) serveFlags {
+	f := serveFlags{fs: newFlagSet("serve"), values: make(map[string]*string)}
+	for _, s := range settings() {
+		def := s.def
+		if v, ok := lookup(getenv, s.env); ok {
+			def = v
+		}
+		f.values[s.env] = f.fs.String(s.flag, def, s.usage+" ($"+s.env+")")
+	}
+	f.maxAppend = f.fs.Int("max-append-size", defaultMaxAppendSize, "largest append the embedded event store accepts, in bytes")
+	return f
+}
+
+// LoadConfig reads serve's configuration from the environment (getenv) and
+// the command line (args, after "serve"). Bad flags and bad values are usage
+// errors naming the variable and the flag; --help is flag.ErrHelp.
+func LoadConfig(args []string, getenv func(string) string) (Config, error) {
+	f := newServeFlags(getenv)
+	if err := parseFlags(f.fs, args); err != nil {
+		return Config{}, err
+	}
+	var c Config
+	for _, s := range settings() {
+		v := *f.values[s.env]
+		if err := s.set(&c, v); err != nil {
+			return Config{}, usageErrorf("invalid %s (--%s) %q: %v", s.env, s.flag, redact(s.env, v), err)
+		}
+	}
+	if *f.maxAppend <= 0 {
+		return Config{}, usageErrorf("invalid --max-append-size %d: must be positive", *f.maxAppend)
+	}
+	c.MaxAppendSize = *f.maxAppend
+	return c, nil
+}
+
+// lookup treats a variable set to "" as unset: an empty assignment in a
+// compose file or unit means "default", not "empty".
+func lookup(getenv func(string) string, key string) (string, bool) {
+	v := getenv(key)
+	return v, v != ""
+}
+
+// redact keeps secrets out of error messages.
+func redact(env, v string) string {
+	if env == "FLEETJOBS_API_KEYS" {
+		return "<redacted>"
+	}
+	return v
+}
+
+func checkHostPort(v string) error {
+	// An empty host means every interface, which net.Listen accepts.
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return fmt.Errorf("want host:port: %w", err)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port %q: want a number from 0 to 65535", port)
+	}
+	return nil
+}
+
+func checkMQTTURL(v string) error {
+	if v == "" {
+		return nil
+	}
+	u, err := url.Parse(v)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains([]string{"mqtt", "mqtts", "tcp", "ssl", "ws", "wss"}, u.Scheme) {
+		return fmt.Errorf("scheme %q: want mqtt, mqtts, tcp, ssl, ws or wss", u.Scheme)
+	}
+	if u.Host == "" {
+		return errors.New("no host")
+	}
+	return nil
+}
+
+func parseAPIKeys(v string) ([]APIKey, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, nil
+	}
+	var keys []APIKey
+	seen := make(map[string]bool)
+	for i, item := range strings.Split(v, ",") {
+		key, role, ok := strings.Cut(strings.TrimSpace(item), ":")
+		switch {
+		case !ok || key == "":
+			return nil, fmt.Errorf("entry %d: want key:role", i+1)
+		case !slices.Contains(roles(), role):
+			return nil, fmt.Errorf("entry %d: role %q: want one of %s", i+1, role, strings.Join(roles(), ", "))
+		case seen[key]:
+			return nil, fmt.Errorf("entry %d: key listed twice", i+1)
+		}
+		seen[key] = true
+		keys = append(keys, APIKey{Key: key, Role: role})
+	}
+	return keys, nil
+}
+
+// usageError is a mistake on the command line or in the environment: exit
+// status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usageErrorf(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// newFlagSet makes a subcommand's flag set. Its output is discarded: parse
+// errors and --help are reported by run, to the right stream.
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("fleetjobs "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+// parseFlags parses args and refuses positional arguments.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageErrorf("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}

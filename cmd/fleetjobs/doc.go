@@ -1,0 +1,15 @@
+// Command fleetjobs is the fleetjobs service and its tools, in one binary:
+//
+//	fleetjobs serve        the service (HTTP, embedded event store unless FLEETJOBS_EVENTSTORE_URL is set)
+//	fleetjobs eventstore   only the embedded KurrentDB-compatible event store
+//	fleetjobs version      the version
+//
+// It owns all the wiring, in the shape of benbjohnson/wtf: Main (serve) and
+// EventStoreMain (eventstore) build every component from their Config, start
+// them with Run and stop them, in dependency order, with Close; main only
+// parses the command line, waits for SIGINT/SIGTERM and maps errors to exit
+// statuses (0 success, 1 failure, 2 bad usage). There is no package-level
+// mutable state: configuration, logger and clock are fields of Main.
+//
+// It may import every package of the project; nothing imports it.
+package main

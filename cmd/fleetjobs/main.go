@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, stop, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+// run executes one command line and returns the exit status. stopSignals is
+// called once a shutdown has begun, so that a second SIGINT kills at once.
+func run(ctx context.Context, stopSignals func(), args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, topUsage())
+		return exitUsage
+	}
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "help", "-h", "-help", "--help":
+		if len(rest) > 0 {
+			return run(ctx, stopSignals, []string{rest[0], "--help"}, getenv, stdout, stderr)
+		}
+		fmt.Fprint(stdout, topUsage())
+		return exitOK
+	case "serve":
+		err = runServe(ctx, stopSignals, rest, getenv, stderr)
+	case "eventstore":
+		err = runEventStore(ctx, stopSignals, rest, getenv, stderr)
+	case "version":
+		err = runVersion(rest, stdout)
+	default:
+		fmt.Fprintf(stderr, "fleetjobs: unknown command %q\nRun 'fleetjobs --help' for usage.\n", cmd)
+		return exitUsage
+	}
+
+	var uerr *usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, commandUsage(cmd))
+		return exitOK
+	case errors.As(err, &uerr):
+		fmt.Fprintf(stderr, "fleetjobs %s: %v\nRun 'fleetjobs %s --help' for usage.\n", cmd, err, cmd)
+		return exitUsage
+	default:
+		fmt.Fprintf(stderr, "fleetjobs %s: %v\n", cmd, err)
+		return exitFail
+	}
+}
+
+// topUsage is the text of `fleetjobs --help`.
+func topUsage() string {
+	return `fleetjobs runs bulk jobs on fleets of IoT devices.
+
+Usage:
+  fleetjobs <command> [flags]
+
+Commands:
+  serve        run the service: HTTP API, with the embedded event store unless
+               FLEETJOBS_EVENTSTORE_URL points at a KurrentDB
+  eventstore   run only the embedded KurrentDB-compatible event store
+  version      print the version
+
+Run 'fleetjobs <command> --help' for a command's flags.
+
+Environment (each variable also has a flag on 'serve'):
+` + envUsage() + `
+Exit status: 0 success, 1 failure, 2 bad usage.
+`
+}
+
+func envUsage() string {
+	var b strings.Builder
+	for _, s := range settings() {
+		if s.def == "" {
+			fmt.Fprintf(&b, "  %-26s %s\n", s.env, s.usage)
+			continue
+		}
+		fmt.Fprintf(&b, "  %-26s %s (default %s)\n", s.env, s.usage, s.def)
+	}
+	return b.String()
+}
+
+// commandUsage is the text of `fleetjobs <cmd> --help`.
+func commandUsage(cmd string) string {
+	var fs *flag.FlagSet
+	var head string
+	switch cmd {
+	case "serve":
+		head = "Usage: fleetjobs serve [flags]\n\nRuns the service. Every flag defaults to its FLEETJOBS_* variable, if set.\nSIGINT or SIGTERM shuts it down cleanly.\n\nFlags:\n"
+		fs = newServeFlags(func(string) string { return "" }).fs
+	case "eventstore":
+		head = "Usage: fleetjobs eventstore [flags]\n\nRuns only the embedded KurrentDB-compatible event store, for other programs\nand tools to use (esdb://HOST:PORT?tls=false). SIGINT or SIGTERM shuts it\ndown cleanly.\n\nFlags:\n"
+		fs, _ = eventStoreFlags(func(string) string { return "" })
+	case "version":
+		return "Usage: fleetjobs version\n\nPrints the version of fleetjobs and of the event store protocol it serves.\n"
+	default:
+		return topUsage()
+	}
+	var b strings.Builder
+	b.WriteString(head)
+	fs.SetOutput(&b)
+	fs.PrintDefaults()
+	return b.String()
+}

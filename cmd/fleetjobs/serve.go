@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/fleetjobs/fleetjobs/eventstore"
+	"github.com/fleetjobs/fleetjobs/eventstore/server"
+	"github.com/fleetjobs/fleetjobs/eventstore/server/store"
+	fjhttp "github.com/fleetjobs/fleetjobs/http"
+)
+
+const defaultMaxAppendSize = server.DefaultMaxAppendSize
+
+// shutdownTimeout bounds how long in-flight HTTP requests may take to finish
+// once a shutdown has begun.
+const shutdownTimeout = 15 * time.Second
+
+// Main is the `fleetjobs serve` program: it builds every component from a
+// Config, runs them, and closes them in order. Tests run it in-process the
+// way main does: Run, wait, Close.
+type Main struct {
+	Config Config
+	Logger *zap.Logger
+	Now    func() time.Time // the clock stamped on events; nil means time.Now
+
+	store  *server.Embedded   // nil when FLEETJOBS_EVENTSTORE_URL is set
+	events *eventstore.Client // the official client, the only way to the event log
+	http   *fjhttp.Server     // the HTTP edge
+	closed bool
+}
+
+// NewMain returns a Main for cfg that logs to logger.
+func NewMain(cfg Config, logger *zap.Logger) *Main {
+	return &Main{Config: cfg, Logger: logger, Now: time.Now}
+}
+
+// Run starts the components and returns once they serve: the embedded event
+// store (unless an external one is configured), the event store client, the
+// HTTP server. On error, what was started is closed again.
+func (m *Main) Run(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, m.Close())
+		}
+	}()
+	cfg := m.Config
+	url := cfg.EventStoreURL
+	if url == "" {
+		dir := cfg.EventStoreDir()
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return fmt.Errorf("create data directory %s: %w", dir, err)
+		}
+		m.store, err = server.Start(ctx, server.Options{
+			Dir:           dir,
+			Listen:        cfg.EventStoreAddr,
+			MaxAppendSize: cfg.MaxAppendSize,
+			Logger:        m.Logger.Named("eventstore"),
+			Now:           m.Now,
+		})
+		if err != nil {
+			return eventStoreStartError(dir, err)
+		}
+		url = m.store.URL()
+		m.Logger.Info("embedded event store listening", zap.String("addr", m.store.Addr()), zap.String("url", url), zap.String("dir", dir))
+	}
+
+	m.events, err = eventstore.Dial(url, eventstore.WithLogger(m.Logger.Named("esdb")), eventstore.WithClock(m.Now))
+	if err != nil {
+		return fmt.Errorf("event store client: %w", err)
+	}
+
+	m.noteUnused()
+
+	m.http = fjhttp.NewServer(fjhttp.Config{
+		Addr:   cfg.HTTPAddr,
+		Logger: m.Logger.Named("http"),
+		Checks: []fjhttp.Check{{Name: "event log", Check: m.events.Ping}},
+	})
+	if err := m.http.Open(); err != nil {
+		m.http = nil
+		return err
+	}
+	m.Logger.Info("serving HTTP", zap.String("addr", m.http.Addr()), zap.String("url", m.http.URL()))
+	return nil
+}
+
+// eventStoreStartError says plainly when the data directory is taken, the
+// usual mistake (a second instance on the same data).
+func eventStoreStartError(dir string, err error) error {
+	if errors.Is(err, store.ErrLocked) {
+		return fmt.Errorf("data directory %s is in use by another process (another fleetjobs serve or eventstore?): %w", dir, err)
+	}
+	return fmt.Errorf("embedded event store in %s: %w", dir, err)
+}
+
+// noteUnused reports the settings that are validated but not used yet, so
+// that nobody believes they took effect.
+func (m *Main) noteUnused() {
+	c := m.Config
+	if c.EventStoreURL != "" {
+		m.Logger.Info("using an external event store", zap.String("url", c.EventStoreURL))
+	}
+	if c.RedisURL != "" || c.MQTTURL != "" || len(c.APIKeys) > 0 || c.Devices != "mqtt" {
+		m.Logger.Info("read models, device transports and API keys are not implemented yet: their settings are validated but unused",
+			zap.Bool("redis_url_set", c.RedisURL != ""),
+			zap.Bool("mqtt_url_set", c.MQTTURL != ""),
+			zap.String("devices", c.Devices),
+			zap.Int("api_keys", len(c.APIKeys)))
+	}
+}
+
+// HTTPURL is the base URL of the HTTP server, once Run succeeded.
+func (m *Main) HTTPURL() string { return m.http.URL() }
+
+// EventStoreURL is the connection string of the event log in use, once Run
+// succeeded.
+func (m *Main) EventStoreURL() string {
+	if m.store != nil {
+		return m.store.URL()
+	}
+	return m.Config.EventStoreURL
+}
+
+// HTTPErr delivers an error if the HTTP server stops on its own.
+func (m *Main) HTTPErr() <-chan error {
+	if m.http == nil {
+		return nil
+	}
+	return m.http.Err()
+}
+
+// Close shuts down in dependency order: stop accepting HTTP requests and let
+// those in flight finish, close the event store client, close the embedded
+// store (which ends its subscriptions and lets in-flight appends finish).
+// It is safe to call more than once.
+func (m *Main) Close() error {
+	if m.closed {
+		return nil
+	}
+	m.closed = true
+	var errs []error
+	if m.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		errs = append(errs, m.http.Shutdown(ctx))
+		cancel()
+	}
+	if m.events != nil {
+		errs = append(errs, m.events.Close())
+	}
+	if m.store != nil {
+		if err := m.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close embedded event store: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// runServe is `fleetjobs serve`.
+func runServe(ctx context.Context, stopSignals func(), args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := LoadConfig(args, getenv)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(stderr, cfg.LogLevel)
+	defer func() { _ = logger.Sync() }()
+
+	m := NewMain(cfg, logger)
+	if err := m.Run(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down", zap.String("reason", "signal"))
+	case err := <-m.HTTPErr():
+		logger.Error("HTTP server stopped", zap.Error(err))
+		return errors.Join(err, m.Close())
+	}
+	stopSignals()
+	if err := m.Close(); err != nil {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}
