@@ -17,6 +17,9 @@ type Log interface {
 	ReadAll(ctx context.Context, from uint64, backwards bool, fn store.ReadFunc) error
 	Delete(ctx context.Context, stream string, exp store.Expected) (store.DeleteResult, error)
 	Tombstone(ctx context.Context, stream string, exp store.Expected) (store.DeleteResult, error)
+	// TombstoneRecord returns the "$streamDeleted" record of a tombstoned
+	// stream (a stream subscription delivers it before failing, §6).
+	TombstoneRecord(ctx context.Context, stream string) (store.Record, error)
 	Head() uint64
 	Changed() <-chan struct{}
 }

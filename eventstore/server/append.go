@@ -41,6 +41,17 @@ func (h *streamsService) Append(stream streams.Streams_AppendServer) error {
 		return err
 	}
 
+	// Wait for an append slot before buffering any event: the number of
+	// appends holding events in memory, hence that memory, stays bounded.
+	select {
+	case s.appendSlots <- struct{}{}:
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	case <-s.ctx.Done():
+		return status.Error(codes.Unavailable, "event store is shutting down")
+	}
+	defer func() { <-s.appendSlots }()
+
 	var events []store.Proposed
 	size := 0
 	for {
@@ -83,13 +94,14 @@ func (h *streamsService) Append(stream streams.Streams_AppendServer) error {
 }
 
 // proposedFromProto validates one proposed event: a real, non-nil UUID, and
-// the "type" and "content-type" metadata KurrentDB requires (§3). The
-// content type must be one the Log can store faithfully: it keeps only an
-// is-JSON flag, so any other type would read back changed.
+// the "type" and "content-type" metadata KurrentDB requires (§3). Like
+// KurrentDB, any content type is accepted and only an is-JSON flag is kept:
+// exactly "application/json" is JSON, anything else reads back as
+// "application/octet-stream". An empty content type counts as missing.
 func proposedFromProto(ctx context.Context, msg *streams.AppendReq_ProposedMessage) (store.Proposed, error) {
 	typ, hasType := msg.GetMetadata()[metaType]
 	ct, hasCT := msg.GetMetadata()[metaContentType]
-	if !hasType || !hasCT {
+	if !hasType || !hasCT || ct == "" {
 		return store.Proposed{}, withTrailer(ctx,
 			status.Error(codes.InvalidArgument, "Required metadata properties are missing: type, content-type"),
 			trailerException, exceptionMissingMetadata, trailerRequiredMetadata, metaType+","+metaContentType)
@@ -97,15 +109,7 @@ func proposedFromProto(ctx context.Context, msg *streams.AppendReq_ProposedMessa
 	if typ == "" {
 		return store.Proposed{}, invalidArgument("event type is empty")
 	}
-	var isJSON bool
-	switch ct {
-	case contentTypeJSON:
-		isJSON = true
-	case contentTypeBinary:
-	default:
-		return store.Proposed{}, invalidArgument("unsupported content type %q (want %s or %s)",
-			ct, contentTypeJSON, contentTypeBinary)
-	}
+	isJSON := ct == contentTypeJSON
 	id, err := uuidFromProto(msg.GetId())
 	if err != nil {
 		return store.Proposed{}, err

@@ -2,10 +2,13 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
+	"net"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/shared"
@@ -17,6 +20,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/fleetjobs/fleetjobs/eventstore/server"
+	"github.com/fleetjobs/fleetjobs/eventstore/server/store"
 )
 
 func TestAppendRefusesBadInput(t *testing.T) {
@@ -71,7 +75,7 @@ func TestAppendRefusesBadInput(t *testing.T) {
 		{name: "missing content type", msgs: []*streams.AppendReq{appendOptions("s"), withMeta(map[string]string{"type": "T"})}, code: codes.InvalidArgument, trailers: missingMeta},
 		{name: "no metadata", msgs: []*streams.AppendReq{appendOptions("s"), withMeta(nil)}, code: codes.InvalidArgument, trailers: missingMeta},
 		{name: "empty type", msgs: []*streams.AppendReq{appendOptions("s"), withMeta(map[string]string{"type": "", "content-type": "application/json"})}, code: codes.InvalidArgument},
-		{name: "unknown content type", msgs: []*streams.AppendReq{appendOptions("s"), withMeta(map[string]string{"type": "T", "content-type": "text/plain"})}, code: codes.InvalidArgument},
+		{name: "empty content type", msgs: []*streams.AppendReq{appendOptions("s"), withMeta(map[string]string{"type": "T", "content-type": ""})}, code: codes.InvalidArgument, trailers: missingMeta},
 		{name: "bad event after good ones", msgs: []*streams.AppendReq{appendOptions("s"), proposed([]byte("a")), proposed([]byte("b")), withID(nil)}, code: codes.InvalidArgument},
 		{name: "one event over the append size", msgs: []*streams.AppendReq{appendOptions("s"), proposed(make([]byte, 1001))}, code: codes.InvalidArgument, trailers: tooBig},
 		{name: "events summing over the append size", msgs: []*streams.AppendReq{appendOptions("s"), proposed(make([]byte, 400)), proposed(make([]byte, 400)), proposed(make([]byte, 400))}, code: codes.InvalidArgument, trailers: tooBig},
@@ -232,5 +236,170 @@ func TestWrongExpectedVersionBodyFillsLegacyFields(t *testing.T) {
 	want := []any{uint64(0), uint64(0), true, ^uint64(0)}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("wrong expected version body (-want +got):\n%s", diff)
+	}
+}
+
+func TestAnyContentTypeIsAcceptedAndReadsBackAsJSONOrBinary(t *testing.T) {
+	ts := MustStart(t, server.Options{InMemory: true})
+	c := MustConn(t, ts.Addr)
+	ctx := testContext(t)
+
+	// KurrentDB keeps only an is-JSON flag: exactly "application/json" is
+	// JSON, every other content type reads back as octet-stream.
+	sent := []string{"application/json", "application/octet-stream", "text/plain", "application/json; charset=utf-8", "Application/JSON", "x"}
+	msgs := []*streams.AppendReq{appendOptions("ct")}
+	for _, ct := range sent {
+		m := proposed([]byte("{}"))
+		m.GetProposedMessage().Metadata = map[string]string{"type": "T", "content-type": ct}
+		msgs = append(msgs, m)
+	}
+	resp, _, err := rawAppend(ctx, c, msgs)
+	if err != nil || resp.GetSuccess() == nil {
+		t.Fatalf("append: %v, %v", resp, err)
+	}
+	read, _, err := rawRead(ctx, c, readAllRequest(^uint64(0)))
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	var got []string
+	for _, m := range read {
+		got = append(got, m.GetEvent().GetEvent().GetMetadata()["content-type"])
+	}
+	want := []string{"application/json", "application/octet-stream", "application/octet-stream",
+		"application/octet-stream", "application/octet-stream", "application/octet-stream"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("content types read back (-want +got):\n%s", diff)
+	}
+}
+
+func TestStringEventIDForms(t *testing.T) {
+	ts := MustStart(t, server.Options{InMemory: true})
+	c := MustConn(t, ts.Addr)
+	id := uuid.MustParse("0b1e9c5a-7d3f-4a2b-9c8d-1e2f3a4b5c6d")
+	tests := []struct {
+		form string
+		ok   bool
+	}{
+		{"0b1e9c5a-7d3f-4a2b-9c8d-1e2f3a4b5c6d", true},
+		{"0B1E9C5A-7D3F-4A2B-9C8D-1E2F3A4B5C6D", true},
+		{"0b1e9c5a7d3f4a2b9c8d1e2f3a4b5c6d", true},
+		{"{0b1e9c5a-7d3f-4a2b-9c8d-1e2f3a4b5c6d}", true},
+		{"(0b1e9c5a-7d3f-4a2b-9c8d-1e2f3a4b5c6d)", true},
+		{"x0b1e9c5a-7d3f-4a2b-9c8d-1e2f3a4b5c6dx", false}, // uuid.Parse alone accepts this
+		{"{0b1e9c5a-7d3f-4a2b-9c8d-1e2f3a4b5c6d)", false},
+		{"urn:uuid:0b1e9c5a-7d3f-4a2b-9c8d-1e2f3a4b5c6d", false},
+		{"0b1e9c5a-7d3f-4a2b-9c8d-1e2f3a4b5c6", false},
+		{"0b1e9c5a+7d3f-4a2b-9c8d-1e2f3a4b5c6d", false},
+		{"0g1e9c5a-7d3f-4a2b-9c8d-1e2f3a4b5c6d", false},
+		{"", false},
+	}
+	for i, tt := range tests {
+		t.Run(tt.form, func(t *testing.T) {
+			m := proposed([]byte("x"))
+			m.GetProposedMessage().Id = &shared.UUID{Value: &shared.UUID_String_{String_: tt.form}}
+			stream := "uuid-" + strconv.Itoa(i)
+			_, _, err := rawAppend(testContext(t), c, []*streams.AppendReq{appendOptions(stream), m})
+			if !tt.ok {
+				if status.Code(err) != codes.InvalidArgument {
+					t.Fatalf("append: got %v, want InvalidArgument", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("append: %v", err)
+			}
+			req := readAllRequest(1)
+			req.Options.StreamOption = &streams.ReadReq_Options_Stream{Stream: &streams.ReadReq_Options_StreamOptions{
+				StreamIdentifier: &shared.StreamIdentifier{StreamName: []byte(stream)},
+				RevisionOption:   &streams.ReadReq_Options_StreamOptions_Start{Start: &shared.Empty{}},
+			}}
+			req.Options.UuidOption = &streams.ReadReq_Options_UUIDOption{Content: &streams.ReadReq_Options_UUIDOption_String_{String_: &shared.Empty{}}}
+			msgs, _, err := rawRead(testContext(t), c, req)
+			if err != nil || len(msgs) != 1 {
+				t.Fatalf("read back: %v, %v", msgs, err)
+			}
+			if got := msgs[0].GetEvent().GetEvent().GetId().GetString_(); got != id.String() {
+				t.Fatalf("id read back as %q, want %q", got, id)
+			}
+		})
+	}
+}
+
+func TestAppendsBeyondTheSlotLimitWaitForASlot(t *testing.T) {
+	st, err := store.Open(store.Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(st, server.Config{MaxConcurrentAppends: 2})
+	var lc net.ListenConfig
+	lis, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	t.Cleanup(func() {
+		srv.Shutdown()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		if err := st.Close(); err != nil {
+			t.Errorf("close store: %v", err)
+		}
+	})
+	c := MustConn(t, lis.Addr().String())
+	ctx := testContext(t)
+
+	// Two appends take both slots: their first event is sent, and they
+	// never end on their own.
+	stalled := make([]streams.Streams_AppendClient, 2)
+	for i := range stalled {
+		a, err := c.Append(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range []*streams.AppendReq{appendOptions("stalled"), proposed([]byte("s"))} {
+			if err := a.Send(m); err != nil {
+				t.Fatalf("send: %v", err)
+			}
+		}
+		stalled[i] = a
+	}
+
+	// Probe until an append cannot get a slot. Probes that ran before the
+	// stalled appends took their slots succeed; a probe refused for lack of
+	// a slot must have written nothing.
+	written := 2
+	blocked := false
+	for try := 0; try < 50 && !blocked; try++ {
+		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		_, _, err := rawAppend(pctx, c, []*streams.AppendReq{appendOptions("probe"), proposed([]byte("p"))})
+		cancel()
+		switch status.Code(err) {
+		case codes.OK:
+			written++
+		case codes.DeadlineExceeded:
+			blocked = true
+		default:
+			t.Fatalf("probe append: %v", err)
+		}
+	}
+	if !blocked {
+		t.Fatal("every probe append went through while all append slots were taken")
+	}
+
+	// One stalled append finishes: its slot goes to the next append.
+	if _, err := stalled[0].CloseAndRecv(); err != nil {
+		t.Fatalf("finish stalled append: %v", err)
+	}
+	if _, _, err := rawAppend(ctx, c, []*streams.AppendReq{appendOptions("after"), proposed([]byte("a"))}); err != nil {
+		t.Fatalf("append after a slot freed: %v", err)
+	}
+	if _, err := stalled[1].CloseAndRecv(); err != nil {
+		t.Fatalf("finish stalled append: %v", err)
+	}
+	written++
+	if n := MustCountAll(t, c); n != written {
+		t.Fatalf("$all holds %d events, want %d", n, written)
 	}
 }

@@ -13,11 +13,12 @@ import (
 // Embedded is a running event store: the Pebble-backed log and the gRPC
 // server in front of it.
 type Embedded struct {
-	addr    string
-	logger  *zap.Logger
-	srv     *Server
-	store   storeCloser
-	serving chan struct{} // closed when Serve has returned
+	addr     string
+	logger   *zap.Logger
+	srv      *Server
+	store    storeCloser
+	serving  chan struct{} // closed when Serve has returned
+	serveErr error         // Serve's error, set before serving is closed
 
 	closeOnce sync.Once
 	closeErr  error
@@ -68,6 +69,9 @@ func Start(ctx context.Context, opts Options) (*Embedded, error) {
 	go func() {
 		defer close(e.serving)
 		if err := e.srv.Serve(lis); err != nil {
+			// Logged now, since the process may run on without serving,
+			// and returned by Close.
+			e.serveErr = err
 			logger.Error("event store stopped serving", zap.Error(err))
 		}
 	}()
@@ -83,15 +87,21 @@ func (e *Embedded) Addr() string { return e.addr }
 func (e *Embedded) URL() string { return "esdb://" + e.addr + "?tls=false" }
 
 // Close stops accepting connections, ends subscriptions, lets in-flight
-// appends finish, then closes the log. It is safe to call more than once;
-// every call returns the first call's result.
+// appends finish, then closes the log. Its error also reports a listener
+// failure that had stopped the server earlier. It is safe to call more
+// than once; every call returns the first call's result.
 func (e *Embedded) Close() error {
 	e.closeOnce.Do(func() {
 		e.srv.Shutdown()
 		<-e.serving
-		if err := e.store.Close(); err != nil {
-			e.closeErr = fmt.Errorf("close event store: %w", err)
+		var serveErr, storeErr error
+		if e.serveErr != nil {
+			serveErr = fmt.Errorf("event store stopped serving: %w", e.serveErr)
 		}
+		if err := e.store.Close(); err != nil {
+			storeErr = fmt.Errorf("close event store: %w", err)
+		}
+		e.closeErr = errors.Join(serveErr, storeErr)
 	})
 	return e.closeErr
 }

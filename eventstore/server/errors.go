@@ -39,10 +39,39 @@ func invalidArgument(format string, args ...any) error {
 // grpc.SetTrailer works for streaming calls too, as long as ctx derives from
 // the call's context.
 func withTrailer(ctx context.Context, err error, kv ...string) error {
+	for i := 1; i < len(kv); i += 2 {
+		kv[i] = headerSafe(kv[i])
+	}
 	// SetTrailer fails only when the call is already finished; the status
 	// still goes out (or nowhere), so there is nothing better to do.
 	_ = grpc.SetTrailer(ctx, metadata.Pairs(kv...))
 	return err
+}
+
+// headerSafe percent-encodes the bytes an HTTP/2 header value cannot hold:
+// control characters other than tab, and DEL. A stream name may contain
+// anything, and one invalid trailer makes the client drop all of them: it
+// would then see an Internal error instead of, say, stream-deleted. Every
+// other name, '%' included, goes out unchanged.
+func headerSafe(v string) string {
+	safe := func(b byte) bool { return (b >= ' ' || b == '\t') && b != 0x7f }
+	clean := true
+	for i := 0; i < len(v) && clean; i++ {
+		clean = safe(v[i])
+	}
+	if clean {
+		return v
+	}
+	const hex = "0123456789ABCDEF"
+	out := make([]byte, 0, len(v)+8)
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; safe(b) {
+			out = append(out, b)
+		} else {
+			out = append(out, '%', hex[b>>4], hex[b&0xf])
+		}
+	}
+	return string(out)
 }
 
 // streamDeleted is the status of every operation on a tombstoned stream.

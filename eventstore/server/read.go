@@ -25,6 +25,11 @@ import (
 const (
 	pageRecords = 256
 	pageBytes   = 4 << 20
+	// retainBytes is the page buffer a subscription keeps between short
+	// pages: a live subscription reads a few records at a time for hours
+	// after a catch-up that grew its buffer to a full page (or one huge
+	// record), and should not pin that memory all along.
+	retainBytes = 64 << 10
 )
 
 // Server-side filter defaults (§6): the client's default search window is
@@ -33,12 +38,6 @@ const defaultSearchWindow = 32
 
 // linkEventType is the type of a link event; its data is "rev@stream" (§2).
 const linkEventType = "$>"
-
-// tombstoneSearchLimit bounds the backward scan of $all for a tombstoned
-// stream's "$streamDeleted" record, which a subscription delivers before it
-// fails (§6). The Log refuses stream reads of a tombstoned stream, so the
-// record can only be found in $all; it is almost always near the head.
-const tombstoneSearchLimit = 10000
 
 // startKind is where a read or subscription starts.
 type startKind uint8
@@ -271,6 +270,7 @@ type reader struct {
 	ctx  context.Context
 	req  *readRequest
 	page pager
+	msg  *eventMessage // reused for every event sent
 }
 
 // name is the stream the call reads, for errors and logs.
@@ -302,18 +302,17 @@ func (rd *reader) done() error {
 
 // sendEvent sends one record, resolving a link when asked (§2).
 func (rd *reader) sendEvent(rec *store.Record) error {
-	ev := &streams.ReadResp_ReadEvent{
-		Position: &streams.ReadResp_ReadEvent_CommitPosition{CommitPosition: rec.Position},
+	if rd.msg == nil {
+		rd.msg = newEventMessage(rd.req.uuidString)
 	}
+	var resp *streams.ReadResp
 	if rd.req.resolveLinks && rec.Type == linkEventType {
-		ev.Link = recordedEvent(rec, rd.req.uuidString)
-		if target, ok := rd.resolveLink(rec.Data); ok {
-			ev.Event = recordedEvent(target, rd.req.uuidString)
-		}
+		target, _ := rd.resolveLink(rec.Data)
+		resp = rd.msg.fill(target, rec)
 	} else {
-		ev.Event = recordedEvent(rec, rd.req.uuidString)
+		resp = rd.msg.fill(rec, nil)
 	}
-	if err := rd.out.Send(&streams.ReadResp{Content: &streams.ReadResp_Event{Event: ev}}); err != nil {
+	if err := rd.out.Send(resp); err != nil {
 		return rd.fail("send", err)
 	}
 	return nil
@@ -666,26 +665,19 @@ func (rd *reader) revisionAfter(floor uint64) (uint64, error) {
 
 // tombstoned ends a stream subscription on a tombstoned stream the way
 // KurrentDB does: the "$streamDeleted" event, then the stream-deleted status.
+// The metastream of a tombstoned stream has no such event of its own. The
+// event is found by an exact index lookup, however far back it lies.
 func (rd *reader) tombstoned() error {
 	name := rd.req.stream
-	if !strings.HasPrefix(name, "$$") {
-		var tomb *store.Record
-		scanned := 0
-		err := rd.s.log.ReadAll(rd.ctx, store.End, true, func(rec store.Record) bool {
-			if rec.Stream == name && rec.Type == store.TypeStreamDeleted {
-				tomb = cloneRecord(rec)
-				return false
-			}
-			scanned++
-			return scanned < tombstoneSearchLimit
-		})
-		if err != nil {
-			return rd.fail("subscribe", err)
-		}
-		if tomb != nil {
-			if err := rd.sendEvent(tomb); err != nil {
-				return err
-			}
+	tomb, err := rd.s.log.TombstoneRecord(rd.ctx, name)
+	switch {
+	case errors.Is(err, store.ErrStreamNotFound):
+		// A metastream: deleted through its owner, nothing to deliver.
+	case err != nil:
+		return rd.fail("subscribe", err)
+	default:
+		if err := rd.sendEvent(&tomb); err != nil {
+			return err
 		}
 	}
 	return streamDeleted(rd.ctx, name)
@@ -701,6 +693,9 @@ type pager struct {
 // read returns up to limit records (and about pageBytes of payload) from
 // from; full reports that it stopped at a limit, so more may follow.
 func (p *pager) read(ctx context.Context, log Log, all bool, stream string, from uint64, backwards bool, limit int) ([]store.Record, bool, error) {
+	// Clear the previous page's records: their slices point into the
+	// previous buffers, which must not stay reachable once released.
+	clear(p.recs)
 	p.recs, p.buf = p.recs[:0], p.buf[:0]
 	full := false
 	fn := func(r store.Record) bool {
@@ -724,6 +719,11 @@ func (p *pager) read(ctx context.Context, log Log, all bool, stream string, from
 	}
 	if err != nil {
 		return nil, false, err
+	}
+	if !full && cap(p.buf) > retainBytes && len(p.buf) < cap(p.buf)/4 {
+		// The next read starts a fresh buffer; this page keeps the old
+		// one alive only until then.
+		p.buf = nil
 	}
 	return p.recs, full, nil
 }

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/shared"
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -550,5 +552,149 @@ func TestFilteredCountReadOfAll(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"keep-1", "keep-1", "keep-2"}, got); diff != "" {
 		t.Fatalf("filtered read (-want +got):\n%s", diff)
+	}
+}
+
+func TestSubscriptionToTombstonedStreamFindsTheTombstoneFarBack(t *testing.T) {
+	ts := MustStart(t, server.Options{InMemory: true})
+	client := MustClient(t, ts.URL)
+	ctx := testContext(t)
+	MustAppend(t, client, "gone", 1)
+	tomb, err := client.TombstoneStream(ctx, "gone", esdb.TombstoneStreamOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// More records after the tombstone than a bounded backward scan of
+	// $all would have looked at.
+	for i := 0; i < 11; i++ {
+		MustAppend(t, client, "after", 1000)
+	}
+	sub, err := client.SubscribeToStream(ctx, "gone", esdb.SubscribeToStreamOptions{From: esdb.Start{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	var got []uint64
+	for {
+		ev := sub.Recv()
+		if ev.EventAppeared != nil {
+			e := ev.EventAppeared.Event
+			if e.EventType != "$streamDeleted" {
+				t.Fatalf("unexpected event %s@%d", e.EventType, e.EventNumber)
+			}
+			got = append(got, e.Position.Commit)
+		}
+		if ev.SubscriptionDropped != nil {
+			if status.Code(ev.SubscriptionDropped.Error) != codes.FailedPrecondition {
+				t.Fatalf("dropped with %v", ev.SubscriptionDropped.Error)
+			}
+			break
+		}
+	}
+	if diff := cmp.Diff([]uint64{tomb.Position.Commit}, got); diff != "" {
+		t.Fatalf("tombstone positions delivered (-want +got):\n%s", diff)
+	}
+}
+
+// TestStalledSubscriberBlocksNobody checks §6's memory rule from the
+// outside: a subscriber that never reads holds only its own stream (HTTP/2
+// flow control stops its sends) while appends go on and other subscribers,
+// on the same connection or another, receive everything.
+func TestStalledSubscriberBlocksNobody(t *testing.T) {
+	ts := MustStart(t, server.Options{InMemory: true})
+	client := MustClient(t, ts.URL)
+	raw := MustConn(t, ts.Addr)
+	ctx := testContext(t)
+
+	subscribe := func() streams.Streams_ReadClient {
+		req := readAllRequest(0)
+		req.Options.CountOption = &streams.ReadReq_Options_Subscription{Subscription: &streams.ReadReq_Options_SubscriptionOptions{}}
+		sub, err := raw.Read(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, err := sub.Recv(); err != nil || m.GetConfirmation() == nil {
+			t.Fatalf("subscription confirmation: %v, %v", m, err)
+		}
+		return sub
+	}
+	_ = subscribe()       // stalled: never read again
+	reader := subscribe() // same connection, reads everything
+	other, err := client.SubscribeToAll(ctx, esdb.SubscribeToAllOptions{From: esdb.Start{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+
+	// Far more than every HTTP/2 window of the stalled stream can hold.
+	appends, perAppend := 24, 15
+	if testing.Short() {
+		appends = 8
+	}
+	data := bytes.Repeat([]byte{'d'}, 64<<10)
+	for i := range appends {
+		events := make([]esdb.EventData, perAppend)
+		for j := range events {
+			events[j] = esdb.EventData{EventID: uuid.New(), EventType: "Big", ContentType: esdb.ContentTypeBinary, Data: data}
+		}
+		if _, err := client.AppendToStream(ctx, "big", esdb.AppendToStreamOptions{}, events...); err != nil {
+			t.Fatalf("append %d with a stalled subscriber: %v", i, err)
+		}
+	}
+	total := appends * perAppend
+
+	seen := 0
+	for seen < total {
+		m, err := reader.Recv()
+		if err != nil {
+			t.Fatalf("same-connection subscriber after %d events: %v", seen, err)
+		}
+		if m.GetEvent() != nil {
+			seen++
+		}
+	}
+	seen = 0
+	for seen < total {
+		ev := other.Recv()
+		if ev.SubscriptionDropped != nil {
+			t.Fatalf("other subscriber dropped after %d events: %v", seen, ev.SubscriptionDropped.Error)
+		}
+		if ev.EventAppeared != nil {
+			seen++
+		}
+	}
+}
+
+func TestStreamDeletedTrailerSurvivesControlCharactersInTheName(t *testing.T) {
+	ts := MustStart(t, server.Options{InMemory: true})
+	client := MustClient(t, ts.URL)
+	c := MustConn(t, ts.Addr)
+	ctx := testContext(t)
+	for name, shown := range map[string]string{
+		"line\nbreak": "line%0Abreak",
+		"nul\x00byte": "nul%00byte",
+		"tab\tand-é%": "tab\tand-é%",
+	} {
+		if _, err := client.TombstoneStream(ctx, name, esdb.TombstoneStreamOptions{}); err != nil {
+			t.Fatalf("tombstone %q: %v", name, err)
+		}
+		// Through the client: stream deleted, not an unknown error.
+		_, err := client.TombstoneStream(ctx, name, esdb.TombstoneStreamOptions{})
+		var esErr *esdb.Error
+		if !errors.As(err, &esErr) || esErr.Code() != esdb.ErrorCodeStreamDeleted {
+			t.Errorf("tombstone %q twice: got %v, want stream deleted", name, err)
+		}
+		req := readAllRequest(10)
+		req.Options.StreamOption = &streams.ReadReq_Options_Stream{Stream: &streams.ReadReq_Options_StreamOptions{
+			StreamIdentifier: &shared.StreamIdentifier{StreamName: []byte(name)},
+			RevisionOption:   &streams.ReadReq_Options_StreamOptions_Start{Start: &shared.Empty{}},
+		}}
+		_, trailers, err := rawRead(ctx, c, req)
+		if status.Code(err) != codes.FailedPrecondition {
+			t.Errorf("read %q: got %v, want FailedPrecondition", name, err)
+		}
+		if diff := cmp.Diff([]string{shown}, trailers["stream-name"]); diff != "" {
+			t.Errorf("stream-name trailer of %q (-want +got):\n%s", name, diff)
+		}
 	}
 }

@@ -25,6 +25,17 @@ import (
 // (§1, §14); 17 MiB is also the client's own inbound limit.
 const MaxRecvMsgSize = 17 << 20
 
+// appendBufferBudget bounds the memory that appends being received may
+// buffer together: each append holds one of budget/MaxAppendSize slots (at
+// least minAppendSlots) from its first event until the Log has answered,
+// so a flood of concurrent appends waits for a slot (and HTTP/2 flow
+// control pushes back on the clients) instead of growing memory with the
+// number of callers.
+const (
+	appendBufferBudget = 256 << 20
+	minAppendSlots     = 16
+)
+
 // DefaultShutdownGrace is how long Shutdown waits for in-flight appends and
 // other unary calls before it cuts every connection.
 const DefaultShutdownGrace = 5 * time.Second
@@ -45,6 +56,9 @@ type Config struct {
 	// ShutdownGrace bounds how long Shutdown waits for in-flight calls;
 	// 0 means DefaultShutdownGrace.
 	ShutdownGrace time.Duration
+	// MaxConcurrentAppends bounds the appends buffered at once; more wait
+	// for a slot. 0 means 256 MiB / MaxAppendSize, at least 16.
+	MaxConcurrentAppends int
 }
 
 // Server is the gRPC front of a Log: Streams (Read, Append, Delete,
@@ -59,6 +73,9 @@ type Server struct {
 	grace      time.Duration
 	instanceID uuid.UUID
 	grpc       *grpc.Server
+	// appendSlots is a semaphore of appends allowed to buffer events (see
+	// appendBufferBudget).
+	appendSlots chan struct{}
 
 	// ctx is cancelled by Shutdown before the gRPC server stops: reads and
 	// subscriptions watch it, because GracefulStop would otherwise wait for
@@ -90,17 +107,22 @@ func New(log Log, cfg Config) *Server {
 	if grace <= 0 {
 		grace = DefaultShutdownGrace
 	}
+	slots := cfg.MaxConcurrentAppends
+	if slots <= 0 {
+		slots = max(appendBufferBudget/maxAppend, minAppendSlots)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		log:        log,
-		logger:     logger,
-		now:        now,
-		maxAppend:  maxAppend,
-		advertise:  cfg.AdvertiseAddr,
-		grace:      grace,
-		instanceID: uuid.New(),
-		ctx:        ctx,
-		cancel:     cancel,
+		appendSlots: make(chan struct{}, slots),
+		log:         log,
+		logger:      logger,
+		now:         now,
+		maxAppend:   maxAppend,
+		advertise:   cfg.AdvertiseAddr,
+		grace:       grace,
+		instanceID:  uuid.New(),
+		ctx:         ctx,
+		cancel:      cancel,
 	}
 	s.grpc = grpc.NewServer(
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{

@@ -159,6 +159,7 @@ type ReadFunc func(Record) bool
 //	(*Store).ReadAll(ctx, from uint64, backwards bool, fn ReadFunc) error
 //	(*Store).Delete(ctx, stream string, exp Expected) (DeleteResult, error)
 //	(*Store).Tombstone(ctx, stream string, exp Expected) (DeleteResult, error)
+//	(*Store).TombstoneRecord(ctx, stream string) (Record, error) // the "$streamDeleted" record, read.go
 //	(*Store).Head() uint64            // position of the last committed event, 0 when empty
 //	(*Store).Changed() <-chan struct{} // closed at the next commit after the call
 //	(*Store).Close() error

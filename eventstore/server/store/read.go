@@ -105,6 +105,62 @@ func (s *Store) readStream(ctx context.Context, stream string, from uint64, back
 	})
 }
 
+// TombstoneRecord returns the "$streamDeleted" record of a tombstoned
+// stream, found by an exact index lookup at TombstoneRevision (a
+// subscription delivers it before failing, as KurrentDB does). The
+// record's byte slices belong to the caller. Errors: ErrStreamNotFound (the
+// stream is not tombstoned; a metastream never is), ErrInvalidArgument,
+// ErrClosed, ctx.Err().
+func (s *Store) TombstoneRecord(ctx context.Context, stream string) (Record, error) {
+	if err := validateStream(stream, false); err != nil {
+		return Record{}, fmt.Errorf("tombstone record of %q: %w", stream, err)
+	}
+	if !s.enterRead() {
+		return Record{}, fmt.Errorf("tombstone record of %q: %w", stream, ErrClosed)
+	}
+	defer s.readers.Done()
+	rec, err := s.tombstoneRecord(ctx, stream)
+	if err != nil {
+		return Record{}, fmt.Errorf("tombstone record of %q: %w", stream, err)
+	}
+	return rec, nil
+}
+
+func (s *Store) tombstoneRecord(ctx context.Context, stream string) (Record, error) {
+	st, err := s.committedState(ctx, stream)
+	if err != nil {
+		return Record{}, err
+	}
+	if !st.tombstoned {
+		return Record{}, ErrStreamNotFound
+	}
+	var rec Record
+	found := false
+	err = s.scanStream(ctx, st.id, TombstoneRevision, TombstoneRevision, false, func(pos uint64, raw *rawRecord) bool {
+		rec = Record{
+			Stream:   stream,
+			Revision: raw.rev,
+			Position: pos,
+			ID:       raw.id,
+			Type:     string(raw.typ),
+			JSON:     raw.json,
+			Created:  time.Unix(0, raw.created).UTC(),
+			Data:     bytes.Clone(raw.data),
+			Metadata: bytes.Clone(raw.metadata),
+		}
+		found = true
+		return false
+	})
+	if err != nil {
+		return Record{}, err
+	}
+	if !found {
+		// The state says tombstoned, and both were written in one batch.
+		return Record{}, fmt.Errorf("tombstone index entry missing: %w", errCorrupt)
+	}
+	return rec, nil
+}
+
 // ReadAll calls fn with every record of the log in position order:
 // forwards, positions >= from (0 is the start, End yields nothing);
 // backwards, positions < from (End starts at the last record). $all shows

@@ -645,3 +645,65 @@ func TestDeleteWritesCurrentMetadataWithTruncateBefore(t *testing.T) {
 		})
 	}
 }
+
+func TestTombstoneRecord(t *testing.T) {
+	ctx := context.Background()
+	t.Run("is the $streamDeleted record, found however far back, across a reopen", func(t *testing.T) {
+		dir := t.TempDir()
+		s, err := store.Open(store.Options{Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		MustAppend(t, s, "s", any_, ev("A", "{}"))
+		res := MustTombstone(t, s, "s", any_)
+		// Far more records after the tombstone than any backward scan of
+		// $all would look at.
+		batch := make([]store.Proposed, 1000)
+		for i := 0; i < 12; i++ {
+			for j := range batch {
+				batch[j] = ev("B", "{}")
+			}
+			MustAppend(t, s, "other", any_, batch...)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s = MustOpen(t, store.Options{Dir: dir})
+		rec, err := s.TombstoneRecord(ctx, "s")
+		if err != nil {
+			t.Fatalf("TombstoneRecord: %v", err)
+		}
+		type view struct {
+			Stream   string
+			Revision uint64
+			Position uint64
+			Type     string
+		}
+		want := view{"s", store.TombstoneRevision, res.Position, store.TypeStreamDeleted}
+		if d := cmp.Diff(want, view{rec.Stream, rec.Revision, rec.Position, rec.Type}); d != "" {
+			t.Errorf("tombstone record (-want +got):\n%s", d)
+		}
+		if rec.ID == ([16]byte{}) || rec.Created.IsZero() {
+			t.Errorf("tombstone record without id or created: %+v", rec)
+		}
+	})
+	t.Run("of a stream that is not tombstoned is not found", func(t *testing.T) {
+		s := MustOpen(t, store.Options{InMemory: true})
+		MustAppend(t, s, "live", any_, ev("A", "{}"))
+		MustAppend(t, s, "soft", any_, ev("A", "{}"))
+		MustDelete(t, s, "soft", any_)
+		MustTombstone(t, s, "hard", any_)
+		for _, name := range []string{"live", "soft", "missing", "$$hard", "$$live"} {
+			_, err := s.TombstoneRecord(ctx, name)
+			if d := checkErr(err, store.ErrStreamNotFound); d != "" {
+				t.Errorf("%s: %s", name, d)
+			}
+		}
+		for _, name := range []string{"", "$all"} {
+			_, err := s.TombstoneRecord(ctx, name)
+			if d := checkErr(err, store.ErrInvalidArgument); d != "" {
+				t.Errorf("%q: %s", name, d)
+			}
+		}
+	})
+}

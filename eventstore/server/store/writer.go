@@ -147,6 +147,7 @@ func newWriter(s *Store) (*writer, error) {
 func (w *writer) run() {
 	go w.commitLoop()
 	defer close(w.s.writerDone)
+	defer w.closeBatches()
 	defer close(w.commitCh)
 	reqs := w.s.reqs
 	linger := time.NewTimer(time.Hour)
@@ -184,6 +185,16 @@ func (w *writer) run() {
 	}
 }
 
+// closeBatches releases the batches of the idle groups once the writer
+// has stopped (the committer is idle then, so nothing else uses them).
+func (w *writer) closeBatches() {
+	for _, g := range []*group{w.cur, w.spare} {
+		if g != nil {
+			_ = g.batch.Close() // an empty batch: nothing to lose
+		}
+	}
+}
+
 // handle applies one request to the current group.
 func (w *writer) handle(r *request) {
 	if w.failed != nil {
@@ -194,7 +205,12 @@ func (w *writer) handle(r *request) {
 	if len(w.cur.reqs) == 0 {
 		w.created = w.s.now().UnixNano()
 	}
+	before := w.nextPos
 	err := w.apply(r)
+	if err != nil && w.nextPos != before {
+		w.abandon(r, err)
+		return
+	}
 	if errors.Is(err, errNeedFlush) {
 		w.barrier()
 		if w.failed != nil {
@@ -203,10 +219,30 @@ func (w *writer) handle(r *request) {
 			return
 		}
 		w.created = w.s.now().UnixNano()
+		before = w.nextPos
 		err = w.apply(r) // nothing is uncommitted now, so it cannot ask again
+		if err != nil && w.nextPos != before {
+			w.abandon(r, err)
+			return
+		}
 	}
 	r.err = err
 	w.cur.reqs = append(w.cur.reqs, r)
+}
+
+// abandon handles a request that failed after some of its records entered
+// the current group's batch (only a failing batch write can do that: every
+// lookup comes first). A batch cannot drop records, so the whole group is
+// discarded, its requests fail, and the writer refuses further writes, as
+// after a failed commit: nothing half-applied ever reaches the disk.
+func (w *writer) abandon(r *request, err error) {
+	w.failed = fmt.Errorf("write abandoned: %w", err)
+	w.s.log.Error("event store write failed half-way; refusing further writes", zap.Error(err))
+	for _, q := range append(w.cur.reqs, r) {
+		q.err = w.failed
+		q.done <- struct{}{}
+	}
+	w.cur.reset(w.s.db, true)
 }
 
 // barrier commits every group, current included, and waits for them.
@@ -277,6 +313,7 @@ func (w *writer) committed(g *group) {
 // reused.
 func (g *group) reset(db *pebble.DB, newBatch bool) {
 	if newBatch {
+		_ = g.batch.Close() // its contents are abandoned with the failed commit
 		g.batch = db.NewBatch()
 	} else {
 		g.batch.Reset()
@@ -439,6 +476,14 @@ func (w *writer) applyAppend(r *request) error {
 
 	recreate := !isMeta && st.softDeleted()
 	oldNext := st.next
+	var ms streamState
+	if recreate {
+		// Every lookup (which may read Pebble and fail) happens before the
+		// first record enters the batch: a failing request writes nothing.
+		if ms, _, err = w.lookup(metastreamName(name)); err != nil {
+			return err
+		}
+	}
 	var lastData []byte
 	if isMeta && xs.softDeleted() {
 		// Setting metadata on a soft-deleted stream undeletes it: the old
@@ -459,7 +504,7 @@ func (w *writer) applyAppend(r *request) error {
 	if recreate {
 		// Recreating a soft-deleted stream: continue numbering and hide the
 		// old events, in the same batch as the new ones.
-		if err := w.writeMeta(name, &st, withTruncateBefore(st.meta, oldNext)); err != nil {
+		if err := w.writeMeta(name, &st, &ms, withTruncateBefore(st.meta, oldNext)); err != nil {
 			return err
 		}
 	}
@@ -475,7 +520,11 @@ func (w *writer) applyDelete(r *request) error {
 	if err := checkExpected(r.stream, &st, r.exp); err != nil {
 		return err
 	}
-	if err := w.writeMeta(r.stream, &st, withTruncateBefore(st.meta, TombstoneRevision)); err != nil {
+	ms, _, err := w.lookup(metastreamName(r.stream))
+	if err != nil {
+		return err
+	}
+	if err := w.writeMeta(r.stream, &st, &ms, withTruncateBefore(st.meta, TombstoneRevision)); err != nil {
 		return err
 	}
 	r.res = AppendResult{Position: st.modPos}
@@ -621,20 +670,17 @@ func (w *writer) writeRecord(name string, id, rev uint64, e *Proposed, data []by
 }
 
 // writeMeta appends a "$metadata" event with data to the metastream of
-// name and makes it name's effective metadata (in xs, saved by the caller).
-func (w *writer) writeMeta(name string, xs *streamState, data []byte) error {
+// name, whose current state the caller looked up into ms, and makes it
+// name's effective metadata (in xs, saved by the caller).
+func (w *writer) writeMeta(name string, xs, ms *streamState, data []byte) error {
 	meta := metastreamName(name)
-	ms, _, err := w.lookup(meta)
-	if err != nil {
-		return err
-	}
 	w.single[0] = Proposed{ID: uuid.New(), Type: TypeMetadata, JSON: true, Data: data}
-	err = w.writeEvents(meta, &ms, w.single[:], nil)
+	err := w.writeEvents(meta, ms, w.single[:], nil)
 	w.single[0] = Proposed{}
 	if err != nil {
 		return err
 	}
-	w.save(meta, &ms)
+	w.save(meta, ms)
 	xs.setMeta(data, ms.lastPos)
 	return nil
 }
