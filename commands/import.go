@@ -1,0 +1,292 @@
+package commands
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fleetjobs/fleetjobs/domain"
+	"github.com/fleetjobs/fleetjobs/domain/device"
+	"github.com/fleetjobs/fleetjobs/eventstore"
+)
+
+// ImportResult is the outcome of an import that recorded every row.
+type ImportResult struct {
+	// Position is the consistency token: the latest position among the
+	// rows' events (or, for rows that changed nothing, their streams' last
+	// events). Read models that reached it include every imported device.
+	Position eventstore.Position
+	// Rows is the number of rows imported.
+	Rows int
+	// Changed counts the rows that recorded events; the others were
+	// already so (same body, or recorded by an earlier try of the same
+	// import).
+	Changed int
+}
+
+// RowError is what is wrong with one row of an import.
+type RowError struct {
+	Row      int // 0-based index of the row in the import
+	DeviceID string
+	Err      *domain.Error
+}
+
+// ImportError is the answer to an import with invalid rows: nothing was
+// recorded. It unwraps to a CodeInvalid *domain.Error whose fields are
+// prefixed with the row ("rows[3].properties.fanSpeed"), at most
+// maxRowFields of them, so the edge's one error table serves it.
+type ImportError struct {
+	Rows  []RowError // every invalid row, in row order
+	Total int        // rows in the import
+}
+
+// maxRowFields caps the field errors an ImportError flattens: a file of
+// 100,000 bad rows should not answer with 100,000 messages.
+const maxRowFields = 1000
+
+func (e *ImportError) Error() string {
+	return fmt.Sprintf("import: %d of %d rows are invalid; nothing was recorded", len(e.Rows), e.Total)
+}
+
+// Unwrap returns the CodeInvalid *domain.Error of every row's fields.
+func (e *ImportError) Unwrap() error {
+	var fields []domain.FieldError
+	for _, r := range e.Rows {
+		for _, f := range r.Err.Fields {
+			if len(fields) == maxRowFields {
+				break
+			}
+			fields = append(fields, domain.FieldError{Field: fmt.Sprintf("rows[%d].%s", r.Row, f.Field), Message: f.Message})
+		}
+		if len(r.Err.Fields) == 0 && len(fields) < maxRowFields {
+			fields = append(fields, domain.FieldError{Field: fmt.Sprintf("rows[%d]", r.Row), Message: r.Err.Message})
+		}
+	}
+	return &domain.Error{Code: domain.CodeInvalid, Message: e.Error(), Fields: fields}
+}
+
+// row is one row's progress through an import.
+type row struct {
+	cmd    device.Register
+	stream string
+	snap   *snapshot
+	events []device.DeviceEvent
+}
+
+// ImportDevices registers (or changes) many devices as one command: all or
+// nothing (POST /devices:import). Each row is a Register command; its
+// Template is filled in here.
+//
+// Every row is validated first: on its own, against its template, against
+// the device's current state (a deleted device is refused) and against the
+// other rows (a device twice is refused). Any invalid row makes the import
+// fail with an *ImportError listing every invalid row, and nothing is
+// recorded. Then each device's events are appended to its own stream
+// (KurrentDB has no transaction across streams), by a bounded pool of
+// workers, each append expecting the revision the row was validated
+// against; a row whose device changed meanwhile is decided again and, if
+// it is now refused, ends the import with that error.
+//
+// So "nothing" is guaranteed for invalid input, not for a crash or a lost
+// connection half-way: some devices are then recorded and the others not.
+// Retrying the same import with the same command ID completes it: rows
+// already recorded carry that command ID on their stream (and would decide
+// no events anyway), the others are appended with the same event IDs, which
+// the store recognises if their first append did land.
+func (h *Handler) ImportDevices(ctx context.Context, meta Meta, cmds []device.Register) (ImportResult, error) {
+	meta = h.fill(meta)
+	rows := make([]row, len(cmds))
+	var bad []RowError
+	first := make(map[string]int, len(cmds))
+	tmpls := make(map[string]device.Template)
+	for i, c := range cmds {
+		if j, dup := first[c.DeviceID]; dup && c.DeviceID != "" {
+			bad = append(bad, RowError{Row: i, DeviceID: c.DeviceID, Err: domain.Invalid("deviceId", "device %q is already in row %d of this import", c.DeviceID, j)})
+			continue
+		}
+		first[c.DeviceID] = i
+		t, ok := tmpls[c.TemplateID]
+		if !ok {
+			var err error
+			if t, err = h.Template(ctx, c.TemplateID); err != nil {
+				return ImportResult{}, fmt.Errorf("import: %w", err)
+			}
+			tmpls[c.TemplateID] = t
+		}
+		c.Template = t
+		if _, err := device.CheckRegister(c); err != nil {
+			bad = append(bad, rowError(i, c.DeviceID, err))
+			continue
+		}
+		rows[i] = row{cmd: c, stream: eventstore.DeviceStream(c.DeviceID)}
+	}
+	if len(bad) > 0 {
+		return ImportResult{}, &ImportError{Rows: bad, Total: len(cmds)}
+	}
+
+	// Load every device and decide its row against it.
+	if err := h.loadRows(ctx, rows); err != nil {
+		return ImportResult{}, fmt.Errorf("import: load devices: %w", err)
+	}
+	for i := range rows {
+		r := &rows[i]
+		if _, done := r.snap.recorded(meta.CommandID); done {
+			continue
+		}
+		var err error
+		if r.events, err = device.DecideDevice(r.snap.state.(device.Device), r.cmd); err != nil {
+			bad = append(bad, rowError(i, r.cmd.DeviceID, err))
+		}
+	}
+	if len(bad) > 0 {
+		return ImportResult{}, &ImportError{Rows: bad, Total: len(cmds)}
+	}
+
+	// Record every row.
+	var changed, done atomic.Int64
+	positions := make([]eventstore.Position, len(rows))
+	err := h.each(ctx, len(rows), func(ctx context.Context, i int) error {
+		r := &rows[i]
+		if len(r.events) == 0 {
+			positions[i] = r.snap.pos
+			if pos, ok := r.snap.recorded(meta.CommandID); ok {
+				positions[i] = pos
+			}
+			done.Add(1)
+			return nil
+		}
+		res, next, err := appendEvents(ctx, h, devices(), r.stream, r.snap, r.events, meta)
+		var conflict *eventstore.ConflictError
+		switch {
+		case errors.As(err, &conflict):
+			// Another writer got there first: the one command path
+			// catches up, decides again and retries.
+			if res, err = handle(ctx, h, devices(), r.stream, device.DeviceCommand(r.cmd), meta); err != nil {
+				return fmt.Errorf("row %d (device %s): %w", i, r.cmd.DeviceID, err)
+			}
+		case err != nil:
+			return fmt.Errorf("row %d (device %s): %w", i, r.cmd.DeviceID, err)
+		default:
+			h.cache.put(r.stream, next)
+		}
+		positions[i] = res.Position
+		if res.Events > 0 {
+			changed.Add(1)
+		}
+		done.Add(1)
+		return nil
+	})
+	if err != nil {
+		return ImportResult{}, fmt.Errorf("import %s: recorded %d of %d devices, then: %w; retry the import with the same command ID to finish it",
+			meta.CommandID, done.Load(), len(rows), err)
+	}
+	out := ImportResult{Rows: len(rows), Changed: int(changed.Load())}
+	for _, p := range positions {
+		if p.Compare(out.Position) > 0 {
+			out.Position = p
+		}
+	}
+	return out, nil
+}
+
+// scanFrom is the import size from which loadRows reads every device
+// stream in one pass over $all instead of one read per row: a read costs a
+// round trip, while the pass streams every device event of the log at
+// hundreds of thousands per second. (A small import into a large fleet is
+// cheaper row by row.)
+const scanFrom = 2000
+
+// errCaughtUp ends the pass over $all once it reached the log's end.
+var errCaughtUp = errors.New("caught up")
+
+// loadRows sets every row's snapshot to its device's current state.
+func (h *Handler) loadRows(ctx context.Context, rows []row) error {
+	if len(rows) < scanFrom {
+		return h.each(ctx, len(rows), func(ctx context.Context, i int) error {
+			snap, err := load(ctx, h, devices(), rows[i].stream)
+			rows[i].snap = snap
+			return err
+		})
+	}
+	byStream := make(map[string]int, len(rows))
+	states := make([]device.Device, len(rows))
+	for i := range rows {
+		byStream[rows[i].stream] = i
+		rows[i].snap = &snapshot{}
+	}
+	err := h.store.SubscribeAll(ctx, eventstore.Position{}, eventstore.Filter{StreamPrefixes: []string{eventstore.DeviceStreamPrefix}}, eventstore.Handler{
+		Event: func(_ context.Context, r eventstore.Recorded) error {
+			i, ok := byStream[r.Stream]
+			if !ok {
+				return nil
+			}
+			v, err := h.codec.Decode(r.Type, r.Data)
+			if err != nil {
+				return fmt.Errorf("load %s@%d: %w", r.Stream, r.Revision, err)
+			}
+			ev, ok := v.(device.DeviceEvent)
+			if !ok {
+				return fmt.Errorf("load %s@%d: event %s is not a device event", r.Stream, r.Revision, r.Type)
+			}
+			states[i] = device.EvolveDevice(states[i], ev)
+			s := rows[i].snap
+			s.exists, s.rev, s.pos = true, r.Revision, r.Position
+			s.mark(r.Metadata.CommandID, r.Position)
+			return nil
+		},
+		CaughtUp: func(context.Context) error { return errCaughtUp },
+	})
+	if !errors.Is(err, errCaughtUp) {
+		return fmt.Errorf("scan device streams: %w", err)
+	}
+	for i := range rows {
+		rows[i].snap.state = states[i]
+	}
+	return nil
+}
+
+func rowError(i int, id string, err error) RowError {
+	e, ok := domain.AsError(err)
+	if !ok {
+		e = &domain.Error{Code: domain.CodeInvalid, Message: err.Error()}
+	}
+	return RowError{Row: i, DeviceID: id, Err: e}
+}
+
+// sortRows puts row errors, which come from concurrent workers, in row order.
+func sortRows(rs []RowError) {
+	slices.SortFunc(rs, func(a, b RowError) int { return cmp.Compare(a.Row, b.Row) })
+}
+
+// each runs fn for 0..n-1 on at most h.workers goroutines, stopping at the
+// first error (which it returns) or ctx's end.
+func (h *Handler) each(ctx context.Context, n int, fn func(context.Context, int) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	workers := min(h.workers, n)
+	for range workers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := fn(ctx, i); err != nil {
+					cancel(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && ctx.Err() != nil {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,63 @@
+package eventstore_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/fleetjobs/fleetjobs/domain/device"
+	"github.com/fleetjobs/fleetjobs/eventstore"
+	"github.com/fleetjobs/fleetjobs/eventstore/eventstoretest"
+)
+
+func TestCatalogRoundTripsEveryDeviceEvent(t *testing.T) {
+	caps := []device.Capability{{Name: "fanSpeed", Schema: device.SchemaNumber}, {Name: "cfg", Schema: device.SchemaObject}}
+	props := map[string]any{"fanSpeed": 1200.5, "city": "Seattle", "cold": true, "cfg": map[string]any{"a": "b", "n": 1.0}}
+	eventstoretest.CheckAllRoundTrip(t, eventstore.NewCatalogCodec(), map[string]any{
+		eventstore.DeviceTemplatePublished: device.TemplatePublished{TemplateID: "vending-v2", Name: "Vending v2",
+			Settings: caps, Properties: caps, Commands: []device.Capability{{Name: "reboot", Schema: device.SchemaBoolean}}},
+		eventstore.DeviceTemplateDeleted:   device.TemplateDeleted{TemplateID: "vending-v2"},
+		eventstore.DeviceRegistered:        device.Registered{DeviceID: "d1", Name: "Pike Place 1", TemplateID: "vending-v2", Properties: props},
+		eventstore.DevicePropertiesChanged: device.PropertiesChanged{DeviceID: "d1", Properties: props},
+		eventstore.DeviceDeleted:           device.Deleted{DeviceID: "d1"},
+		eventstore.DeviceSetDefined: device.SetDefined{SetID: "seattle", Name: "Seattle", TemplateID: "vending-v2",
+			Conditions: []device.Condition{{Property: "city", Op: device.OpEq, Value: "Seattle"}, {Property: "fanSpeed", Op: device.OpGe, Value: 1000.0}}},
+		eventstore.DeviceSetDeleted: device.SetDeleted{SetID: "seattle"},
+	})
+}
+
+// The stored data is the catalog's public contract: camelCase field names
+// exactly as ARCHITECTURE.md lists them.
+func TestCatalogStoresCamelCaseFields(t *testing.T) {
+	codec := eventstore.NewCatalogCodec()
+	cases := []struct {
+		ev   any
+		want string
+	}{
+		{device.TemplatePublished{TemplateID: "t", Name: "n", Settings: []device.Capability{}, Properties: []device.Capability{{Name: "p", Schema: device.SchemaString}}, Commands: []device.Capability{}},
+			`{"templateId":"t","name":"n","settings":[],"properties":[{"name":"p","schema":"string"}],"commands":[]}`},
+		{device.Registered{DeviceID: "d", Name: "n", TemplateID: "t", Properties: map[string]any{"p": "x"}},
+			`{"deviceId":"d","name":"n","templateId":"t","properties":{"p":"x"}}`},
+		{device.PropertiesChanged{DeviceID: "d", Properties: map[string]any{}}, `{"deviceId":"d","properties":{}}`},
+		{device.SetDefined{SetID: "s", Name: "n", TemplateID: "t", Conditions: []device.Condition{{Property: "p", Op: device.OpContains, Value: "x"}}},
+			`{"setId":"s","name":"n","templateId":"t","conditions":[{"property":"p","op":"contains","value":"x"}]}`},
+	}
+	for _, c := range cases {
+		_, data, err := codec.Encode(c.ev)
+		if err != nil {
+			t.Fatalf("encode %T: %v", c.ev, err)
+		}
+		if string(data) != c.want {
+			t.Errorf("%T stored as\n %s\nwant\n %s", c.ev, data, c.want)
+		}
+	}
+}
+
+func TestCatalogStreamNamesDoNotShadowEachOther(t *testing.T) {
+	// A filter on "device-" must not pick up device sets' streams.
+	if strings.HasPrefix(eventstore.DeviceSetStream("x"), eventstore.DeviceStreamPrefix) {
+		t.Errorf("%q starts with the device stream prefix %q", eventstore.DeviceSetStream("x"), eventstore.DeviceStreamPrefix)
+	}
+	if got, want := eventstore.DeviceStream("d1"), "device-d1"; got != want {
+		t.Errorf("DeviceStream = %q, want %q", got, want)
+	}
+}
