@@ -9,6 +9,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"go.uber.org/zap"
+
+	"github.com/fleetjobs/fleetjobs/domain"
 )
 
 // Problem is an RFC 9457 problem details body, the shape of every error
@@ -33,6 +35,7 @@ type ValidationError struct {
 	Fields []FieldError
 }
 
+// Error summarises the problems; Fields has the details.
 func (e *ValidationError) Error() string {
 	if len(e.Fields) == 1 {
 		return fmt.Sprintf("invalid request: %s: %s", e.Fields[0].Field, e.Fields[0].Message)
@@ -57,6 +60,8 @@ type mapping struct {
 	// detail says whether err's message may be shown to the caller; internal
 	// errors are logged, not echoed.
 	detail bool
+	// retryAfter, if set, is sent as the Retry-After header (seconds).
+	retryAfter string
 }
 
 func is(target error) func(error) bool { return func(err error) bool { return errors.Is(err, target) } }
@@ -73,23 +78,73 @@ func as[T error]() func(error) bool {
 // job...) here and nowhere else.
 func errorTable() []mapping {
 	return []mapping{
-		{as[*ValidationError](), http.StatusBadRequest, "invalid-request", "Invalid request", true},
-		{is(ErrNotReady), http.StatusServiceUnavailable, "not-ready", "Service not ready", true},
-		{is(context.DeadlineExceeded), http.StatusServiceUnavailable, "timeout", "Timed out", false},
+		{match: as[*ValidationError](), status: http.StatusBadRequest, slug: "invalid-request", title: "Invalid request", detail: true},
+		{match: as[*ImportError](), status: http.StatusUnprocessableEntity, slug: "import-refused", title: "Import refused: nothing was recorded", detail: true},
+		{match: domainCode(domain.CodeInvalid), status: http.StatusBadRequest, slug: "invalid-request", title: "Invalid request", detail: true},
+		{match: domainCode(domain.CodeNotFound), status: http.StatusNotFound, slug: "not-found", title: "Not found", detail: true},
+		{match: domainCode(domain.CodeConflict), status: http.StatusConflict, slug: "conflict", title: "Conflict", detail: true},
+		{match: is(ErrUnauthenticated), status: http.StatusUnauthorized, slug: "unauthenticated", title: "Unauthenticated", detail: true},
+		{match: is(ErrForbidden), status: http.StatusForbidden, slug: "forbidden", title: "Forbidden", detail: true},
+		{match: is(ErrNotFound), status: http.StatusNotFound, slug: "not-found", title: "Not found", detail: true},
+		{match: is(ErrConflict), status: http.StatusConflict, slug: "conflict", title: "Conflict", detail: true},
+		{match: is(ErrTooLarge), status: http.StatusRequestEntityTooLarge, slug: "too-large", title: "Request body too large", detail: true},
+		{match: is(ErrUnsupportedMediaType), status: http.StatusUnsupportedMediaType, slug: "unsupported-media-type", title: "Unsupported media type", detail: true},
+		{match: is(ErrNotCaughtUp), status: http.StatusServiceUnavailable, slug: "not-caught-up", title: "Read models not caught up", detail: true, retryAfter: retryAfterSeconds},
+		{match: is(ErrNotReady), status: http.StatusServiceUnavailable, slug: "not-ready", title: "Service not ready", detail: true},
+		{match: is(context.DeadlineExceeded), status: http.StatusServiceUnavailable, slug: "timeout", title: "Timed out"},
 	}
+}
+
+// domainCode matches the domain's errors by their code: the domain says
+// what kind of refusal it is, this table says which status that is.
+func domainCode(code domain.Code) func(error) bool {
+	return func(err error) bool { return domain.ErrorCode(err) == code }
+}
+
+// ErrNotFound is a resource that does not exist (or no longer does): 404.
+// Query and command implementations wrap it, naming what was missing.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict is a command that contradicts what is recorded (another body
+// under an existing id, a concurrent change that retries did not resolve):
+// 409. Implementations wrap it with a sentence the caller understands.
+var ErrConflict = errors.New("conflict")
+
+// ImportError refuses a whole import: every bad row is listed, with
+// fields like "rows[12].name", and nothing is recorded: 422. The import
+// handler returns it for rows that do not parse; an ImportDevices
+// implementation returns it for rows the domain refuses (an unknown
+// template, a property of the wrong schema).
+type ImportError struct {
+	Fields []FieldError
+}
+
+// Error summarises the refusal; Fields has the details.
+func (e *ImportError) Error() string {
+	if len(e.Fields) == 1 {
+		return fmt.Sprintf("import refused: %s: %s", e.Fields[0].Field, e.Fields[0].Message)
+	}
+	return fmt.Sprintf("import refused: %d problems in the rows", len(e.Fields))
 }
 
 // ProblemFor translates err into the problem the caller sees, using the error
 // table; Echo's own errors (unknown route, bad method, bad body...) keep
 // their status. Anything unknown is a 500 whose detail is withheld.
 func ProblemFor(err error) Problem {
+	p, _ := problemFor(err)
+	return p
+}
+
+// problemFor is ProblemFor and the table row that matched (zero for
+// Echo's errors and the 500).
+func problemFor(err error) (Problem, mapping) {
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
 		p := Problem{Type: ProblemTypeBase + "http", Title: http.StatusText(he.Code), Status: he.Code}
 		if msg, ok := he.Message.(string); ok && msg != http.StatusText(he.Code) {
 			p.Detail = msg
 		}
-		return p
+		return p, mapping{}
 	}
 	for _, m := range errorTable() {
 		if !m.match(err) {
@@ -99,13 +154,30 @@ func ProblemFor(err error) Problem {
 		if m.detail {
 			p.Detail = err.Error()
 		}
-		var ve *ValidationError
-		if errors.As(err, &ve) {
-			p.Errors = ve.Fields
-		}
-		return p
+		p.Errors = fieldsOf(err)
+		return p, m
 	}
-	return Problem{Type: ProblemTypeBase + "internal", Title: "Internal error", Status: http.StatusInternalServerError}
+	return Problem{Type: ProblemTypeBase + "internal", Title: "Internal error", Status: http.StatusInternalServerError}, mapping{}
+}
+
+// fieldsOf is the fields an error blames, whichever layer named them.
+func fieldsOf(err error) []FieldError {
+	var ve *ValidationError
+	var ie *ImportError
+	switch {
+	case errors.As(err, &ve):
+		return ve.Fields
+	case errors.As(err, &ie):
+		return ie.Fields
+	}
+	if de, ok := domain.AsError(err); ok && len(de.Fields) > 0 {
+		fields := make([]FieldError, len(de.Fields))
+		for i, f := range de.Fields {
+			fields[i] = FieldError{Field: f.Field, Message: f.Message}
+		}
+		return fields
+	}
+	return nil
 }
 
 // writeProblem renders p as application/problem+json.
@@ -114,7 +186,7 @@ func writeProblem(c echo.Context, p Problem) error {
 	if err != nil {
 		return err
 	}
-	return c.Blob(p.Status, "application/problem+json", body)
+	return c.Blob(p.Status, MIMEProblem, body)
 }
 
 // handleError is Echo's error handler: every error a handler returns ends
@@ -124,7 +196,10 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.logger.Debug("error after the response started", zap.Error(err))
 		return
 	}
-	p := ProblemFor(err)
+	p, m := problemFor(err)
+	if m.retryAfter != "" {
+		c.Response().Header().Set("Retry-After", m.retryAfter)
+	}
 	// 503s (a dependency not ready yet) are expected while starting and
 	// are reported to the caller; only the server's own failures are logged.
 	if p.Status >= http.StatusInternalServerError && p.Status != http.StatusServiceUnavailable {

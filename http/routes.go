@@ -4,14 +4,89 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 )
 
-// routes registers every route, in one place.
+// APIBase is the base path of the API (API.md).
+const APIBase = "/api/v1"
+
+// routes registers every route, in one place. Each says who may call it;
+// queries honour the consistency token. Dependency-backed routes exist only
+// when their dependency was configured.
 func (s *Server) routes() {
-	s.echo.GET("/healthz", s.healthz)
-	s.echo.GET("/readyz", s.readyz)
+	s.handle(http.MethodGet, "/healthz", accessOpen, s.healthz)
+	s.handle(http.MethodGet, "/readyz", accessOpen, s.readyz)
+	s.handle(http.MethodGet, "/metrics", accessOpen, s.metricsHandler())
+	s.handle(http.MethodGet, APIBase+"/openapi.json", accessOpen, s.openAPI)
+
+	if s.devices != nil {
+		s.handle(http.MethodPut, APIBase+"/device-templates/:templateId", accessCommand, s.putTemplate)
+		s.handle(http.MethodDelete, APIBase+"/device-templates/:templateId", accessCommand, s.deleteTemplate)
+		s.handle(http.MethodPut, APIBase+"/devices/:deviceId", accessCommand, s.putDevice)
+		s.handle(http.MethodDelete, APIBase+"/devices/:deviceId", accessCommand, s.deleteDevice)
+		// The colon of "devices:import" is escaped: unescaped, Echo would
+		// read it as a path parameter named "import".
+		s.handle(http.MethodPost, APIBase+`/devices\:import`, accessCommand, s.importDevices)
+		s.handle(http.MethodPut, APIBase+"/device-sets/:setId", accessCommand, s.putDeviceSet)
+		s.handle(http.MethodDelete, APIBase+"/device-sets/:setId", accessCommand, s.deleteDeviceSet)
+	}
+	if s.queries != nil {
+		s.handle(http.MethodGet, APIBase+"/device-templates", accessRead, s.listTemplates, s.awaitConsistency)
+		s.handle(http.MethodGet, APIBase+"/device-templates/:templateId", accessRead, s.getTemplate, s.awaitConsistency)
+		s.handle(http.MethodGet, APIBase+"/devices", accessRead, s.listDevices, s.awaitConsistency)
+		s.handle(http.MethodGet, APIBase+"/devices/:deviceId", accessRead, s.getDevice, s.awaitConsistency)
+		s.handle(http.MethodGet, APIBase+"/device-sets", accessRead, s.listDeviceSets, s.awaitConsistency)
+		s.handle(http.MethodGet, APIBase+"/device-sets/:setId", accessRead, s.getDeviceSet, s.awaitConsistency)
+		s.handle(http.MethodGet, APIBase+"/device-sets/:setId/devices", accessRead, s.listSetMembers, s.awaitConsistency)
+	}
+}
+
+// Route is one registered route, its path written as in the OpenAPI
+// document ("/api/v1/devices/{deviceId}").
+type Route struct {
+	Method string
+	Path   string
+}
+
+// Routes lists the registered routes, in registration order.
+func (s *Server) Routes() []Route { return append([]Route(nil), s.routeList...) }
+
+// handle registers one route: access check first, then the route's own
+// middleware (consistency waits), then the handler.
+func (s *Server) handle(method, path string, a access, h echo.HandlerFunc, mw ...echo.MiddlewareFunc) {
+	mws := append([]echo.MiddlewareFunc{s.authorize(a)}, mw...)
+	s.echo.Add(method, path, h, mws...)
+	tmpl := openAPIPath(path)
+	s.routeList = append(s.routeList, Route{Method: method, Path: tmpl})
+	s.routeLabels[routeKey{method, path}] = tmpl
+}
+
+// routeKey identifies a route as Echo knows it.
+type routeKey struct{ method, path string }
+
+// openAPIPath turns an Echo path into an OpenAPI template: ":name"
+// becomes "{name}", an escaped "\:" a plain colon.
+func openAPIPath(p string) string {
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		switch {
+		case p[i] == '\\' && i+1 < len(p) && p[i+1] == ':':
+			b.WriteByte(':')
+			i++
+		case p[i] == ':':
+			j := i + 1
+			for j < len(p) && p[j] != '/' {
+				j++
+			}
+			b.WriteString("{" + p[i+1:j] + "}")
+			i = j - 1
+		default:
+			b.WriteByte(p[i])
+		}
+	}
+	return b.String()
 }
 
 // status is the body of the health endpoints' success answers.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 	"go.uber.org/zap"
 )
@@ -23,23 +24,75 @@ type Check struct {
 // /readyz answer 503 rather than hang the load balancer's probe.
 const CheckTimeout = 2 * time.Second
 
-// Config is what NewServer needs.
+// Config is what NewServer needs. Only Addr is required: every
+// dependency left nil leaves its routes out (the server then still serves
+// health, metrics and the OpenAPI document).
 type Config struct {
 	Addr   string      // host:port to listen on; port 0 picks a free one
 	Logger *zap.Logger // nil means no logging
 	Checks []Check     // readiness checks, run in order
+
+	// APIKeys are the accepted keys. With none, every request is allowed,
+	// and Open refuses an address that is not loopback (CheckListenAddr).
+	APIKeys []APIKey
+
+	// Metrics is the registry /metrics serves; nil means a new one. cmd
+	// passes its own to register other packages' gauges before or after.
+	Metrics *Metrics
+
+	// Waiter makes requests carrying a consistency token wait for the read
+	// models; nil means the header is ignored (no read models to wait for).
+	Waiter ConsistencyWaiter
+	// ConsistencyWait bounds that wait; 0 means DefaultConsistencyWait.
+	ConsistencyWait time.Duration
+
+	// MaxBodyBytes bounds JSON bodies; 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// MaxImportBytes bounds POST /devices:import; 0 means
+	// DefaultMaxImportBytes.
+	MaxImportBytes int64
+
+	// DeviceCommands and DeviceQueries serve the template, device and
+	// device-set routes; each set of routes is registered only when its
+	// dependency is given.
+	DeviceCommands DeviceCommands
+	DeviceQueries  DeviceQueries
+
+	// Now is the clock (request timing); nil means time.Now.
+	Now func() time.Time
+	// NewID draws command IDs for requests without an Idempotency-Key;
+	// nil means random UUIDs.
+	NewID func() string
 }
 
 // Server is the HTTP server: Echo routes behind a net/http server that can
 // shut down gracefully.
 type Server struct {
-	echo   *echo.Echo
-	http   *http.Server
-	ln     net.Listener
-	logger *zap.Logger
-	checks []Check
-	addr   string
-	errc   chan error
+	echo    *echo.Echo
+	http    *http.Server
+	ln      net.Listener
+	logger  *zap.Logger
+	checks  []Check
+	addr    string
+	errc    chan error
+	keys    keyring
+	metrics *Metrics
+	binder  binder
+	now     func() time.Time
+	newID   func() string
+
+	waiter          ConsistencyWaiter
+	consistencyWait time.Duration
+	maxBody         int64
+	maxImport       int64
+	devices         DeviceCommands
+	queries         DeviceQueries
+
+	// routes lists what routes() registered, in order, and routeLabels
+	// maps method and Echo path to the OpenAPI-style template used as the
+	// metrics label. Both are written only while building the server.
+	routeList   []Route
+	routeLabels map[routeKey]string
 }
 
 // NewServer builds the server and its routes; Open starts listening.
@@ -52,14 +105,34 @@ func NewServer(cfg Config) *Server {
 	e.HideBanner = true
 	e.HidePort = true
 	s := &Server{
-		echo:   e,
-		logger: logger,
-		checks: cfg.Checks,
-		addr:   cfg.Addr,
-		errc:   make(chan error, 1),
+		echo:            e,
+		logger:          logger,
+		checks:          cfg.Checks,
+		addr:            cfg.Addr,
+		errc:            make(chan error, 1),
+		keys:            newKeyring(cfg.APIKeys),
+		metrics:         cfg.Metrics,
+		now:             cfg.Now,
+		newID:           cfg.NewID,
+		waiter:          cfg.Waiter,
+		consistencyWait: cmpOr(cfg.ConsistencyWait, DefaultConsistencyWait),
+		maxBody:         cmpOr(cfg.MaxBodyBytes, DefaultMaxBodyBytes),
+		maxImport:       cmpOr(cfg.MaxImportBytes, DefaultMaxImportBytes),
+		devices:         cfg.DeviceCommands,
+		queries:         cfg.DeviceQueries,
+		routeLabels:     make(map[routeKey]string),
+	}
+	if s.metrics == nil {
+		s.metrics = NewMetrics()
+	}
+	if s.now == nil {
+		s.now = defaultNow
+	}
+	if s.newID == nil {
+		s.newID = uuid.NewString
 	}
 	e.HTTPErrorHandler = s.handleError
-	e.Use(s.logRequests)
+	e.Use(s.observe)
 	s.routes()
 	s.http = &http.Server{
 		Handler:           e,
@@ -69,13 +142,24 @@ func NewServer(cfg Config) *Server {
 	return s
 }
 
+func cmpOr[T int64 | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
 // Handler returns the routes, for tests that do not need a listener.
 func (s *Server) Handler() http.Handler { return s.echo }
 
 // Open listens on the configured address and serves in the background. It
 // fails at once if the address is taken, so that a misconfigured process
-// stops before claiming to run.
+// stops before claiming to run, and refuses (ErrExposed) an address beyond
+// loopback when no API keys are configured.
 func (s *Server) Open() error {
+	if err := CheckListenAddr(s.addr, !s.keys.empty()); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", s.addr)
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", s.addr, err)
@@ -117,26 +201,4 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("http shutdown: %w", err)
 	}
 	return nil
-}
-
-// logRequests logs every request at debug level: at info the log stays quiet.
-func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		start := time.Now()
-		err := next(c)
-		if ce := s.logger.Check(zap.DebugLevel, "request"); ce != nil {
-			status := c.Response().Status
-			if err != nil {
-				status = ProblemFor(err).Status
-			}
-			ce.Write(
-				zap.String("method", c.Request().Method),
-				zap.String("path", c.Request().URL.Path),
-				zap.Int("status", status),
-				zap.Duration("duration", time.Since(start)),
-				zap.String("remote", c.RealIP()),
-			)
-		}
-		return err
-	}
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zapcore"
+
+	fjhttp "github.com/fleetjobs/fleetjobs/http"
 )
 
 // Config is the configuration of `fleetjobs serve` (API.md's table). Every
@@ -28,7 +30,7 @@ type Config struct {
 	Devices        string        // FLEETJOBS_DEVICES: "mqtt" or "sim" (not used yet)
 	MQTTURL        string        // FLEETJOBS_MQTT_URL: empty means the embedded broker (not used yet)
 	MQTTAddr       string        // FLEETJOBS_MQTT_ADDR (not used yet)
-	APIKeys        []APIKey      // FLEETJOBS_API_KEYS (not used yet)
+	APIKeys        []APIKey      // FLEETJOBS_API_KEYS
 	LogLevel       zapcore.Level // FLEETJOBS_LOG_LEVEL
 
 	// MaxAppendSize bounds one append to the embedded store (--max-append-size
@@ -36,14 +38,9 @@ type Config struct {
 	MaxAppendSize int
 }
 
-// APIKey is one entry of FLEETJOBS_API_KEYS.
-type APIKey struct {
-	Key  string
-	Role string // operator, auditor or admin
-}
-
-// roles lists the roles an API key may have.
-func roles() []string { return []string{"operator", "auditor", "admin"} }
+// APIKey is one entry of FLEETJOBS_API_KEYS; the http package owns the
+// format (fjhttp.ParseAPIKeys) and the access rules.
+type APIKey = fjhttp.APIKey
 
 // EventStoreDir is where the embedded event store keeps its data.
 func (c Config) EventStoreDir() string { return filepath.Join(c.DataDir, "eventstore") }
@@ -106,7 +103,7 @@ func settings() []setting {
 			func(c *Config, v string) error { c.MQTTAddr = v; return checkHostPort(v) }},
 		{"FLEETJOBS_API_KEYS", "api-keys", "", "API keys, key:role,... with role operator, auditor or admin",
 			func(c *Config, v string) error {
-				keys, err := parseAPIKeys(v)
+				keys, err := fjhttp.ParseAPIKeys(v)
 				c.APIKeys = keys
 				return err
 			}},
@@ -159,6 +156,11 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 		return Config{}, usageErrorf("invalid --max-append-size %d: must be positive", *f.maxAppend)
 	}
 	c.MaxAppendSize = *f.maxAppend
+	// Without keys anyone who reaches the service may command the fleet,
+	// so it must then stay on loopback: a configuration error, exit 2.
+	if err := fjhttp.CheckListenAddr(c.HTTPAddr, len(c.APIKeys) > 0); err != nil {
+		return Config{}, usageErrorf("FLEETJOBS_HTTP_ADDR (--http-addr): %v", err)
+	}
 	return c, nil
 }
 
@@ -204,28 +206,6 @@ func checkMQTTURL(v string) error {
 		return errors.New("no host")
 	}
 	return nil
-}
-
-func parseAPIKeys(v string) ([]APIKey, error) {
-	if strings.TrimSpace(v) == "" {
-		return nil, nil
-	}
-	var keys []APIKey
-	seen := make(map[string]bool)
-	for i, item := range strings.Split(v, ",") {
-		key, role, ok := strings.Cut(strings.TrimSpace(item), ":")
-		switch {
-		case !ok || key == "":
-			return nil, fmt.Errorf("entry %d: want key:role", i+1)
-		case !slices.Contains(roles(), role):
-			return nil, fmt.Errorf("entry %d: role %q: want one of %s", i+1, role, strings.Join(roles(), ", "))
-		case seen[key]:
-			return nil, fmt.Errorf("entry %d: key listed twice", i+1)
-		}
-		seen[key] = true
-		keys = append(keys, APIKey{Key: key, Role: role})
-	}
-	return keys, nil
 }
 
 // usageError is a mistake on the command line or in the environment: exit

@@ -79,9 +79,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.noteUnused()
 
 	m.http = fjhttp.NewServer(fjhttp.Config{
-		Addr:   cfg.HTTPAddr,
-		Logger: m.Logger.Named("http"),
-		Checks: []fjhttp.Check{{Name: "event log", Check: m.events.Ping}},
+		Addr:    cfg.HTTPAddr,
+		Logger:  m.Logger.Named("http"),
+		Checks:  []fjhttp.Check{{Name: "event log", Check: m.events.Ping}},
+		APIKeys: cfg.APIKeys,
 	})
 	if err := m.http.Open(); err != nil {
 		m.http = nil
@@ -107,12 +108,11 @@ func (m *Main) noteUnused() {
 	if c.EventStoreURL != "" {
 		m.Logger.Info("using an external event store", zap.String("url", c.EventStoreURL))
 	}
-	if c.RedisURL != "" || c.MQTTURL != "" || len(c.APIKeys) > 0 || c.Devices != "mqtt" {
-		m.Logger.Info("read models, device transports and API keys are not implemented yet: their settings are validated but unused",
+	if c.RedisURL != "" || c.MQTTURL != "" || c.Devices != "mqtt" {
+		m.Logger.Info("read models and device transports are not implemented yet: their settings are validated but unused",
 			zap.Bool("redis_url_set", c.RedisURL != ""),
 			zap.Bool("mqtt_url_set", c.MQTTURL != ""),
-			zap.String("devices", c.Devices),
-			zap.Int("api_keys", len(c.APIKeys)))
+			zap.String("devices", c.Devices))
 	}
 }
 

@@ -1,0 +1,355 @@
+package http
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"mime"
+	"net/http"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/labstack/echo/v4"
+)
+
+// Body limits. Both are defaults of Config; the import route takes many
+// devices in one request, so it gets the larger one.
+const (
+	DefaultMaxBodyBytes   = 1 << 20  // 1 MiB, any JSON body
+	DefaultMaxImportBytes = 64 << 20 // 64 MiB, POST /devices:import
+)
+
+// maxFieldErrors bounds the errors one answer lists: a pathological body
+// must not produce a pathological answer.
+const maxFieldErrors = 100
+
+// bodyField is the FieldError.Field of problems with the body as a whole
+// (malformed JSON, trailing data): they belong to no field.
+const bodyField = "body"
+
+// ErrTooLarge is a request body over the route's limit: 413.
+var ErrTooLarge = errors.New("request body too large")
+
+// ErrUnsupportedMediaType is a body in a content type the route does not
+// take: 415.
+var ErrUnsupportedMediaType = errors.New("unsupported media type")
+
+// Media types the API speaks.
+const (
+	MIMEJSON    = "application/json"
+	MIMENDJSON  = "application/x-ndjson"
+	MIMECSV     = "text/csv"
+	MIMEProblem = "application/problem+json"
+)
+
+// mediaType is the request's media type, lowercased and without parameters,
+// or "" if it has none or it does not parse.
+func mediaType(r *http.Request) string {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return ""
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return ""
+	}
+	return mt
+}
+
+// requireMediaType checks the request's content type against the accepted
+// ones and returns the one it has. JSON also matches any +json type.
+func requireMediaType(r *http.Request, accepted ...string) (string, error) {
+	mt := mediaType(r)
+	for _, a := range accepted {
+		if mt == a || (a == MIMEJSON && strings.HasSuffix(mt, "+json")) {
+			return a, nil
+		}
+	}
+	got := r.Header.Get("Content-Type")
+	if got == "" {
+		got = "none"
+	}
+	return "", fmt.Errorf("%w: Content-Type %s; want %s", ErrUnsupportedMediaType, got, strings.Join(accepted, " or "))
+}
+
+// readBody reads the whole request body, refusing more than limit bytes
+// with ErrTooLarge. A declared Content-Length over the limit is refused
+// before reading anything.
+func readBody(c echo.Context, limit int64) ([]byte, error) {
+	r := c.Request()
+	if r.ContentLength > limit {
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, r.ContentLength, limit)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, fmt.Errorf("%w: over the limit of %d bytes", ErrTooLarge, limit)
+		}
+		return nil, fmt.Errorf("read request body: %w", err)
+	}
+	return body, nil
+}
+
+// bindJSON reads a JSON body (content type checked, size bounded by the
+// server's JSON limit) into dst, strictly: see binder.decode.
+func (s *Server) bindJSON(c echo.Context, dst any) error {
+	if _, err := requireMediaType(c.Request(), MIMEJSON); err != nil {
+		return err
+	}
+	body, err := readBody(c, s.maxBody)
+	if err != nil {
+		return err
+	}
+	if fields := s.binder.decode(body, dst, ""); len(fields) > 0 {
+		return &ValidationError{Fields: fields}
+	}
+	return nil
+}
+
+// binder decodes JSON strictly into Go structs: malformed JSON, trailing
+// data, fields the struct does not have (names match exactly, unlike
+// encoding/json), values of the wrong type, null where a value is
+// required, integers out of range: each is a FieldError naming the field
+// by its path ("properties.fanSpeed", "conditions[1].op"). encoding/json
+// stops at the first problem and names unknown fields without their path,
+// so the body is first decoded generically and walked against dst's type;
+// only a body that passes is decoded into dst.
+//
+// It caches the JSON field names of each struct type it meets.
+type binder struct {
+	fields sync.Map // reflect.Type -> map[string]reflect.StructField
+}
+
+// decode decodes data into dst (a pointer), naming fields under prefix
+// (used for the rows of an import: "rows[3]"). It returns the problems
+// found, nil if none.
+func (b *binder) decode(data []byte, dst any, prefix string) []FieldError {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return []FieldError{{Field: orBody(prefix), Message: jsonSyntaxMessage(err, data)}}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return []FieldError{{Field: orBody(prefix), Message: fmt.Sprintf("unexpected data after the JSON value, at byte %d", dec.InputOffset())}}
+	}
+	var fields []FieldError
+	b.walk(v, reflect.TypeOf(dst).Elem(), prefix, &fields)
+	if len(fields) > 0 {
+		return fields
+	}
+	if err := json.Unmarshal(data, dst); err != nil {
+		// The walk accepted it, so this is a type the walk does not know
+		// (a custom unmarshaler): report what encoding/json says.
+		return []FieldError{{Field: orBody(prefix), Message: err.Error()}}
+	}
+	return nil
+}
+
+func orBody(prefix string) string {
+	if prefix == "" {
+		return bodyField
+	}
+	return prefix
+}
+
+func jsonSyntaxMessage(err error, data []byte) string {
+	var se *json.SyntaxError
+	switch {
+	case errors.Is(err, io.EOF):
+		return "empty body: want a JSON value"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Sprintf("malformed JSON: unexpected end at byte %d", len(data))
+	case errors.As(err, &se):
+		return fmt.Sprintf("malformed JSON at byte %d: %s", se.Offset, strings.TrimPrefix(se.Error(), "json: "))
+	}
+	return "malformed JSON: " + strings.TrimPrefix(err.Error(), "json: ")
+}
+
+var (
+	rawMessageType  = reflect.TypeFor[json.RawMessage]()
+	unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+)
+
+func add(fields *[]FieldError, path, msg string) {
+	if len(*fields) < maxFieldErrors {
+		*fields = append(*fields, FieldError{Field: orBody(path), Message: msg})
+	}
+}
+
+func join(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+// walk checks the generic JSON value v against type t.
+func (b *binder) walk(v any, t reflect.Type, path string, fields *[]FieldError) {
+	if t == rawMessageType || t.Kind() == reflect.Interface {
+		return // any JSON value
+	}
+	if t.Kind() == reflect.Pointer {
+		if v == nil {
+			return
+		}
+		b.walk(v, t.Elem(), path, fields)
+		return
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		return // its own rules: encoding/json reports on them
+	}
+	if v == nil {
+		switch t.Kind() {
+		case reflect.Slice, reflect.Map:
+			return // null is an empty list or object
+		}
+		add(fields, path, "must be "+describe(t)+", not null")
+		return
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		obj, ok := v.(map[string]any)
+		if !ok {
+			add(fields, path, "must be "+describe(t))
+			return
+		}
+		known := b.structFields(t)
+		// Sorted keys: the same body always gives the same errors, in order.
+		for _, k := range sortedKeys(obj) {
+			f, ok := known[k]
+			if !ok {
+				add(fields, join(path, k), "unknown field")
+				continue
+			}
+			b.walk(obj[k], f.Type, join(path, k), fields)
+		}
+	case reflect.Map:
+		obj, ok := v.(map[string]any)
+		if !ok || t.Key().Kind() != reflect.String {
+			add(fields, path, "must be "+describe(t))
+			return
+		}
+		for _, k := range sortedKeys(obj) {
+			b.walk(obj[k], t.Elem(), join(path, k), fields)
+		}
+	case reflect.Slice, reflect.Array:
+		arr, ok := v.([]any)
+		if !ok {
+			add(fields, path, "must be "+describe(t))
+			return
+		}
+		if t.Kind() == reflect.Array && len(arr) != t.Len() {
+			add(fields, path, fmt.Sprintf("must have %d items", t.Len()))
+			return
+		}
+		for i, item := range arr {
+			b.walk(item, t.Elem(), path+"["+strconv.Itoa(i)+"]", fields)
+		}
+	case reflect.String:
+		if _, ok := v.(string); !ok {
+			add(fields, path, "must be a string")
+		}
+	case reflect.Bool:
+		if _, ok := v.(bool); !ok {
+			add(fields, path, "must be true or false")
+		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		n, ok := v.(json.Number)
+		if !ok {
+			add(fields, path, "must be an integer")
+			return
+		}
+		i, err := strconv.ParseInt(string(n), 10, 64)
+		if err != nil || reflect.Zero(t).OverflowInt(i) {
+			add(fields, path, "must be an integer from "+strconv.FormatInt(minInt(t), 10)+" to "+strconv.FormatInt(maxInt(t), 10))
+		}
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		n, ok := v.(json.Number)
+		if !ok {
+			add(fields, path, "must be an integer")
+			return
+		}
+		u, err := strconv.ParseUint(string(n), 10, 64)
+		if err != nil || reflect.Zero(t).OverflowUint(u) {
+			add(fields, path, "must be a whole number no larger than "+strconv.FormatUint(maxUint(t), 10))
+		}
+	case reflect.Float32, reflect.Float64:
+		n, ok := v.(json.Number)
+		if !ok {
+			add(fields, path, "must be a number")
+			return
+		}
+		f, err := strconv.ParseFloat(string(n), 64)
+		if err != nil || math.IsInf(f, 0) || (t.Kind() == reflect.Float32 && math.Abs(f) > math.MaxFloat32) {
+			add(fields, path, "must be a number in range")
+		}
+	default:
+		add(fields, path, "cannot be set")
+	}
+}
+
+func describe(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	}
+	return "a value"
+}
+
+func minInt(t reflect.Type) int64 { return -1 << (t.Bits() - 1) }
+func maxInt(t reflect.Type) int64 { return 1<<(t.Bits()-1) - 1 }
+func maxUint(t reflect.Type) uint64 {
+	return math.MaxUint64 >> (64 - t.Bits())
+}
+
+// structFields maps the JSON names of t's exported fields to the fields,
+// as encoding/json names them (the json tag's name, else the Go name;
+// "-" skipped). Request types do not embed structs, so promotion is not
+// handled.
+func (b *binder) structFields(t reflect.Type) map[string]reflect.StructField {
+	if m, ok := b.fields.Load(t); ok {
+		return m.(map[string]reflect.StructField)
+	}
+	m := make(map[string]reflect.StructField, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name := f.Name
+		if tag, ok := f.Tag.Lookup("json"); ok {
+			n, _, _ := strings.Cut(tag, ",")
+			if n == "-" {
+				continue
+			}
+			if n != "" {
+				name = n
+			}
+		}
+		m[name] = f
+	}
+	b.fields.Store(t, m)
+	return m
+}
+
+func sortedKeys(m map[string]any) []string { return slices.Sorted(maps.Keys(m)) }

@@ -1,0 +1,149 @@
+package http_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	fjhttp "github.com/fleetjobs/fleetjobs/http"
+)
+
+func TestStrictBindingNamesTheField(t *testing.T) {
+	s, rec, _ := MustOpenAPI(t, fjhttp.Config{})
+	cases := []struct {
+		name string
+		path string
+		body string
+		want []fjhttp.FieldError
+	}{
+		{"malformed JSON", "/api/v1/devices/d1", `{"name": "x",`,
+			[]fjhttp.FieldError{{Field: "body", Message: "malformed JSON: unexpected end at byte 13"}}},
+		{"not JSON at all", "/api/v1/devices/d1", `name=x`,
+			[]fjhttp.FieldError{{Field: "body", Message: "malformed JSON at byte 2: invalid character 'a' in literal null (expecting 'u')"}}},
+		{"empty body", "/api/v1/devices/d1", ` `,
+			[]fjhttp.FieldError{{Field: "body", Message: "empty body: want a JSON value"}}},
+		{"trailing data", "/api/v1/devices/d1", `{"name":"x","templateId":"t"} {"name":"y"}`,
+			[]fjhttp.FieldError{{Field: "body", Message: "unexpected data after the JSON value, at byte 31"}}},
+		{"not an object", "/api/v1/devices/d1", `["x"]`,
+			[]fjhttp.FieldError{{Field: "body", Message: "must be an object"}}},
+		{"unknown field", "/api/v1/devices/d1", `{"name":"x","templateId":"t","colour":"red"}`,
+			[]fjhttp.FieldError{{Field: "colour", Message: "unknown field"}}},
+		{"field names match exactly", "/api/v1/devices/d1", `{"Name":"x","templateId":"t"}`,
+			[]fjhttp.FieldError{{Field: "Name", Message: "unknown field"}}},
+		{"wrong type", "/api/v1/devices/d1", `{"name":42,"templateId":"t"}`,
+			[]fjhttp.FieldError{{Field: "name", Message: "must be a string"}}},
+		{"null where a string is required", "/api/v1/devices/d1", `{"name":null,"templateId":"t"}`,
+			[]fjhttp.FieldError{{Field: "name", Message: "must be a string, not null"}}},
+		{"properties must be an object", "/api/v1/devices/d1", `{"name":"x","templateId":"t","properties":[1]}`,
+			[]fjhttp.FieldError{{Field: "properties", Message: "must be an object"}}},
+		{"nested paths in arrays", "/api/v1/device-sets/s1",
+			`{"name":"cold","templateId":"t","conditions":[{"property":"temp","op":"lt","value":5},{"property":"city","op":7,"value":"x","extra":1}]}`,
+			[]fjhttp.FieldError{{Field: "conditions[1].extra", Message: "unknown field"}, {Field: "conditions[1].op", Message: "must be a string"}}},
+		{"every problem at once", "/api/v1/device-templates/t1",
+			`{"name":"","settings":[{"name":"fanSpeed","schema":"int"}],"properties":[{"name":"a","schema":"number"},{"name":"a","schema":"string"}]}`,
+			[]fjhttp.FieldError{
+				{Field: "name", Message: "is required"},
+				{Field: "settings[0].schema", Message: "must be one of number, string, boolean, object"},
+				{Field: "properties[1].name", Message: "duplicates properties[0].name"},
+			}},
+		{"shape: required fields and ids", "/api/v1/devices/d1", `{"name":"  ","templateId":"no spaces"}`,
+			[]fjhttp.FieldError{{Field: "name", Message: "is required"}, {Field: "templateId", Message: "must be 1 to 128 characters of A-Z a-z 0-9 . _ : -"}}},
+		{"shape: unknown op", "/api/v1/device-sets/s1", `{"name":"n","templateId":"t","conditions":[{"property":"p","op":"like","value":1}]}`,
+			[]fjhttp.FieldError{{Field: "conditions[0].op", Message: "must be one of eq, ne, lt, le, gt, ge, contains"}}},
+		{"path id", "/api/v1/devices/" + strings.Repeat("x", 129), `{"name":"x","templateId":"t"}`,
+			[]fjhttp.FieldError{{Field: "deviceId", Message: "must be 1 to 128 characters of A-Z a-z 0-9 . _ : -"}}},
+		{"path id alphabet", "/api/v1/device-sets/a%20b", `{"name":"x","templateId":"t"}`,
+			[]fjhttp.FieldError{{Field: "setId", Message: "must be 1 to 128 characters of A-Z a-z 0-9 . _ : -"}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := MustDo(t, s.URL(), Request{Method: "PUT", Path: tc.path, Header: JSONHeader(), Body: tc.body})
+			if a.Code != 400 {
+				t.Fatalf("status %d (%s), want 400", a.Code, a.Body)
+			}
+			p := a.Problem(t)
+			if diff := cmp.Diff(tc.want, p.Errors); diff != "" {
+				t.Errorf("errors (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if n := len(rec.Commands()); n != 0 {
+		t.Errorf("%d commands recorded for bad requests, want 0", n)
+	}
+}
+
+func TestPropertyValuesPassUntouched(t *testing.T) {
+	// Property values are any JSON value: the strict binder must not
+	// judge them (the domain checks them against the template's schemas).
+	s, rec, _ := MustOpenAPI(t, fjhttp.Config{})
+	a := MustDo(t, s.URL(), Request{Method: "PUT", Path: "/api/v1/devices/d1", Header: JSONHeader(),
+		Body: `{"name":"x","templateId":"t","properties":{"fanSpeed":1200,"cfg":{"a":[1,"b",null]},"on":true}}`})
+	if a.Code != 200 {
+		t.Fatalf("status %d: %s", a.Code, a.Body)
+	}
+	got := rec.Commands()[0].(fjhttp.RegisterDevice).Properties
+	want := map[string]any{"fanSpeed": 1200.0, "cfg": map[string]any{"a": []any{1.0, "b", nil}}, "on": true}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("properties (-want +got):\n%s", diff)
+	}
+}
+
+func TestBodyLimitsAndMediaTypes(t *testing.T) {
+	s, _, _ := MustOpenAPI(t, fjhttp.Config{MaxBodyBytes: 64, MaxImportBytes: 128})
+	big := `{"name":"` + strings.Repeat("x", 100) + `","templateId":"t"}`
+	cases := []struct {
+		name string
+		req  Request
+		want int
+		slug string
+	}{
+		{"JSON over the limit", Request{Method: "PUT", Path: "/api/v1/devices/d1", Header: JSONHeader(), Body: big}, 413, "too-large"},
+		{"JSON over the limit, chunked (no Content-Length)", Request{Method: "PUT", Path: "/api/v1/devices/d1",
+			Header: With(JSONHeader(), "Transfer-Encoding", "chunked"), Body: big}, 413, "too-large"},
+		{"import over its own limit", Request{Method: "POST", Path: "/api/v1/devices:import", Header: map[string]string{"Content-Type": "text/csv"},
+			Body: "deviceId,name,templateId\n" + strings.Repeat("d1,n,t\n", 30)}, 413, "too-large"},
+		{"no content type", Request{Method: "PUT", Path: "/api/v1/devices/d1", Body: `{"name":"x","templateId":"t"}`}, 415, "unsupported-media-type"},
+		{"form content type", Request{Method: "PUT", Path: "/api/v1/devices/d1", Header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"},
+			Body: `name=x`}, 415, "unsupported-media-type"},
+		{"JSON to the import", Request{Method: "POST", Path: "/api/v1/devices:import", Header: JSONHeader(), Body: `[]`}, 415, "unsupported-media-type"},
+		{"charset parameter is fine", Request{Method: "PUT", Path: "/api/v1/devices/d1", Header: map[string]string{"Content-Type": "application/json; charset=utf-8"},
+			Body: `{"name":"x","templateId":"t"}`}, 200, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := MustDo(t, s.URL(), tc.req)
+			if a.Code != tc.want {
+				t.Fatalf("status %d (%s), want %d", a.Code, a.Body, tc.want)
+			}
+			if tc.slug != "" {
+				if p := a.Problem(t); p.Type != fjhttp.ProblemTypeBase+tc.slug || p.Detail == "" {
+					t.Errorf("problem %+v", p)
+				}
+			}
+		})
+	}
+}
+
+func TestPaging(t *testing.T) {
+	s, _, v := MustOpenAPI(t, fjhttp.Config{})
+	for _, q := range []string{"", "?limit=1000&cursor=abc", "?limit=1"} {
+		if a := MustDo(t, s.URL(), Request{Method: "GET", Path: "/api/v1/device-templates" + q}); a.Code != 200 {
+			t.Errorf("%s: status %d (%s)", q, a.Code, a.Body)
+		}
+	}
+	want := []fjhttp.Page{{Limit: 50}, {Limit: 1000, Cursor: "abc"}, {Limit: 1}}
+	if diff := cmp.Diff(want, v.Pages()); diff != "" {
+		t.Errorf("pages (-want +got):\n%s", diff)
+	}
+	for q, field := range map[string]string{"?limit=0": "limit", "?limit=1001": "limit", "?limit=ten": "limit", "?cursor=%00": "cursor"} {
+		a := MustDo(t, s.URL(), Request{Method: "GET", Path: "/api/v1/device-sets" + q})
+		if a.Code != 400 {
+			t.Errorf("%s: status %d, want 400", q, a.Code)
+			continue
+		}
+		if p := a.Problem(t); len(p.Errors) != 1 || p.Errors[0].Field != field {
+			t.Errorf("%s: errors %+v, want one naming %s", q, p.Errors, field)
+		}
+	}
+}

@@ -1,0 +1,256 @@
+package http
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/fleetjobs/fleetjobs/domain"
+)
+
+// importRow is one NDJSON line of POST /devices:import: the body of
+// PUT /devices/{deviceId} plus the deviceId.
+type importRow struct {
+	DeviceID   string         `json:"deviceId"`
+	Name       string         `json:"name"`
+	TemplateID string         `json:"templateId"`
+	Properties map[string]any `json:"properties"`
+}
+
+// CSV import columns: the fixed ones first, in this order, then one column
+// per property named csvPropPrefix + the property's name.
+const csvPropPrefix = "prop."
+
+func csvFixedColumns() []string { return []string{"deviceId", "name", "templateId"} }
+
+// importAnswer is the body of a successful import.
+type importAnswer struct {
+	Total      int `json:"total"`
+	Registered int `json:"registered"`
+	Updated    int `json:"updated"`
+	Unchanged  int `json:"unchanged"`
+}
+
+// importDevices is POST /devices:import. Every row is parsed and checked
+// before anything is recorded; any bad row refuses the whole import with
+// every row's problems (422), so a file can be fixed in one pass.
+func (s *Server) importDevices(c echo.Context) error {
+	mt, err := requireMediaType(c.Request(), MIMENDJSON, MIMECSV)
+	if err != nil {
+		return err
+	}
+	body, err := readBody(c, s.maxImport)
+	if err != nil {
+		return err
+	}
+	var rows []ImportRow
+	var bad map[int][]FieldError // parse problems by row; -1 is the body as a whole
+	if mt == MIMECSV {
+		rows, bad = parseCSVImport(body)
+	} else {
+		rows, bad = s.parseNDJSONImport(body)
+	}
+	if problems := checkImportRows(rows, bad); len(problems) > 0 {
+		return &ImportError{Fields: problems}
+	}
+	meta, err := s.meta(c)
+	if err != nil {
+		return err
+	}
+	res, err := s.devices.ImportDevices(c.Request().Context(), ImportDevices{Meta: meta, Rows: rows})
+	if domain.ErrorCode(err) == domain.CodeInvalid {
+		// Rows the domain refused (fields "rows[i]...."): the whole
+		// import is refused, like rows that do not parse.
+		return &ImportError{Fields: fieldsOf(err)}
+	}
+	if err != nil {
+		return err
+	}
+	setConsistencyToken(c, res.Token)
+	return c.JSON(http.StatusOK, importAnswer{Total: len(rows), Registered: res.Registered, Updated: res.Updated, Unchanged: res.Unchanged})
+}
+
+// rowField names a field of row i.
+func rowField(i int, field string) string {
+	p := "rows[" + strconv.Itoa(i) + "]"
+	if field == "" {
+		return p
+	}
+	return p + "." + field
+}
+
+// parseNDJSONImport parses one device per line. Blank lines are skipped
+// and are not rows: rows[i] is the i-th non-blank line, from 0. A row that
+// does not parse keeps its place (as a zero row) and its problems are in
+// bad, by row; bad[-1] holds problems of the body as a whole.
+func (s *Server) parseNDJSONImport(body []byte) ([]ImportRow, map[int][]FieldError) {
+	var rows []ImportRow
+	bad := make(map[int][]FieldError)
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(make([]byte, 0, 64<<10), len(body)+1)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		i := len(rows)
+		var r importRow
+		if fields := s.binder.decode(line, &r, rowField(i, "")); len(fields) > 0 {
+			bad[i] = fields
+		}
+		rows = append(rows, ImportRow(r))
+	}
+	if err := sc.Err(); err != nil {
+		bad[-1] = append(bad[-1], FieldError{Field: bodyField, Message: "read NDJSON: " + err.Error()})
+	}
+	if len(rows) == 0 {
+		bad[-1] = append(bad[-1], FieldError{Field: bodyField, Message: "no rows: want one JSON object per line"})
+	}
+	return rows, bad
+}
+
+// parseCSVImport parses a header row (deviceId,name,templateId, then
+// prop.NAME columns) and one device per row. A property cell holds JSON
+// when it parses as JSON (1200, true, {"a":1}, "quoted text"), else it is
+// taken as a plain string; an empty cell leaves the property out. rows[i]
+// is the i-th record after the header, from 0.
+func parseCSVImport(body []byte) ([]ImportRow, map[int][]FieldError) {
+	bad := make(map[int][]FieldError)
+	r := csv.NewReader(bytes.NewReader(body))
+	header, err := r.Read()
+	if errors.Is(err, io.EOF) {
+		bad[-1] = []FieldError{{Field: bodyField, Message: "no header row: want deviceId,name,templateId,prop.NAME..."}}
+		return nil, bad
+	}
+	if err != nil {
+		bad[-1] = []FieldError{{Field: "header", Message: csvMessage(err)}}
+		return nil, bad
+	}
+	props, problems := parseCSVHeader(header)
+	if len(problems) > 0 {
+		bad[-1] = problems
+		return nil, bad
+	}
+	var rows []ImportRow
+	for {
+		i := len(rows)
+		rec, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			bad[i] = []FieldError{{Field: rowField(i, ""), Message: csvMessage(err)}}
+			var pe *csv.ParseError
+			if errors.As(err, &pe) && errors.Is(pe.Err, csv.ErrFieldCount) {
+				rows = append(rows, ImportRow{}) // the reader can go on after a short or long record
+				continue
+			}
+			break // a quoting error leaves the reader lost
+		}
+		row := ImportRow{DeviceID: rec[0], Name: rec[1], TemplateID: rec[2], Properties: make(map[string]any, len(props))}
+		for j, name := range props {
+			cell := rec[3+j]
+			if cell == "" {
+				continue
+			}
+			row.Properties[name] = csvValue(cell)
+		}
+		rows = append(rows, row)
+	}
+	if len(rows) == 0 && len(bad) == 0 {
+		bad[-1] = []FieldError{{Field: bodyField, Message: "no rows after the header"}}
+	}
+	return rows, bad
+}
+
+func parseCSVHeader(header []string) ([]string, []FieldError) {
+	var fe fieldErrors
+	fixed := csvFixedColumns()
+	if len(header) > 0 {
+		header[0] = strings.TrimPrefix(header[0], "\ufeff") // a BOM from spreadsheet exports
+	}
+	if len(header) < len(fixed) {
+		fe.add("header", "want the columns deviceId,name,templateId first, then prop.NAME columns")
+		return nil, fe.list
+	}
+	for i, want := range fixed {
+		if header[i] != want {
+			fe.add("header["+strconv.Itoa(i)+"]", fmt.Sprintf("is %q, want %q", header[i], want))
+		}
+	}
+	var props []string
+	seen := make(map[string]bool)
+	for i, col := range header[len(fixed):] {
+		field := "header[" + strconv.Itoa(len(fixed)+i) + "]"
+		name, ok := strings.CutPrefix(col, csvPropPrefix)
+		switch {
+		case !ok || strings.TrimSpace(name) == "":
+			fe.add(field, fmt.Sprintf("is %q, want prop.NAME", col))
+		case seen[name]:
+			fe.add(field, fmt.Sprintf("column %q appears twice", col))
+		}
+		seen[name] = true
+		props = append(props, name)
+	}
+	return props, fe.list
+}
+
+// csvValue is a property cell's value: its JSON value if it is JSON, else
+// the text itself.
+func csvValue(cell string) any {
+	var v any
+	dec := json.NewDecoder(strings.NewReader(cell))
+	if err := dec.Decode(&v); err == nil && !dec.More() {
+		if _, err := dec.Token(); errors.Is(err, io.EOF) && v != nil {
+			return v
+		}
+	}
+	return cell
+}
+
+func csvMessage(err error) string {
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		return fmt.Sprintf("line %d: %v", pe.Line, pe.Err)
+	}
+	return err.Error()
+}
+
+// checkImportRows applies PUT /devices' shape checks to every row that
+// parsed, refuses a deviceId that appears twice (which row would win is
+// not something to guess), and lists every problem, parse problems
+// included, in row order.
+func checkImportRows(rows []ImportRow, bad map[int][]FieldError) []FieldError {
+	var fe fieldErrors
+	fe.addAll(bad[-1])
+	first := make(map[string]int, len(rows))
+	for i := range rows {
+		if parse, ok := bad[i]; ok {
+			fe.addAll(parse)
+			continue
+		}
+		r := &rows[i]
+		checkID(&fe, rowField(i, "deviceId"), r.DeviceID)
+		if j, dup := first[r.DeviceID]; dup {
+			fe.add(rowField(i, "deviceId"), "duplicates "+rowField(j, "deviceId"))
+		} else {
+			first[r.DeviceID] = i
+		}
+		checkName(&fe, rowField(i, "name"), r.Name)
+		checkID(&fe, rowField(i, "templateId"), r.TemplateID)
+		checkProperties(&fe, rowField(i, "properties"), r.Properties)
+		if r.Properties == nil {
+			r.Properties = map[string]any{}
+		}
+	}
+	return fe.list
+}

@@ -1,0 +1,175 @@
+package http_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/fleetjobs/fleetjobs/domain"
+	fjhttp "github.com/fleetjobs/fleetjobs/http"
+)
+
+func csvHeader() map[string]string {
+	return map[string]string{"Content-Type": "text/csv; charset=utf-8"}
+}
+func ndjsonHeader() map[string]string {
+	return map[string]string{"Content-Type": "application/x-ndjson"}
+}
+
+func TestImportParsesNDJSONAndCSVAlike(t *testing.T) {
+	want := []fjhttp.ImportRow{
+		{DeviceID: "vm-1", Name: "Vending 1", TemplateID: "vending", Properties: map[string]any{"city": "Seattle", "fanSpeed": 1200.0, "cold": true}},
+		{DeviceID: "vm-2", Name: "Vending, two", TemplateID: "vending", Properties: map[string]any{"city": "1200", "cfg": map[string]any{"a": 1.0}}},
+		{DeviceID: "vm-3", Name: "Vending 3", TemplateID: "vending", Properties: map[string]any{}},
+	}
+	bodies := map[string]Request{
+		"ndjson": {Header: ndjsonHeader(), Body: `{"deviceId":"vm-1","name":"Vending 1","templateId":"vending","properties":{"city":"Seattle","fanSpeed":1200,"cold":true}}
+
+{"deviceId":"vm-2","name":"Vending, two","templateId":"vending","properties":{"city":"1200","cfg":{"a":1}}}
+{"deviceId":"vm-3","name":"Vending 3","templateId":"vending"}
+`},
+		"csv": {Header: csvHeader(), Body: "\ufeffdeviceId,name,templateId,prop.city,prop.fanSpeed,prop.cold,prop.cfg\n" +
+			"vm-1,Vending 1,vending,Seattle,1200,true,\n" +
+			`vm-2,"Vending, two",vending,"""1200""",,,"{""a"":1}"` + "\n" +
+			"vm-3,Vending 3,vending,,,,\n"},
+	}
+	for name, req := range bodies {
+		t.Run(name, func(t *testing.T) {
+			s, rec, _ := MustOpenAPI(t, fjhttp.Config{})
+			req.Method, req.Path = "POST", "/api/v1/devices:import"
+			a := MustDo(t, s.URL(), req)
+			if a.Code != 200 {
+				t.Fatalf("status %d: %s", a.Code, a.Body)
+			}
+			if got := a.Header.Get(fjhttp.ConsistencyTokenHeader); got != "C:10/P:10" {
+				t.Errorf("token %q", got)
+			}
+			type counts struct{ Total, Registered, Updated, Unchanged int }
+			if diff := cmp.Diff(counts{Total: 3, Registered: 3}, MustDecode[counts](t, a)); diff != "" {
+				t.Errorf("counts (-want +got):\n%s", diff)
+			}
+			cmds := rec.Commands()
+			if len(cmds) != 1 {
+				t.Fatalf("%d commands, want 1", len(cmds))
+			}
+			if diff := cmp.Diff(want, cmds[0].(fjhttp.ImportDevices).Rows); diff != "" {
+				t.Errorf("rows (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestImportRefusesEveryBadRowAndRecordsNothing(t *testing.T) {
+	cases := []struct {
+		name string
+		req  Request
+		want []fjhttp.FieldError
+	}{
+		{"ndjson", Request{Header: ndjsonHeader(), Body: strings.Join([]string{
+			`{"deviceId":"ok-1","name":"fine","templateId":"t"}`,
+			`{"deviceId":"bad id","name":"","templateId":"t"}`,
+			`{"deviceId":"ok-2","name":"x","templateId":"t","colour":"red"}`,
+			`{"deviceId":"ok-3","name":"x",`,
+			`{"deviceId":"ok-1","name":"again","templateId":"t","properties":{"fanSpeed":"fast"}}`,
+		}, "\n")}, []fjhttp.FieldError{
+			{Field: "rows[1].deviceId", Message: "must be 1 to 128 characters of A-Z a-z 0-9 . _ : -"},
+			{Field: "rows[1].name", Message: "is required"},
+			{Field: "rows[2].colour", Message: "unknown field"},
+			{Field: "rows[3]", Message: "malformed JSON: unexpected end at byte 30"},
+			{Field: "rows[4].deviceId", Message: "duplicates rows[0].deviceId"},
+		}},
+		{"csv", Request{Header: csvHeader(), Body: "deviceId,name,templateId,prop.a\n" +
+			"d1,one,t,1\n" +
+			"d2,,t,2\n" +
+			"d3,three,t\n" +
+			"d 4,four,,4\n"}, []fjhttp.FieldError{
+			{Field: "rows[1].name", Message: "is required"},
+			{Field: "rows[2]", Message: "line 4: wrong number of fields"},
+			{Field: "rows[3].deviceId", Message: "must be 1 to 128 characters of A-Z a-z 0-9 . _ : -"},
+			{Field: "rows[3].templateId", Message: "must be 1 to 128 characters of A-Z a-z 0-9 . _ : -"},
+		}},
+		{"csv header", Request{Header: csvHeader(), Body: "id,name,templateId,fanSpeed,prop.a,prop.a\nd1,one,t,1,2,3\n"}, []fjhttp.FieldError{
+			{Field: "header[0]", Message: `is "id", want "deviceId"`},
+			{Field: "header[3]", Message: `is "fanSpeed", want prop.NAME`},
+			{Field: "header[5]", Message: `column "prop.a" appears twice`},
+		}},
+		{"csv without rows", Request{Header: csvHeader(), Body: "deviceId,name,templateId\n"}, []fjhttp.FieldError{
+			{Field: "body", Message: "no rows after the header"},
+		}},
+		{"empty ndjson", Request{Header: ndjsonHeader(), Body: "\n\n"}, []fjhttp.FieldError{
+			{Field: "body", Message: "no rows: want one JSON object per line"},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, rec, _ := MustOpenAPI(t, fjhttp.Config{})
+			tc.req.Method, tc.req.Path = "POST", "/api/v1/devices:import"
+			a := MustDo(t, s.URL(), tc.req)
+			if a.Code != 422 {
+				t.Fatalf("status %d (%s), want 422", a.Code, a.Body)
+			}
+			p := a.Problem(t)
+			if p.Type != fjhttp.ProblemTypeBase+"import-refused" {
+				t.Errorf("type %q", p.Type)
+			}
+			if diff := cmp.Diff(tc.want, p.Errors); diff != "" {
+				t.Errorf("errors (-want +got):\n%s", diff)
+			}
+			if n := len(rec.Commands()); n != 0 {
+				t.Errorf("%d commands recorded, want none", n)
+			}
+		})
+	}
+}
+
+func TestImportRowsTheDomainRefuses(t *testing.T) {
+	s, rec, _ := MustOpenAPI(t, fjhttp.Config{})
+	rec.err = fmt.Errorf("import: %w", &fjhttp.ImportError{Fields: []fjhttp.FieldError{{Field: "rows[0].templateId", Message: "no template t"}}})
+	a := MustDo(t, s.URL(), Request{Method: "POST", Path: "/api/v1/devices:import", Header: csvHeader(), Body: "deviceId,name,templateId\nd1,one,t\n"})
+	if a.Code != 422 {
+		t.Fatalf("status %d (%s), want 422", a.Code, a.Body)
+	}
+	if p := a.Problem(t); len(p.Errors) != 1 || p.Errors[0].Field != "rows[0].templateId" {
+		t.Errorf("errors %+v", p.Errors)
+	}
+	var ie *fjhttp.ImportError
+	if !errors.As(rec.err, &ie) {
+		t.Fatal("the double's error is not an ImportError")
+	}
+}
+
+func TestImportRowsTheDomainRefusesWithItsOwnError(t *testing.T) {
+	s, rec, _ := MustOpenAPI(t, fjhttp.Config{})
+	rec.err = fmt.Errorf("import: %w", domain.InvalidFields([]domain.FieldError{
+		{Field: "rows[0].templateId", Message: "no template t"},
+		{Field: "rows[1].properties.fanSpeed", Message: "must be a number"},
+	}))
+	a := MustDo(t, s.URL(), Request{Method: "POST", Path: "/api/v1/devices:import", Header: csvHeader(), Body: "deviceId,name,templateId\nd1,one,t\nd2,two,t\n"})
+	if a.Code != 422 {
+		t.Fatalf("status %d (%s), want 422", a.Code, a.Body)
+	}
+	want := []fjhttp.FieldError{{Field: "rows[0].templateId", Message: "no template t"}, {Field: "rows[1].properties.fanSpeed", Message: "must be a number"}}
+	if diff := cmp.Diff(want, a.Problem(t).Errors); diff != "" {
+		t.Errorf("errors (-want +got):\n%s", diff)
+	}
+}
+
+func TestLargeImportWithinTheDefaultLimit(t *testing.T) {
+	s, rec, _ := MustOpenAPI(t, fjhttp.Config{})
+	var b strings.Builder
+	b.WriteString("deviceId,name,templateId,prop.fanSpeed,prop.city\n")
+	const n = 20000
+	for i := range n {
+		fmt.Fprintf(&b, "dev-%d,Device %d,vending,%d,Seattle\n", i, i, 1000+i)
+	}
+	a := MustDo(t, s.URL(), Request{Method: "POST", Path: "/api/v1/devices:import", Header: csvHeader(), Body: b.String()})
+	if a.Code != 200 {
+		t.Fatalf("status %d: %.300s", a.Code, a.Body)
+	}
+	if rows := rec.Commands()[0].(fjhttp.ImportDevices).Rows; len(rows) != n {
+		t.Errorf("%d rows, want %d", len(rows), n)
+	}
+}

@@ -1,0 +1,134 @@
+package http
+
+import (
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+)
+
+// MaxIDLength is the longest ID (template, device, set, job) the API
+// accepts. IDs become stream names and Redis keys, so they are bounded and
+// drawn from a small alphabet that needs no escaping anywhere.
+const MaxIDLength = 128
+
+// validID reports whether s is 1 to MaxIDLength characters of
+// [A-Za-z0-9._:-].
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > MaxIDLength {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// idMessage is what a bad ID is told.
+const idMessage = "must be 1 to 128 characters of A-Z a-z 0-9 . _ : -"
+
+// checkID adds a FieldError naming field when id is not a valid ID.
+func checkID(fe *fieldErrors, field, id string) {
+	if !validID(id) {
+		fe.add(field, idMessage)
+	}
+}
+
+// pathIDs returns the named path parameters, each checked to be an ID;
+// a bad one is a 400 naming the parameter.
+func pathIDs(c echo.Context, names ...string) ([]string, error) {
+	var fe fieldErrors
+	ids := make([]string, len(names))
+	for i, n := range names {
+		ids[i] = c.Param(n)
+		checkID(&fe, n, ids[i])
+	}
+	return ids, fe.err()
+}
+
+// pathID is pathIDs for one parameter.
+func pathID(c echo.Context, name string) (string, error) {
+	ids, err := pathIDs(c, name)
+	if err != nil {
+		return "", err
+	}
+	return ids[0], nil
+}
+
+// Paging limits of every list (API.md).
+const (
+	DefaultPageLimit = 50
+	MaxPageLimit     = 1000
+	maxCursorLength  = 1024
+)
+
+// Page is the paging of a list query: at most Limit items after Cursor
+// ("" is the first page). The cursor is opaque to the HTTP layer: it is
+// whatever the read model returned as Next.
+type Page struct {
+	Limit  int
+	Cursor string
+}
+
+// pageOf reads ?limit= (default 50, 1 to 1000) and ?cursor= (opaque,
+// printable ASCII, at most 1024 bytes); a bad one is a 400 naming it.
+func pageOf(c echo.Context) (Page, error) {
+	p := Page{Limit: DefaultPageLimit, Cursor: c.QueryParam("cursor")}
+	var fe fieldErrors
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxPageLimit {
+			fe.add("limit", "must be an integer from 1 to 1000")
+		} else {
+			p.Limit = n
+		}
+	}
+	if !validCursor(p.Cursor) {
+		fe.add("cursor", "is not a cursor this API returned")
+	}
+	return p, fe.err()
+}
+
+func validCursor(s string) bool {
+	if len(s) > maxCursorLength {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// fieldErrors collects the problems of one request, then becomes one
+// ValidationError (or nil).
+type fieldErrors struct {
+	list []FieldError
+}
+
+func (fe *fieldErrors) add(field, msg string) {
+	if len(fe.list) < maxFieldErrors {
+		fe.list = append(fe.list, FieldError{Field: field, Message: msg})
+	}
+}
+
+func (fe *fieldErrors) addAll(list []FieldError) {
+	for _, f := range list {
+		fe.add(f.Field, f.Message)
+	}
+}
+
+func (fe *fieldErrors) err() error {
+	if len(fe.list) == 0 {
+		return nil
+	}
+	return &ValidationError{Fields: fe.list}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
