@@ -1,6 +1,9 @@
 package eventstore
 
-import "github.com/fleetjobs/fleetjobs/domain/device"
+import (
+	"github.com/fleetjobs/fleetjobs/domain/device"
+	"github.com/fleetjobs/fleetjobs/domain/job"
+)
 
 // The event catalog of ARCHITECTURE.md: the stored `type` of every fleetjobs
 // event. These names are a public contract (auditors and analysts read
@@ -60,9 +63,24 @@ func DeviceRegistrations() []Registration {
 	}
 }
 
-// NewCatalogCodec returns the codec of every event type registered so far:
+// JobRegistrations binds the job part of the catalog to the Go types of
+// package domain/job.
+func JobRegistrations() []Registration {
+	return []Registration{
+		Register[job.Created](JobCreated),
+		Register[job.DevicesTargeted](JobDevicesTargeted),
+		Register[job.Started](JobStarted),
+		Register[job.DevicesDispatched](JobDevicesDispatched),
+		Register[job.OperationSucceeded](DeviceOperationSucceeded),
+		Register[job.OperationFailed](DeviceOperationFailed),
+		Register[job.Completed](JobCompleted),
+		Register[job.Failed](JobFailed),
+		Register[job.Stopped](JobStopped),
+	}
+}
+
+// NewCatalogCodec returns the codec of every event type of the catalog:
 // the one codec the service's Client, command handlers and projectors share.
-// The jobs issue adds its registrations here.
 func NewCatalogCodec() *Codec {
-	return MustNewCodec(DeviceRegistrations()...)
+	return MustNewCodec(append(DeviceRegistrations(), JobRegistrations()...)...)
 }
