@@ -1,0 +1,257 @@
+package projections
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrNotFound is returned (wrapped) by the queries for a template, device or
+// device set that does not exist (or was deleted).
+var ErrNotFound = errors.New("not found")
+
+// Paging limits of every list (API.md).
+const (
+	DefaultLimit = 50
+	MaxLimit     = 1000
+)
+
+// PageRequest asks for one page of a list.
+type PageRequest struct {
+	// Limit is the most items to return: 0 means DefaultLimit; more than
+	// MaxLimit, or negative, is a *PageError.
+	Limit int
+	// Cursor is the Next of the previous page; empty for the first page.
+	Cursor string
+}
+
+// Page is one page of a list, ordered by ID.
+type Page[T any] struct {
+	Items []T
+	// Next is the cursor of the following page, empty on the last page.
+	// It is opaque to callers and stays valid when items are added or
+	// removed: the next page starts after the last ID of this one.
+	Next string
+}
+
+// PageError is returned by the list queries for a PageRequest they cannot
+// serve; Field is "limit" or "cursor", as the HTTP query parameters are
+// named.
+type PageError struct {
+	Field  string
+	Reason string
+}
+
+func (e *PageError) Error() string { return e.Field + ": " + e.Reason }
+
+// activeTTL is how long a Queries trusts the active version it read: a
+// rebuild deletes the old version's keys well after switching, so a reader
+// that still uses it for this long reads consistent, if slightly older,
+// data.
+const activeTTL = time.Second
+
+// Queries answers the HTTP layer's questions from the read models, reading
+// the active version of each projection. It is safe for concurrent use.
+type Queries struct {
+	rdb  redis.UniversalClient
+	root string
+	now  func() time.Time
+
+	mu     sync.Mutex
+	active map[string]activeVersion
+}
+
+type activeVersion struct {
+	prefix string
+	read   time.Time
+}
+
+// NewQueries returns the queries over the keys under root (as given to
+// NewWriter) in rdb; now is the clock of the active-version cache.
+func NewQueries(rdb redis.UniversalClient, root string, now func() time.Time) *Queries {
+	return &Queries{rdb: rdb, root: root, now: now, active: make(map[string]activeVersion)}
+}
+
+// DefaultVersion is the version a projection is written to when no
+// rebuild has made another one active.
+const DefaultVersion = "1"
+
+// prefix returns the key prefix of the active version of projection name.
+func (q *Queries) prefix(ctx context.Context, name string) (string, error) {
+	now := q.now()
+	q.mu.Lock()
+	a, ok := q.active[name]
+	q.mu.Unlock()
+	if ok && now.Sub(a.read) < activeTTL && now.Sub(a.read) >= 0 {
+		return a.prefix, nil
+	}
+	v, err := q.rdb.Get(ctx, ActiveKey(q.root, name)).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		// Nothing projected yet: the default version's keys, all
+		// missing, give empty answers. Not cached, so the first
+		// projection is seen at once.
+		return Prefix(q.root, name, DefaultVersion), nil
+	case err != nil:
+		return "", fmt.Errorf("read active version of projection %s: %w", name, err)
+	}
+	p := Prefix(q.root, name, v)
+	q.mu.Lock()
+	q.active[name] = activeVersion{prefix: p, read: now}
+	q.mu.Unlock()
+	return p, nil
+}
+
+// Template returns template id; ErrNotFound if it does not exist.
+func (q *Queries) Template(ctx context.Context, id string) (Template, error) {
+	return getDoc[Template](ctx, q, "template", id, TemplateKey(id))
+}
+
+// Templates lists the templates by ID.
+func (q *Queries) Templates(ctx context.Context, req PageRequest) (Page[Template], error) {
+	return listDocs[Template](ctx, q, templatesKey, TemplateKey, req)
+}
+
+// Device returns device id; ErrNotFound if it does not exist or was
+// deleted.
+func (q *Queries) Device(ctx context.Context, id string) (Device, error) {
+	return getDoc[Device](ctx, q, "device", id, DeviceKey(id))
+}
+
+// Devices lists the devices by ID.
+func (q *Queries) Devices(ctx context.Context, req PageRequest) (Page[Device], error) {
+	return listDocs[Device](ctx, q, devicesKey, DeviceKey, req)
+}
+
+// TemplateDevices lists the devices using template id, by ID. Devices of a
+// deleted template are still listed under it (they are unusable until it is
+// published again); an unknown template has no devices.
+func (q *Queries) TemplateDevices(ctx context.Context, templateID string, req PageRequest) (Page[Device], error) {
+	return listDocs[Device](ctx, q, TemplateDevicesKey(templateID), DeviceKey, req)
+}
+
+// DeviceSet returns device set id with its broken state; ErrNotFound if it
+// does not exist.
+func (q *Queries) DeviceSet(ctx context.Context, id string) (DeviceSet, error) {
+	return getDoc[DeviceSet](ctx, q, "device set", id, SetKey(id))
+}
+
+// DeviceSets lists the device sets by ID.
+func (q *Queries) DeviceSets(ctx context.Context, req PageRequest) (Page[DeviceSet], error) {
+	return listDocs[DeviceSet](ctx, q, setsKey, SetKey, req)
+}
+
+// SetMembers lists the members of device set id by ID: never a deleted
+// device, and none for a broken set (DeviceSet says why). ErrNotFound if
+// the set does not exist.
+func (q *Queries) SetMembers(ctx context.Context, setID string, req PageRequest) (Page[Device], error) {
+	if _, err := q.DeviceSet(ctx, setID); err != nil {
+		return Page[Device]{}, err
+	}
+	return listDocs[Device](ctx, q, SetMembersKey(setID), DeviceKey, req)
+}
+
+// EachSetMember calls fn with the members of device set id, in ID order,
+// MaxLimit at a time, until the last or fn's first error (returned as is):
+// how a job resolves "all members" of a set of any size. ErrNotFound if the
+// set does not exist.
+func (q *Queries) EachSetMember(ctx context.Context, setID string, fn func([]Device) error) error {
+	req := PageRequest{Limit: MaxLimit}
+	for first := true; first || req.Cursor != ""; first = false {
+		p, err := q.SetMembers(ctx, setID, req)
+		if err != nil {
+			return err
+		}
+		if len(p.Items) > 0 {
+			if err := fn(p.Items); err != nil {
+				return err
+			}
+		}
+		req.Cursor = p.Next
+	}
+	return nil
+}
+
+func getDoc[T any](ctx context.Context, q *Queries, what, id, key string) (T, error) {
+	var v T
+	prefix, err := q.prefix(ctx, DevicesProjection)
+	if err != nil {
+		return v, err
+	}
+	s, err := q.rdb.Get(ctx, prefix+key).Result()
+	if errors.Is(err, redis.Nil) {
+		return v, fmt.Errorf("%s %q: %w", what, id, ErrNotFound)
+	}
+	if err != nil {
+		return v, fmt.Errorf("read %s %q: %w", what, id, err)
+	}
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		return v, fmt.Errorf("decode %s %q: %w", what, id, err)
+	}
+	return v, nil
+}
+
+func listDocs[T any](ctx context.Context, q *Queries, index string, key func(string) string, req PageRequest) (Page[T], error) {
+	limit, after, err := parsePage(req)
+	if err != nil {
+		return Page[T]{}, err
+	}
+	prefix, err := q.prefix(ctx, DevicesProjection)
+	if err != nil {
+		return Page[T]{}, err
+	}
+	start := "-"
+	if after != "" {
+		start = "(" + after
+	}
+	ids, err := q.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: prefix + index, Start: start, Stop: "+", ByLex: true, Count: int64(limit) + 1,
+	}).Result()
+	if err != nil {
+		return Page[T]{}, fmt.Errorf("list %s: %w", index, err)
+	}
+	var next string
+	if len(ids) > limit {
+		ids = ids[:limit]
+		next = base64.RawURLEncoding.EncodeToString([]byte(ids[limit-1]))
+	}
+	docs, err := readDocs[T](ctx, NewReader(q.rdb, prefix), ids, key)
+	if err != nil {
+		return Page[T]{}, fmt.Errorf("list %s: %w", index, err)
+	}
+	items := make([]T, 0, len(ids))
+	for _, id := range ids {
+		// A document deleted between the two reads is left out: the
+		// next read of the list will not have it either.
+		if d, ok := docs[id]; ok {
+			items = append(items, d)
+		}
+	}
+	return Page[T]{Items: items, Next: next}, nil
+}
+
+func parsePage(req PageRequest) (limit int, after string, err error) {
+	switch {
+	case req.Limit == 0:
+		limit = DefaultLimit
+	case req.Limit < 0 || req.Limit > MaxLimit:
+		return 0, "", &PageError{Field: "limit", Reason: fmt.Sprintf("must be between 1 and %d", MaxLimit)}
+	default:
+		limit = req.Limit
+	}
+	if req.Cursor != "" {
+		b, err := base64.RawURLEncoding.DecodeString(req.Cursor)
+		if err != nil || len(b) == 0 || !utf8.Valid(b) {
+			return 0, "", &PageError{Field: "cursor", Reason: "is not a cursor this service handed out"}
+		}
+		after = string(b)
+	}
+	return limit, after, nil
+}
