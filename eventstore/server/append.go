@@ -24,11 +24,15 @@ func (h *streamsService) Append(stream streams.Streams_AppendServer) error {
 	s := h.s
 	ctx := stream.Context()
 
-	first, err := stream.Recv()
-	if err != nil {
+	buf := s.appendBufs.Get().(*appendBuffer)
+	defer s.appendBufs.Put(buf)
+	defer buf.reset()
+	f := &buf.frame
+
+	if err := stream.RecvMsg(f); err != nil {
 		return recvStatus(err, "append: missing options")
 	}
-	opts := first.GetOptions()
+	opts := f.options
 	if opts == nil {
 		return invalidArgument("append: the first message must be Options")
 	}
@@ -52,37 +56,38 @@ func (h *streamsService) Append(stream streams.Streams_AppendServer) error {
 	}
 	defer func() { <-s.appendSlots }()
 
-	var events []store.Proposed
 	size := 0
 	for {
-		req, err := stream.Recv()
+		err := stream.RecvMsg(f)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
 			return recvStatus(err, "append")
 		}
-		msg := req.GetProposedMessage()
-		if msg == nil {
-			if req.GetOptions() != nil {
+		if !f.proposed {
+			if f.options != nil {
 				return invalidArgument("append %s: Options sent twice", name)
 			}
 			return invalidArgument("append %s: expected a proposed message", name)
 		}
-		ev, err := proposedFromProto(ctx, msg)
-		if err != nil {
+		if err := f.evErr; err != nil {
+			if errors.Is(err, errMissingMetadata) {
+				return missingMetadata(ctx)
+			}
 			return err
 		}
+		ev := f.ev
 		size += len(ev.Type) + len(ev.Data) + len(ev.Metadata)
 		if size > s.maxAppend {
 			return withTrailer(ctx,
 				status.Errorf(codes.InvalidArgument, "Maximum Append Size of %d Exceeded.", s.maxAppend),
 				trailerException, exceptionMaxAppendSize, trailerMaxAppendSize, strconv.Itoa(s.maxAppend))
 		}
-		events = append(events, ev)
+		buf.events = append(buf.events, ev)
 	}
 
-	res, err := s.log.Append(ctx, name, exp, events)
+	res, err := s.log.Append(ctx, name, exp, buf.events)
 	var wrong *store.WrongExpectedVersionError
 	if errors.As(err, &wrong) {
 		return stream.SendAndClose(&streams.AppendResp{Result: wrongExpectedVersion(exp, wrong)})
@@ -93,34 +98,38 @@ func (h *streamsService) Append(stream streams.Streams_AppendServer) error {
 	return stream.SendAndClose(&streams.AppendResp{Result: appendSuccess(res)})
 }
 
-// proposedFromProto validates one proposed event: a real, non-nil UUID, and
-// the "type" and "content-type" metadata KurrentDB requires (§3). Like
-// KurrentDB, any content type is accepted and only an is-JSON flag is kept:
-// exactly "application/json" is JSON, anything else reads back as
-// "application/octet-stream". An empty content type counts as missing.
-func proposedFromProto(ctx context.Context, msg *streams.AppendReq_ProposedMessage) (store.Proposed, error) {
-	typ, hasType := msg.GetMetadata()[metaType]
-	ct, hasCT := msg.GetMetadata()[metaContentType]
-	if !hasType || !hasCT || ct == "" {
-		return store.Proposed{}, withTrailer(ctx,
-			status.Error(codes.InvalidArgument, "Required metadata properties are missing: type, content-type"),
-			trailerException, exceptionMissingMetadata, trailerRequiredMetadata, metaType+","+metaContentType)
+// appendBuffer is what one Append call decodes into, pooled by the server
+// (Server.appendBufs): in steady state an append allocates nothing per
+// event. The Log copies what it keeps before Append returns, so the buffer
+// is reused at once.
+type appendBuffer struct {
+	frame  appendFrame
+	events []store.Proposed
+}
+
+// maxPooledEvents bounds the events array a pooled buffer keeps.
+const maxPooledEvents = 1 << 14
+
+// reset empties the buffer for the next append.
+func (b *appendBuffer) reset() {
+	clear(b.events)
+	b.events = b.events[:0]
+	if cap(b.events) > maxPooledEvents {
+		b.events = nil
 	}
-	if typ == "" {
-		return store.Proposed{}, invalidArgument("event type is empty")
-	}
-	isJSON := ct == contentTypeJSON
-	id, err := uuidFromProto(msg.GetId())
-	if err != nil {
-		return store.Proposed{}, err
-	}
-	return store.Proposed{
-		ID:       id,
-		Type:     typ,
-		JSON:     isJSON,
-		Data:     msg.GetData(),
-		Metadata: msg.GetCustomMetadata(),
-	}, nil
+	b.frame.reset()
+}
+
+// errMissingMetadata is returned by appendFrame.event when "type" or
+// "content-type" is missing; the handler answers it with missingMetadata.
+var errMissingMetadata = errors.New("required metadata properties are missing")
+
+// missingMetadata is KurrentDB's answer to an event without "type" or
+// "content-type" (§3), trailers included.
+func missingMetadata(ctx context.Context) error {
+	return withTrailer(ctx,
+		status.Error(codes.InvalidArgument, "Required metadata properties are missing: type, content-type"),
+		trailerException, exceptionMissingMetadata, trailerRequiredMetadata, metaType+","+metaContentType)
 }
 
 // appendSuccess encodes a successful append (§4, §14): a zero-event append

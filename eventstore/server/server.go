@@ -76,6 +76,8 @@ type Server struct {
 	// appendSlots is a semaphore of appends allowed to buffer events (see
 	// appendBufferBudget).
 	appendSlots chan struct{}
+	// appendBufs pools the *appendBuffer each Append decodes into.
+	appendBufs sync.Pool
 
 	// ctx is cancelled by Shutdown before the gRPC server stops: reads and
 	// subscriptions watch it, because GracefulStop would otherwise wait for
@@ -124,7 +126,10 @@ func New(log Log, cfg Config) *Server {
 		ctx:         ctx,
 		cancel:      cancel,
 	}
+	s.appendBufs.New = func() any { return new(appendBuffer) }
 	s.grpc = grpc.NewServer(
+		// Append decodes its requests itself (see serverCodec).
+		grpc.ForceServerCodecV2(newServerCodec()),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			// The client pings every 10 s even without streams; the
 			// default policy (5 min, no idle pings) answers with GOAWAY

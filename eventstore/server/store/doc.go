@@ -9,11 +9,13 @@
 // server package translates wire messages to the types of api.go and back.
 //
 // Durability model: every append, delete and tombstone is acknowledged only
-// once its Pebble batch is synced to the write-ahead log. One writer
-// goroutine validates requests in arrival order against the in-memory stream
-// state and commits them in groups (group commit), so concurrent callers
-// share one fsync. A batch is atomic, so a crash never leaves a partial
-// append visible, and reads are bounded by what was acknowledged.
+// once its Pebble batch is synced to the write-ahead log. Callers validate
+// their requests one at a time, in arrival order, against the in-memory
+// stream state, and hand their batches to Pebble in that order without
+// waiting; Pebble syncs whatever has queued as soon as the previous sync
+// ends, so concurrent callers share one fsync (group commit) while the next
+// requests are validated. A batch is atomic, so a crash never leaves a
+// partial append visible, and reads are bounded by what was acknowledged.
 //
 // On-disk layout (all integers big-endian so that keys sort numerically):
 //

@@ -31,8 +31,8 @@ type Options struct {
 	StateCacheSize int
 }
 
-// Store is the durable event log. It is safe for concurrent use; all writes
-// go through one writer goroutine that commits them in synced groups.
+// Store is the durable event log. It is safe for concurrent use; writes
+// are validated one at a time and share WAL syncs (see writer).
 type Store struct {
 	db     *pebble.DB
 	lock   *pebble.Lock // nil InMemory
@@ -41,16 +41,14 @@ type Store struct {
 	now    func() time.Time
 	states *stateCache
 
-	// mu guards closed and the send side of reqs, so that Close can close
-	// reqs without racing a sender; it also orders reader registration
-	// before Close waits for readers.
-	mu         sync.RWMutex
-	closed     bool
-	closing    atomic.Bool // read between records by long reads
-	reqs       chan *request
-	writerDone chan struct{}
-	readers    sync.WaitGroup
-	reqPool    sync.Pool
+	// mu guards closed; it orders reader registration before Close waits
+	// for readers.
+	mu      sync.RWMutex
+	closed  bool
+	closing atomic.Bool // read between records by long reads
+	readers sync.WaitGroup
+	w       *writer
+	reqPool sync.Pool
 
 	head atomic.Uint64 // position of the last acknowledged record
 
@@ -119,15 +117,13 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
 	s := &Store{
-		db:         db,
-		lock:       lock,
-		dir:        dir,
-		log:        log,
-		now:        now,
-		states:     newStateCache(cacheSize),
-		reqs:       make(chan *request, 1024),
-		writerDone: make(chan struct{}),
-		changed:    make(chan struct{}),
+		db:      db,
+		lock:    lock,
+		dir:     dir,
+		log:     log,
+		now:     now,
+		states:  newStateCache(cacheSize),
+		changed: make(chan struct{}),
 	}
 	s.reqPool.New = func() any { return &request{done: make(chan struct{}, 1)} }
 
@@ -140,7 +136,7 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
 	s.head.Store(w.nextPos - 1)
-	go w.run()
+	s.w = w
 	log.Debug("event store opened", zap.String("dir", dir), zap.Bool("in_memory", opts.InMemory),
 		zap.Uint64("head", s.head.Load()))
 	return s, nil
@@ -159,10 +155,9 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.closing.Store(true)
-	close(s.reqs)
 	s.mu.Unlock()
 
-	<-s.writerDone
+	s.w.close()
 	s.readers.Wait()
 
 	// Wake every waiter for good: they re-check and see ErrClosed.
@@ -220,8 +215,8 @@ func (s *Store) enterRead() bool {
 // (bad input, nothing written), *WrongExpectedVersionError,
 // *StreamDeletedError, ErrClosed.
 //
-// Once the request is queued Append waits for its outcome even if ctx ends,
-// because the writer still reads events: the append may commit regardless.
+// Once the append has started Append waits for its outcome even if ctx
+// ends: it may be committed regardless.
 func (s *Store) Append(ctx context.Context, stream string, exp Expected, events []Proposed) (AppendResult, error) {
 	if err := validateStream(stream, false); err != nil {
 		return AppendResult{}, fmt.Errorf("append %q: %w", stream, err)
@@ -277,30 +272,14 @@ func (s *Store) Tombstone(ctx context.Context, stream string, exp Expected) (Del
 	return DeleteResult{Position: res.Position}, nil
 }
 
-// submit queues one request for the writer and waits for its outcome.
+// submit applies one request and waits for its durable outcome.
 func (s *Store) submit(ctx context.Context, kind opKind, stream string, exp Expected, events []Proposed) (AppendResult, error) {
 	if err := ctx.Err(); err != nil {
 		return AppendResult{}, err
 	}
 	r := s.reqPool.Get().(*request)
 	r.kind, r.stream, r.exp, r.events = kind, stream, exp, events
-
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		s.reqPool.Put(r.reset())
-		return AppendResult{}, ErrClosed
-	}
-	select {
-	case s.reqs <- r:
-	case <-ctx.Done():
-		s.mu.RUnlock()
-		s.reqPool.Put(r.reset())
-		return AppendResult{}, ctx.Err()
-	}
-	s.mu.RUnlock()
-
-	<-r.done
+	s.w.do(r)
 	res, err := r.res, r.err
 	s.reqPool.Put(r.reset())
 	return res, err

@@ -5,21 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"time"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/google/uuid"
 	"go.uber.org/zap"
-)
-
-// Group limits: a group is committed when the queue is empty or when one of
-// these is reached, so that one huge burst does not delay every
-// acknowledgement behind a giant batch.
-const (
-	maxGroupRequests = 512
-	maxGroupBytes    = 16 << 20
-	// maxLinger caps how long a ready group waits for more requests.
-	maxLinger = time.Millisecond
 )
 
 type opKind uint8
@@ -30,8 +20,8 @@ const (
 	opTombstone
 )
 
-// request is one write waiting for the writer. Requests are pooled: the
-// writer answers through done (capacity 1) and the submitter recycles it.
+// request is one write. Requests are pooled; each keeps its Pebble batch
+// and buffers from one use to the next.
 type request struct {
 	kind   opKind
 	stream string
@@ -39,76 +29,90 @@ type request struct {
 	events []Proposed
 	res    AppendResult
 	err    error
-	done   chan struct{}
+
+	batch  *pebble.Batch // the request's records; empty when it wrote nothing
+	states []namedState  // stream states it changed, published once durable
+	head   uint64        // last position it wrote (0: none)
+	seq    uint64        // order among applied requests
+	// waiter marks a request that wrote nothing but waits in the queue
+	// for the requests applied before it to be durable (see writer.await).
+	waiter bool
+	// published is set, under writer.mu, once the request is durable and
+	// its states and head are visible to readers.
+	published bool
+	// done is signalled when a request that waits without a batch of its
+	// own (see writer.await) is published; capacity 1.
+	done chan struct{}
+}
+
+// namedState is a stream state and the name it belongs to.
+type namedState struct {
+	name string
+	st   streamState
+}
+
+// pendingState is the latest state of a stream changed by a request that
+// is not yet durable, and which request (seq) wrote it.
+type pendingState struct {
+	st  streamState
+	seq uint64
 }
 
 func (r *request) reset() *request {
 	r.stream, r.events, r.res, r.err = "", nil, AppendResult{}, nil
+	clear(r.states)
+	r.states = r.states[:0]
+	r.head, r.seq, r.waiter, r.published = 0, 0, false, false
+	if r.batch != nil {
+		r.batch.Reset()
+	}
 	return r
 }
 
-// errNeedFlush is returned by apply when a request must read committed data
-// of a stream that an uncommitted group has changed (an idempotency check):
-// the writer commits everything first, then applies it again.
-var errNeedFlush = errors.New("groups must be committed first")
-
-// group is one batch of requests committed with a single synced write.
-type group struct {
-	batch  *pebble.Batch
-	states map[string]*streamState // stream states the group changed
-	reqs   []*request              // answered once the group is durable
-	head   uint64                  // last position written by the group
-	err    error                   // set by the committer
-	took   time.Duration           // how long the synced commit took
-}
-
-// writer owns all mutation. The writer goroutine (run) validates requests
-// and builds the current group while the committer goroutine syncs the
-// previous one: the disk is never idle while requests wait, and every
-// request that arrives during a sync joins the next group. Groups are
-// committed strictly in order, one at a time, so the WAL never holds a
-// group without the ones it was validated against.
+// writer owns all mutation. It has no goroutine of its own: each caller
+// validates its request and encodes it into its own Pebble batch under mu,
+// hands the batch to Pebble's commit pipeline (still under mu, so that the
+// WAL order is the validation order) without waiting for the sync, and
+// then waits for the sync outside mu. Pebble's WAL writer syncs whatever
+// has been queued as soon as the previous sync ends: concurrent callers
+// share fsyncs (group commit) with no artificial wait and no hand-off to
+// goroutines of ours, and the next requests are validated, encoded and
+// applied while a sync is in progress.
+//
+// A request becomes durable when its sync returns; since Pebble syncs the
+// WAL in order, every request applied before it is durable then too. The
+// first caller to learn this publishes the whole prefix in order (stream
+// states into the cache, then head, then one change notification), so
+// readers only ever see acknowledged data.
 type writer struct {
-	s        *Store
-	cur      *group // being built
-	inflight *group // handed to the committer, nil when it is idle
-	spare    *group // recycled
-	commitCh chan *group
-	doneCh   chan *group
+	s *Store
 
+	mu      sync.Mutex
+	closed  bool
+	failed  error                   // sticky: after a failed write nothing more is written
+	pending map[string]pendingState // states changed by requests not yet durable
+	queue   []*request              // applied, not yet published, in WAL order
+	active  sync.WaitGroup          // callers inside the writer, waited for by close
+
+	seq      uint64 // seq of the last applied request
 	nextPos  uint64 // next position to assign
 	nextID   uint64 // next stream index id to assign
-	handedID uint64 // nextID as of the last handed-off group
-	created  int64  // commit timestamp of the current group (unix ns)
-	failed   error  // sticky: after a failed commit nothing more is written
+	handedID uint64 // the id counter as last written to a batch
+	created  int64  // commit timestamp of the request being applied (unix ns)
 
-	// Linger: when the committer frees up, the requests it just answered
-	// usually come straight back (closed-loop clients). Waiting briefly for
-	// them turns alternating half-size groups into full ones, doubling the
-	// appends per fsync. The wait ends when as many requests are queued as
-	// were in flight, or after half the last commit's duration (so an
-	// in-memory store, or a lone client, barely waits at all).
-	target      int
-	lingerUntil time.Time
-
-	key, val []byte // encode buffers, reused (writer goroutine only)
+	// Scratch state of the request being applied (under mu).
+	r        *request
+	key, val []byte
 	single   [1]Proposed
-}
-
-func newGroup(db *pebble.DB) *group {
-	return &group{batch: db.NewBatch(), states: make(map[string]*streamState)}
 }
 
 // newWriter recovers the head and the stream id counter from Pebble.
 func newWriter(s *Store) (*writer, error) {
 	w := &writer{
-		s:        s,
-		cur:      newGroup(s.db),
-		spare:    newGroup(s.db),
-		commitCh: make(chan *group),
-		doneCh:   make(chan *group),
-		nextPos:  1,
-		nextID:   1,
+		s:       s,
+		pending: make(map[string]pendingState),
+		nextPos: 1,
+		nextID:  1,
 	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixLog}, UpperBound: []byte{prefixLog + 1}})
 	if err != nil {
@@ -142,148 +146,195 @@ func newWriter(s *Store) (*writer, error) {
 	return w, nil
 }
 
-// run is the writer loop. It ends when the request channel is closed and
-// every queued request is answered.
-func (w *writer) run() {
-	go w.commitLoop()
-	defer close(w.s.writerDone)
-	defer w.closeBatches()
-	defer close(w.commitCh)
-	reqs := w.s.reqs
-	linger := time.NewTimer(time.Hour)
-	linger.Stop()
-	var lingerC <-chan time.Time
-	for reqs != nil || len(w.cur.reqs) > 0 || w.inflight != nil {
-		full := len(w.cur.reqs) >= maxGroupRequests || w.cur.batch.Len() >= maxGroupBytes
-		if w.inflight == nil && len(w.cur.reqs) > 0 {
-			now := time.Now()
-			if reqs == nil || full || len(w.cur.reqs) >= w.target || !now.Before(w.lingerUntil) {
-				w.handOff()
-				linger.Stop()
-				lingerC = nil
-			} else if lingerC == nil {
-				linger.Reset(w.lingerUntil.Sub(now))
-				lingerC = linger.C
-			}
-		}
-		in := reqs
-		if full {
-			in = nil // group full: wait for the committer first
-		}
-		select {
-		case r, ok := <-in:
-			if !ok {
-				reqs = nil
-				continue
-			}
-			w.handle(r)
-		case g := <-w.doneCh:
-			w.committed(g)
-		case <-lingerC:
-			lingerC = nil
-		}
-	}
+// close refuses new requests (ErrClosed) and waits for the running ones to
+// be answered.
+func (w *writer) close() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+	w.active.Wait()
 }
 
-// closeBatches releases the batches of the idle groups once the writer
-// has stopped (the committer is idle then, so nothing else uses them).
-func (w *writer) closeBatches() {
-	for _, g := range []*group{w.cur, w.spare} {
-		if g != nil {
-			_ = g.batch.Close() // an empty batch: nothing to lose
-		}
+// do applies r and waits until its outcome is durable. r.res and r.err
+// hold the outcome.
+func (w *writer) do(r *request) {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		r.err = ErrClosed
+		return
 	}
-}
-
-// handle applies one request to the current group.
-func (w *writer) handle(r *request) {
+	w.active.Add(1)
+	defer w.active.Done()
 	if w.failed != nil {
+		w.mu.Unlock()
 		r.err = w.failed
-		r.done <- struct{}{}
 		return
 	}
-	if len(w.cur.reqs) == 0 {
-		w.created = w.s.now().UnixNano()
+	if r.batch == nil {
+		r.batch = w.s.db.NewBatch()
 	}
-	before := w.nextPos
-	err := w.apply(r)
-	if err != nil && w.nextPos != before {
-		w.abandon(r, err)
+	w.r = r
+	w.created = w.s.now().UnixNano()
+	pos, id := w.nextPos, w.nextID
+	r.err = w.apply(r)
+	w.r = nil
+	if r.err != nil {
+		// A refused request writes nothing. Only a failing batch write can
+		// fail after records were added (every lookup comes first); the
+		// batch is the request's own: drop its contents and take back the
+		// positions and ids it used.
+		r.batch.Reset()
+		clear(r.states)
+		r.states = r.states[:0]
+		w.nextPos, w.nextID = pos, id
+	}
+	if r.batch.Empty() {
+		// Nothing to write, but the outcome may rest on states that are not
+		// durable yet (an idempotent retry of a pending append, a wrong
+		// expected version against one): answer once everything applied
+		// before is durable, as if the request had been committed with it.
+		w.await(r)
 		return
 	}
-	if errors.Is(err, errNeedFlush) {
-		w.barrier()
-		if w.failed != nil {
-			r.err = w.failed
-			r.done <- struct{}{}
-			return
-		}
-		w.created = w.s.now().UnixNano()
-		before = w.nextPos
-		err = w.apply(r) // nothing is uncommitted now, so it cannot ask again
-		if err != nil && w.nextPos != before {
-			w.abandon(r, err)
-			return
-		}
+	if err := w.writeStates(r); err != nil {
+		w.fail(r, err)
+		return
 	}
-	r.err = err
-	w.cur.reqs = append(w.cur.reqs, r)
+	w.seq++
+	r.seq = w.seq
+	r.head = w.nextPos - 1
+	// Pebble writes the batch to the WAL buffer and applies it to the
+	// memtable before returning, in the order of these calls (we hold mu);
+	// the sync is waited for below, without mu. The records are visible to
+	// Pebble reads before they are durable, which is why every read of the
+	// store is bounded by head (see read.go).
+	if err := w.s.db.ApplyNoSyncWait(r.batch, pebble.Sync); err != nil {
+		w.fail(r, err)
+		return
+	}
+	for i := range r.states {
+		ns := &r.states[i]
+		w.pending[ns.name] = pendingState{st: ns.st, seq: r.seq}
+	}
+	w.queue = append(w.queue, r)
+	w.mu.Unlock()
+
+	err := r.batch.SyncWait()
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if r.published {
+		return // a later request's sync published it
+	}
+	if err != nil {
+		// It stays queued, never to be published: nothing applied after it
+		// can become durable either.
+		r.published = true
+		r.err = fmt.Errorf("commit: %w", err)
+		if w.failed == nil {
+			w.failed = r.err
+			w.s.log.Error("event store commit failed; refusing further writes", zap.Error(err))
+		}
+		// Requests waiting without a batch behind this one can never be
+		// published: answer them now.
+		for _, q := range w.queue {
+			if q.waiter && q.seq >= r.seq && !q.published {
+				q.published = true
+				q.err = w.failed
+				q.done <- struct{}{}
+			}
+		}
+		return
+	}
+	w.publishThrough(r)
 }
 
-// abandon handles a request that failed after some of its records entered
-// the current group's batch (only a failing batch write can do that: every
-// lookup comes first). A batch cannot drop records, so the whole group is
-// discarded, its requests fail, and the writer refuses further writes, as
-// after a failed commit: nothing half-applied ever reaches the disk.
-func (w *writer) abandon(r *request, err error) {
+// await answers r, which wrote nothing, once every request applied before
+// it is durable. Called with mu held; returns with mu released.
+func (w *writer) await(r *request) {
+	if len(w.queue) == 0 {
+		w.mu.Unlock()
+		return
+	}
+	r.seq = w.seq // durable once the last applied request is
+	r.waiter = true
+	w.queue = append(w.queue, r)
+	w.mu.Unlock()
+	<-r.done
+}
+
+// fail handles a request whose batch Pebble refused: the WAL may hold part
+// of it, so nothing more is written. Called with mu held; releases it.
+func (w *writer) fail(r *request, err error) {
 	w.failed = fmt.Errorf("write abandoned: %w", err)
-	w.s.log.Error("event store write failed half-way; refusing further writes", zap.Error(err))
-	for _, q := range append(w.cur.reqs, r) {
-		q.err = w.failed
-		q.done <- struct{}{}
-	}
-	w.cur.reset(w.s.db, true)
+	w.s.log.Error("event store write failed; refusing further writes", zap.Error(err))
+	r.err = w.failed
+	w.mu.Unlock()
+	// Never reuse a batch Pebble refused (it may even still wait for a
+	// sync that will not come): let it go.
+	r.batch = nil
 }
 
-// barrier commits every group, current included, and waits for them.
-func (w *writer) barrier() {
-	if w.inflight != nil {
-		w.committed(<-w.doneCh)
-	}
-	if len(w.cur.reqs) > 0 {
-		w.handOff()
-		w.committed(<-w.doneCh)
-	}
-}
-
-// handOff completes the current group (its stream states, the id counter)
-// and gives it to the idle committer.
-func (w *writer) handOff() {
-	g := w.cur
-	g.head = w.nextPos - 1
-	if !g.batch.Empty() {
-		err := w.writeStates(g)
-		if err != nil {
-			g.err = err
+// publishThrough publishes every queued request up to and including r,
+// which is durable (so all before it are), and the waiting requests right
+// behind them. Called with mu held.
+func (w *writer) publishThrough(r *request) {
+	n := 0
+	for n < len(w.queue) {
+		q := w.queue[n]
+		n++
+		w.publish(q)
+		if q == r {
+			break
 		}
 	}
-	w.inflight, w.cur, w.spare = g, w.spare, nil
-	w.commitCh <- g
+	for n < len(w.queue) && w.queue[n].waiter {
+		w.publish(w.queue[n])
+		n++
+	}
+	rest := copy(w.queue, w.queue[n:])
+	clear(w.queue[rest:])
+	w.queue = w.queue[:rest]
+	w.s.notifyChanged()
 }
 
-// writeStates adds the group's stream states (once per stream, however
-// many requests touched it) and the id counter to its batch.
-func (w *writer) writeStates(g *group) error {
-	for name, st := range g.states {
-		w.key = appendNameKey(w.key[:0], name)
-		w.val = appendState(w.val[:0], st)
-		if err := g.batch.Set(w.key, w.val, nil); err != nil {
-			return fmt.Errorf("stream state %q: %w", name, err)
+// publish makes one durable request visible to readers, or answers it if
+// it is a waiter.
+func (w *writer) publish(q *request) {
+	if q.published {
+		return
+	}
+	q.published = true
+	if q.waiter {
+		q.done <- struct{}{}
+		return
+	}
+	for i := range q.states {
+		ns := &q.states[i]
+		w.s.states.put(ns.name, &ns.st)
+		if p, ok := w.pending[ns.name]; ok && p.seq == q.seq {
+			delete(w.pending, ns.name)
+		}
+	}
+	w.s.head.Store(q.head)
+}
+
+// writeStates adds the stream states the request changed (once per
+// stream, however many times it changed one) and the id counter to its
+// batch.
+func (w *writer) writeStates(r *request) error {
+	for i := range r.states {
+		ns := &r.states[i]
+		w.key = appendNameKey(w.key[:0], ns.name)
+		w.val = appendState(w.val[:0], &ns.st)
+		if err := r.batch.Set(w.key, w.val, nil); err != nil {
+			return fmt.Errorf("stream state %q: %w", ns.name, err)
 		}
 	}
 	if w.nextID != w.handedID {
 		w.val = binary.BigEndian.AppendUint64(w.val[:0], w.nextID)
-		if err := g.batch.Set(counterKey, w.val, nil); err != nil {
+		if err := r.batch.Set(counterKey, w.val, nil); err != nil {
 			return fmt.Errorf("stream id counter: %w", err)
 		}
 		w.handedID = w.nextID
@@ -291,100 +342,40 @@ func (w *writer) writeStates(g *group) error {
 	return nil
 }
 
-// committed takes back a group from the committer.
-func (w *writer) committed(g *group) {
-	if g.err != nil && w.failed == nil {
-		w.failed = fmt.Errorf("commit: %w", g.err)
-		w.s.log.Error("event store commit failed; refusing further writes", zap.Error(g.err))
-		// The current group was validated against the failed one.
-		for _, r := range w.cur.reqs {
-			r.err = w.failed
-			r.done <- struct{}{}
+// lookup returns the current state of name as the writer sees it:
+// requests not yet durable included. Called with mu held.
+func (w *writer) lookup(name string) (streamState, error) {
+	for i := range w.r.states {
+		if w.r.states[i].name == name {
+			return w.r.states[i].st, nil
 		}
-		w.cur.reset(w.s.db, true)
 	}
-	w.target = len(g.reqs) + len(w.cur.reqs)
-	w.lingerUntil = time.Now().Add(min(g.took/2, maxLinger))
-	g.reset(w.s.db, g.err != nil)
-	w.inflight, w.spare = nil, g
-}
-
-// reset empties a group for reuse; a batch whose commit failed cannot be
-// reused.
-func (g *group) reset(db *pebble.DB, newBatch bool) {
-	if newBatch {
-		_ = g.batch.Close() // its contents are abandoned with the failed commit
-		g.batch = db.NewBatch()
-	} else {
-		g.batch.Reset()
-	}
-	clear(g.states)
-	clear(g.reqs)
-	g.reqs = g.reqs[:0]
-	g.head, g.err, g.took = 0, nil, 0
-}
-
-// commitLoop is the committer goroutine: it syncs each group, publishes
-// its states, head and change notification, answers its requests and gives
-// the group back.
-func (w *writer) commitLoop() {
-	for g := range w.commitCh {
-		if g.err == nil && !g.batch.Empty() {
-			start := time.Now()
-			g.err = g.batch.Commit(pebble.Sync)
-			g.took = time.Since(start)
-			if g.err == nil {
-				for name, st := range g.states {
-					w.s.states.put(name, st)
-				}
-				w.s.head.Store(g.head)
-				w.s.notifyChanged()
-			}
-		}
-		for _, r := range g.reqs {
-			if g.err != nil && r.err == nil {
-				r.err = fmt.Errorf("commit: %w", g.err)
-			}
-			r.done <- struct{}{}
-		}
-		w.doneCh <- g
-	}
-}
-
-// lookup returns the current state of name as the writer sees it
-// (uncommitted groups included) and whether an uncommitted group changed it.
-func (w *writer) lookup(name string) (streamState, bool, error) {
-	if st, ok := w.cur.states[name]; ok {
-		return *st, true, nil
-	}
-	if w.inflight != nil {
-		// Read-only while in flight: the committer only reads it too.
-		if st, ok := w.inflight.states[name]; ok {
-			return *st, true, nil
-		}
+	if p, ok := w.pending[name]; ok {
+		return p.st, nil
 	}
 	if st, ok := w.s.states.get(name); ok {
-		return st, false, nil
+		return st, nil
 	}
-	// Not changed by an uncommitted group, so Pebble holds its committed
-	// state, and nobody else caches this name meanwhile: safe to cache.
+	// Not changed by a request that is not durable yet, so Pebble holds
+	// its committed state, and nobody else caches this name meanwhile
+	// (publishing takes mu too): safe to cache.
 	st, err := w.s.loadState(name)
 	if err != nil {
-		return streamState{}, false, err
+		return streamState{}, err
 	}
 	w.s.states.put(name, &st)
-	return st, false, nil
+	return st, nil
 }
 
-// save records st as the current group's new state of name.
+// save records st as the new state of name in the request being applied.
 func (w *writer) save(name string, st *streamState) {
-	if p, ok := w.cur.states[name]; ok {
-		*p = *st
-		return
+	for i := range w.r.states {
+		if w.r.states[i].name == name {
+			w.r.states[i].st = *st
+			return
+		}
 	}
-	p := new(streamState)
-	*p = *st
-	w.cur.states[name] = p
+	w.r.states = append(w.r.states, namedState{name: name, st: *st})
 }
 
 // apply validates r against the group's view of the streams and, when it
@@ -408,14 +399,14 @@ func (w *writer) applyAppend(r *request) error {
 	var xs streamState
 	if isMeta {
 		var err error
-		if xs, _, err = w.lookup(x); err != nil {
+		if xs, err = w.lookup(x); err != nil {
 			return err
 		}
 		if xs.tombstoned {
 			return &StreamDeletedError{Stream: name}
 		}
 	}
-	st, pending, err := w.lookup(name)
+	st, err := w.lookup(name)
 	if err != nil {
 		return err
 	}
@@ -440,7 +431,7 @@ func (w *writer) applyAppend(r *request) error {
 		default:
 			return err
 		}
-		res, matched, merr := w.matchStored(name, &st, pending, first, events)
+		res, matched, merr := w.matchStored(name, &st, first, events)
 		if merr != nil {
 			return merr
 		}
@@ -464,7 +455,7 @@ func (w *writer) applyAppend(r *request) error {
 	// IDs. The lastID comparison keeps this free on the hot path.
 	if (r.exp.Kind == ExpectAny || r.exp.Kind == ExpectStreamExists) &&
 		!st.softDeleted() && st.next >= n && st.lastID == events[n-1].ID {
-		res, matched, merr := w.matchStored(name, &st, pending, st.next-n, events)
+		res, matched, merr := w.matchStored(name, &st, st.next-n, events)
 		if merr != nil {
 			return merr
 		}
@@ -480,7 +471,7 @@ func (w *writer) applyAppend(r *request) error {
 	if recreate {
 		// Every lookup (which may read Pebble and fail) happens before the
 		// first record enters the batch: a failing request writes nothing.
-		if ms, _, err = w.lookup(metastreamName(name)); err != nil {
+		if ms, err = w.lookup(metastreamName(name)); err != nil {
 			return err
 		}
 	}
@@ -513,14 +504,14 @@ func (w *writer) applyAppend(r *request) error {
 }
 
 func (w *writer) applyDelete(r *request) error {
-	st, _, err := w.lookup(r.stream)
+	st, err := w.lookup(r.stream)
 	if err != nil {
 		return err
 	}
 	if err := checkExpected(r.stream, &st, r.exp); err != nil {
 		return err
 	}
-	ms, _, err := w.lookup(metastreamName(r.stream))
+	ms, err := w.lookup(metastreamName(r.stream))
 	if err != nil {
 		return err
 	}
@@ -533,7 +524,7 @@ func (w *writer) applyDelete(r *request) error {
 }
 
 func (w *writer) applyTombstone(r *request) error {
-	st, _, err := w.lookup(r.stream)
+	st, err := w.lookup(r.stream)
 	if err != nil {
 		return err
 	}
@@ -589,18 +580,15 @@ func checkExpected(name string, st *streamState, exp Expected) error {
 
 // matchStored reports whether the events at revisions first..first+n-1 of
 // the stream carry the IDs of events, in order, and if so the result of the
-// original append. It reads committed data, so a stream the group has
-// changed needs a barrier (commit of every open group) first.
-func (w *writer) matchStored(name string, st *streamState, pending bool, first uint64, events []Proposed) (AppendResult, bool, error) {
+// original append. It reads Pebble, which already shows every applied
+// request, durable or not; the caller answers only once they are durable.
+func (w *writer) matchStored(name string, st *streamState, first uint64, events []Proposed) (AppendResult, bool, error) {
 	n := uint64(len(events))
 	if st.id == 0 || first+n > st.next || first+n < first {
 		return AppendResult{}, false, nil
 	}
 	if first+n == st.next && st.lastID != events[n-1].ID {
 		return AppendResult{}, false, nil
-	}
-	if pending {
-		return AppendResult{}, false, errNeedFlush
 	}
 	matched := true
 	var i, lastPos uint64
@@ -657,12 +645,12 @@ func (w *writer) writeRecord(name string, id, rev uint64, e *Proposed, data []by
 	pos := w.nextPos
 	w.key = appendLogKey(w.key[:0], pos)
 	w.val = appendRecord(w.val[:0], recordHeader{stream: name, rev: rev, created: w.created}, e, data)
-	if err := w.cur.batch.Set(w.key, w.val, nil); err != nil {
+	if err := w.r.batch.Set(w.key, w.val, nil); err != nil {
 		return 0, fmt.Errorf("write record %d of %q: %w", pos, name, err)
 	}
 	w.key = appendIndexKey(w.key[:0], id, rev)
 	w.val = binary.BigEndian.AppendUint64(w.val[:0], pos)
-	if err := w.cur.batch.Set(w.key, w.val, nil); err != nil {
+	if err := w.r.batch.Set(w.key, w.val, nil); err != nil {
 		return 0, fmt.Errorf("write index of %q@%d: %w", name, rev, err)
 	}
 	w.nextPos++
