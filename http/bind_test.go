@@ -48,13 +48,13 @@ func TestStrictBindingNamesTheField(t *testing.T) {
 				{Field: "properties[1].name", Message: "duplicates properties[0].name"},
 			}},
 		{"shape: required fields and ids", "/api/v1/devices/d1", `{"name":"  ","templateId":"no spaces"}`,
-			[]fjhttp.FieldError{{Field: "name", Message: "is required"}, {Field: "templateId", Message: "must be 1 to 128 characters of A-Z a-z 0-9 . _ : -"}}},
+			[]fjhttp.FieldError{{Field: "name", Message: "is required"}, {Field: "templateId", Message: "must be 1 to 128 characters of A-Z a-z 0-9 - _ . : @"}}},
 		{"shape: unknown op", "/api/v1/device-sets/s1", `{"name":"n","templateId":"t","conditions":[{"property":"p","op":"like","value":1}]}`,
 			[]fjhttp.FieldError{{Field: "conditions[0].op", Message: "must be one of eq, ne, lt, le, gt, ge, contains"}}},
 		{"path id", "/api/v1/devices/" + strings.Repeat("x", 129), `{"name":"x","templateId":"t"}`,
-			[]fjhttp.FieldError{{Field: "deviceId", Message: "must be 1 to 128 characters of A-Z a-z 0-9 . _ : -"}}},
+			[]fjhttp.FieldError{{Field: "deviceId", Message: "must be 1 to 128 characters of A-Z a-z 0-9 - _ . : @"}}},
 		{"path id alphabet", "/api/v1/device-sets/a%20b", `{"name":"x","templateId":"t"}`,
-			[]fjhttp.FieldError{{Field: "setId", Message: "must be 1 to 128 characters of A-Z a-z 0-9 . _ : -"}}},
+			[]fjhttp.FieldError{{Field: "setId", Message: "must be 1 to 128 characters of A-Z a-z 0-9 - _ . : @"}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

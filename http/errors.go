@@ -169,6 +169,10 @@ func fieldsOf(err error) []FieldError {
 		return ve.Fields
 	case errors.As(err, &ie):
 		return ie.Fields
+	case errors.Is(err, ErrTooLarge):
+		// Every bad input names its field (issue 3): an oversized body's
+		// field is the body itself.
+		return []FieldError{{Field: bodyField, Message: err.Error()}}
 	}
 	if de, ok := domain.AsError(err); ok && len(de.Fields) > 0 {
 		fields := make([]FieldError, len(de.Fields))

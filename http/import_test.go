@@ -75,7 +75,7 @@ func TestImportRefusesEveryBadRowAndRecordsNothing(t *testing.T) {
 			`{"deviceId":"ok-3","name":"x",`,
 			`{"deviceId":"ok-1","name":"again","templateId":"t","properties":{"fanSpeed":"fast"}}`,
 		}, "\n")}, []fjhttp.FieldError{
-			{Field: "rows[1].deviceId", Message: "must be 1 to 128 characters of A-Z a-z 0-9 . _ : -"},
+			{Field: "rows[1].deviceId", Message: "must be 1 to 128 characters of A-Z a-z 0-9 - _ . : @"},
 			{Field: "rows[1].name", Message: "is required"},
 			{Field: "rows[2].colour", Message: "unknown field"},
 			{Field: "rows[3]", Message: "malformed JSON: unexpected end at byte 30"},
@@ -88,8 +88,8 @@ func TestImportRefusesEveryBadRowAndRecordsNothing(t *testing.T) {
 			"d 4,four,,4\n"}, []fjhttp.FieldError{
 			{Field: "rows[1].name", Message: "is required"},
 			{Field: "rows[2]", Message: "line 4: wrong number of fields"},
-			{Field: "rows[3].deviceId", Message: "must be 1 to 128 characters of A-Z a-z 0-9 . _ : -"},
-			{Field: "rows[3].templateId", Message: "must be 1 to 128 characters of A-Z a-z 0-9 . _ : -"},
+			{Field: "rows[3].deviceId", Message: "must be 1 to 128 characters of A-Z a-z 0-9 - _ . : @"},
+			{Field: "rows[3].templateId", Message: "must be 1 to 128 characters of A-Z a-z 0-9 - _ . : @"},
 		}},
 		{"csv header", Request{Header: csvHeader(), Body: "id,name,templateId,fanSpeed,prop.a,prop.a\nd1,one,t,1,2,3\n"}, []fjhttp.FieldError{
 			{Field: "header[0]", Message: `is "id", want "deviceId"`},

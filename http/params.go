@@ -4,6 +4,8 @@ import (
 	"strconv"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/fleetjobs/fleetjobs/domain"
 )
 
 // MaxIDLength is the longest ID (template, device, set, job) the API
@@ -11,26 +13,16 @@ import (
 // drawn from a small alphabet that needs no escaping anywhere.
 const MaxIDLength = 128
 
-// validID reports whether s is 1 to MaxIDLength characters of
-// [A-Za-z0-9._:-].
+// validID reports whether s is an ID the domain accepts (domain.CheckID: 1
+// to MaxIDLength characters of [A-Za-z0-9._:@-]). The HTTP layer asks the
+// domain rather than keeping its own alphabet, so that an ID the commands
+// would accept is never refused at the edge, nor the other way round.
 func validID(s string) bool {
-	if len(s) == 0 || len(s) > MaxIDLength {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
-			c == '.', c == '_', c == ':', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
+	return len(s) <= MaxIDLength && domain.CheckID("id", s) == nil
 }
 
 // idMessage is what a bad ID is told.
-const idMessage = "must be 1 to 128 characters of A-Z a-z 0-9 . _ : -"
+const idMessage = "must be 1 to 128 characters of A-Z a-z 0-9 - _ . : @"
 
 // checkID adds a FieldError naming field when id is not a valid ID.
 func checkID(fe *fieldErrors, field, id string) {

@@ -13,10 +13,10 @@ import (
 	"strings"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zapcore"
 
 	fjhttp "github.com/fleetjobs/fleetjobs/http"
+	"github.com/fleetjobs/fleetjobs/projections"
 )
 
 // Config is the configuration of `fleetjobs serve` (API.md's table). Every
@@ -26,7 +26,7 @@ type Config struct {
 	DataDir        string        // FLEETJOBS_DATA_DIR: embedded parts keep their files below it
 	EventStoreURL  string        // FLEETJOBS_EVENTSTORE_URL: empty means the embedded store
 	EventStoreAddr string        // FLEETJOBS_EVENTSTORE_ADDR: where the embedded store listens
-	RedisURL       string        // FLEETJOBS_REDIS_URL: empty means embedded (not used yet)
+	RedisURL       string        // FLEETJOBS_REDIS_URL: empty means the embedded Redis
 	Devices        string        // FLEETJOBS_DEVICES: "mqtt" or "sim" (not used yet)
 	MQTTURL        string        // FLEETJOBS_MQTT_URL: empty means the embedded broker (not used yet)
 	MQTTAddr       string        // FLEETJOBS_MQTT_ADDR (not used yet)
@@ -36,6 +36,20 @@ type Config struct {
 	// MaxAppendSize bounds one append to the embedded store (--max-append-size
 	// only: a tuning knob, not part of the documented environment).
 	MaxAppendSize int
+
+	// RedisKeyRoot is the first segment of every read-model key
+	// (--redis-key-root only; empty means projections.KeyRoot). Two
+	// deployments, or parallel tests, can share one Redis under different
+	// roots; Redis Cluster wants a hash tag such as "{fj}".
+	RedisKeyRoot string
+}
+
+// KeyRoot is the root of the read models' keys in Redis.
+func (c Config) KeyRoot() string {
+	if c.RedisKeyRoot == "" {
+		return projections.KeyRoot
+	}
+	return c.RedisKeyRoot
 }
 
 // APIKey is one entry of FLEETJOBS_API_KEYS; the http package owns the
@@ -80,13 +94,13 @@ func settings() []setting {
 			}},
 		{"FLEETJOBS_EVENTSTORE_ADDR", "eventstore-addr", "127.0.0.1:2113", "where the embedded event store listens (host:port)",
 			func(c *Config, v string) error { c.EventStoreAddr = v; return checkHostPort(v) }},
-		{"FLEETJOBS_REDIS_URL", "redis-url", "", "Redis URL, e.g. redis://127.0.0.1:6379/0; empty: embedded",
+		{"FLEETJOBS_REDIS_URL", "redis-url", "", "Redis URL, e.g. redis://127.0.0.1:6379/0, rediss://... (TLS), redis://h1:6379,h2:6379 (Cluster), redis://s1:26379,s2:26379?master=NAME (Sentinel); empty: embedded, rebuilt from the log at start",
 			func(c *Config, v string) error {
 				c.RedisURL = v
 				if v == "" {
 					return nil
 				}
-				_, err := redis.ParseURL(v)
+				_, err := redisOptions(v)
 				return err
 			}},
 		{"FLEETJOBS_DEVICES", "devices", "mqtt", "device transport: mqtt or sim",
@@ -122,6 +136,7 @@ type serveFlags struct {
 	fs        *flag.FlagSet
 	values    map[string]*string // by variable name
 	maxAppend *int
+	keyRoot   *string
 }
 
 func newServeFlags(getenv func(string) string) serveFlags {
@@ -134,6 +149,7 @@ func newServeFlags(getenv func(string) string) serveFlags {
 		f.values[s.env] = f.fs.String(s.flag, def, s.usage+" ($"+s.env+")")
 	}
 	f.maxAppend = f.fs.Int("max-append-size", defaultMaxAppendSize, "largest append the embedded event store accepts, in bytes")
+	f.keyRoot = f.fs.String("redis-key-root", projections.KeyRoot, "first segment of every read-model key in Redis (for deployments sharing one Redis; Cluster: a hash tag such as {fj})")
 	return f
 }
 
@@ -156,6 +172,12 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 		return Config{}, usageErrorf("invalid --max-append-size %d: must be positive", *f.maxAppend)
 	}
 	c.MaxAppendSize = *f.maxAppend
+	if err := checkKeyRoot(*f.keyRoot); err != nil {
+		return Config{}, usageErrorf("invalid --redis-key-root %q: %v", *f.keyRoot, err)
+	}
+	if *f.keyRoot != projections.KeyRoot {
+		c.RedisKeyRoot = *f.keyRoot
+	}
 	// Without keys anyone who reaches the service may command the fleet,
 	// so it must then stay on loopback: a configuration error, exit 2.
 	if err := fjhttp.CheckListenAddr(c.HTTPAddr, len(c.APIKeys) > 0); err != nil {
@@ -187,6 +209,20 @@ func checkHostPort(v string) error {
 	}
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 		return fmt.Errorf("port %q: want a number from 0 to 65535", port)
+	}
+	return nil
+}
+
+// checkKeyRoot keeps the root to characters that need no quoting in key
+// names and patterns (plus the braces of a Cluster hash tag).
+func checkKeyRoot(v string) error {
+	if v == "" || len(v) > 64 {
+		return errors.New("want 1 to 64 characters")
+	}
+	for _, r := range v {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("-_.{}", r)) {
+			return fmt.Errorf("%q: want letters, digits and - _ . { }", r)
+		}
 	}
 	return nil
 }

@@ -181,3 +181,29 @@ func TestMainRunReleasesWhatItStartedOnFailure(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestRedisURLForms pins the FLEETJOBS_REDIS_URL forms serve accepts: one
+// server (plain or TLS), a Cluster's seed nodes, Sentinels with a master
+// name, and go-redis's own cluster form.
+func TestRedisURLForms(t *testing.T) {
+	cases := []struct {
+		url string
+		ok  bool
+	}{
+		{"redis://127.0.0.1:6379/0", true},
+		{"rediss://user:secret@127.0.0.1:6380/2", true},
+		{"redis://10.0.0.1:6379,10.0.0.2:6379,10.0.0.3:6379", true},
+		{"redis://10.0.0.1:26379,10.0.0.2:26379/1?master=mymaster", true},
+		{"redis://10.0.0.1:6379?addr=10.0.0.2:6379&addr=10.0.0.3:6379", true},
+		{"redis://10.0.0.1:6379,10.0.0.2:6379/3", false}, // Cluster has only database 0
+		{"redis://10.0.0.1:6379,,10.0.0.2:6379", false},
+		{"http://127.0.0.1:6379", false},
+		{"redis://127.0.0.1:6379/notadb", false},
+	}
+	for _, c := range cases {
+		_, err := main.LoadConfig(nil, env(map[string]string{"FLEETJOBS_REDIS_URL": c.url}))
+		if (err == nil) != c.ok {
+			t.Errorf("%s: err %v, want ok=%v", c.url, err, c.ok)
+		}
+	}
+}

@@ -1,8 +1,15 @@
 // Command fleetjobs is the fleetjobs service and its tools, in one binary:
 //
-//	fleetjobs serve        the service (HTTP, embedded event store unless FLEETJOBS_EVENTSTORE_URL is set)
+//	fleetjobs serve        the service (HTTP, projections, commands; embedded event store and Redis unless configured)
 //	fleetjobs eventstore   only the embedded KurrentDB-compatible event store
 //	fleetjobs version      the version
+//
+// serve wires, in order: the event store (embedded or FLEETJOBS_EVENTSTORE_URL),
+// the official client with the catalog codec, Redis (embedded miniredis or
+// FLEETJOBS_REDIS_URL), the projections Writer and Runner (a goroutine whose
+// health /readyz and /metrics report), the command handler and the HTTP
+// server; adapters.go fits the commands and projections packages to the
+// small interfaces package http declares. Close undoes it in reverse.
 //
 // It owns all the wiring, in the shape of benbjohnson/wtf: Main (serve) and
 // EventStoreMain (eventstore) build every component from their Config, start

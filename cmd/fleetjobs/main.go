@@ -77,8 +77,9 @@ Usage:
   fleetjobs <command> [flags]
 
 Commands:
-  serve        run the service: HTTP API, with the embedded event store unless
-               FLEETJOBS_EVENTSTORE_URL points at a KurrentDB
+  serve        run the service: HTTP API and read models, with the embedded
+               event store unless FLEETJOBS_EVENTSTORE_URL points at a KurrentDB,
+               and the embedded Redis unless FLEETJOBS_REDIS_URL is set
   eventstore   run only the embedded KurrentDB-compatible event store
   version      print the version
 

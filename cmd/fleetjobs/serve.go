@@ -8,12 +8,17 @@ import (
 	"os"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/fleetjobs/fleetjobs/commands"
 	"github.com/fleetjobs/fleetjobs/eventstore"
 	"github.com/fleetjobs/fleetjobs/eventstore/server"
 	"github.com/fleetjobs/fleetjobs/eventstore/server/store"
 	fjhttp "github.com/fleetjobs/fleetjobs/http"
+	"github.com/fleetjobs/fleetjobs/projections"
 )
 
 const defaultMaxAppendSize = server.DefaultMaxAppendSize
@@ -29,27 +34,43 @@ type Main struct {
 	Config Config
 	Logger *zap.Logger
 	Now    func() time.Time // the clock stamped on events; nil means time.Now
+	NewID  func() string    // command IDs for requests without an Idempotency-Key; nil means random UUIDs
 
-	store  *server.Embedded   // nil when FLEETJOBS_EVENTSTORE_URL is set
-	events *eventstore.Client // the official client, the only way to the event log
-	http   *fjhttp.Server     // the HTTP edge
-	closed bool
+	store     *server.Embedded      // nil when FLEETJOBS_EVENTSTORE_URL is set
+	events    *eventstore.Client    // the official client, the only way to the event log
+	redis     redis.UniversalClient // the read models
+	miniredis *miniredis.Miniredis  // the embedded Redis, nil when FLEETJOBS_REDIS_URL is set
+	runner    *projections.Runner   // applies the log to the read models
+	stopRun   context.CancelFunc    // ends the runner
+	runDone   chan struct{}         // closed when the runner's goroutine returned
+	commands  *commands.Handler     // the one command-handling path
+	http      *fjhttp.Server        // the HTTP edge
+	closed    bool
 }
 
 // NewMain returns a Main for cfg that logs to logger.
 func NewMain(cfg Config, logger *zap.Logger) *Main {
-	return &Main{Config: cfg, Logger: logger, Now: time.Now}
+	return &Main{Config: cfg, Logger: logger, Now: time.Now, NewID: uuid.NewString}
 }
 
-// Run starts the components and returns once they serve: the embedded event
-// store (unless an external one is configured), the event store client, the
-// HTTP server. On error, what was started is closed again.
+// Run starts the components in dependency order and returns once they
+// serve: the embedded event store (unless an external one is configured),
+// the event store client, Redis (embedded unless configured), the
+// projections runner (in the background: it catches up while /readyz says
+// so), the command handler and the HTTP server. On error, what was started
+// is closed again.
 func (m *Main) Run(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, m.Close())
 		}
 	}()
+	if m.Now == nil {
+		m.Now = time.Now
+	}
+	if m.NewID == nil {
+		m.NewID = uuid.NewString
+	}
 	cfg := m.Config
 	url := cfg.EventStoreURL
 	if url == "" {
@@ -69,26 +90,92 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 		url = m.store.URL()
 		m.Logger.Info("embedded event store listening", zap.String("addr", m.store.Addr()), zap.String("url", url), zap.String("dir", dir))
+	} else {
+		m.Logger.Info("using an external event store", zap.String("url", redactURL(url)))
 	}
 
-	m.events, err = eventstore.Dial(url, eventstore.WithLogger(m.Logger.Named("esdb")), eventstore.WithClock(m.Now))
+	codec := eventstore.NewCatalogCodec()
+	m.events, err = eventstore.Dial(url, eventstore.WithLogger(m.Logger.Named("esdb")), eventstore.WithClock(m.Now), eventstore.WithCodec(codec))
 	if err != nil {
 		return fmt.Errorf("event store client: %w", err)
 	}
 
+	m.redis, m.miniredis, err = openRedis(cfg.RedisURL)
+	if err != nil {
+		return err
+	}
+	if m.miniredis != nil {
+		m.Logger.Info("embedded Redis started: the read models are rebuilt from the event log", zap.String("addr", m.miniredis.Addr()))
+	} else {
+		m.Logger.Info("using Redis for the read models", zap.String("url", redactURL(cfg.RedisURL)))
+	}
+
+	root := cfg.KeyRoot()
+	writer, err := projections.NewWriter(m.redis, m.Logger.Named("projections"), root,
+		projections.Target{Projector: projections.NewDevicesProjector(0), Version: projections.DefaultVersion})
+	if err != nil {
+		return fmt.Errorf("projections: %w", err)
+	}
+	m.runner, err = projections.NewRunner(projections.RunnerConfig{
+		Store: m.events, Codec: codec, Writer: writer, Logger: m.Logger.Named("projections"), Now: m.Now,
+	})
+	if err != nil {
+		return fmt.Errorf("projections: %w", err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	m.stopRun, m.runDone = stop, make(chan struct{})
+	go func() {
+		defer close(m.runDone)
+		// Run retries every failure itself and reports it through
+		// Status (readyz, metrics); it returns only when stopped.
+		_ = m.runner.Run(runCtx)
+	}()
+
+	m.commands = commands.New(m.events, codec, m.Now, m.NewID, m.Logger.Named("commands"))
+
+	metrics := fjhttp.NewMetrics()
+	if err := registerProjectionMetrics(metrics, m.runner); err != nil {
+		return err
+	}
+	waiter := &runnerWaiter{runner: m.runner}
+	queries := &deviceQueries{q: projections.NewQueries(m.redis, root, m.Now), rdb: m.redis, root: root}
 	m.noteUnused()
 
 	m.http = fjhttp.NewServer(fjhttp.Config{
-		Addr:    cfg.HTTPAddr,
-		Logger:  m.Logger.Named("http"),
-		Checks:  []fjhttp.Check{{Name: "event log", Check: m.events.Ping}},
-		APIKeys: cfg.APIKeys,
+		Addr:   cfg.HTTPAddr,
+		Logger: m.Logger.Named("http"),
+		Checks: []fjhttp.Check{
+			{Name: "event log", Check: m.events.Ping},
+			{Name: "redis", Check: func(ctx context.Context) error { return m.redis.Ping(ctx).Err() }},
+			{Name: "projections", Check: m.projectionsReady},
+		},
+		APIKeys:        cfg.APIKeys,
+		Metrics:        metrics,
+		Waiter:         waiter,
+		DeviceCommands: &deviceCommands{h: m.commands, queries: queries, waiter: waiter, noteWait: fjhttp.DefaultConsistencyWait},
+		DeviceQueries:  queries,
+		Now:            m.Now,
+		NewID:          m.NewID,
 	})
 	if err := m.http.Open(); err != nil {
 		m.http = nil
 		return err
 	}
 	m.Logger.Info("serving HTTP", zap.String("addr", m.http.Addr()), zap.String("url", m.http.URL()))
+	return nil
+}
+
+// projectionsReady is the readiness of the read models: the runner has
+// applied the history and is not recovering from a failure. With the
+// embedded Redis this is false until the rebuild at start is done.
+func (m *Main) projectionsReady(context.Context) error {
+	st := m.runner.Status()
+	switch {
+	case st.Err != nil:
+		return fmt.Errorf("failing, retrying from %s: %w", st.Position, st.Err)
+	case !st.CaughtUp:
+		return fmt.Errorf("catching up with the event log (applied up to %s)", st.Position)
+	}
 	return nil
 }
 
@@ -105,12 +192,8 @@ func eventStoreStartError(dir string, err error) error {
 // that nobody believes they took effect.
 func (m *Main) noteUnused() {
 	c := m.Config
-	if c.EventStoreURL != "" {
-		m.Logger.Info("using an external event store", zap.String("url", c.EventStoreURL))
-	}
-	if c.RedisURL != "" || c.MQTTURL != "" || c.Devices != "mqtt" {
-		m.Logger.Info("read models and device transports are not implemented yet: their settings are validated but unused",
-			zap.Bool("redis_url_set", c.RedisURL != ""),
+	if c.MQTTURL != "" || c.Devices != "mqtt" {
+		m.Logger.Info("device transports are not implemented yet: their settings are validated but unused",
 			zap.Bool("mqtt_url_set", c.MQTTURL != ""),
 			zap.String("devices", c.Devices))
 	}
@@ -137,9 +220,11 @@ func (m *Main) HTTPErr() <-chan error {
 }
 
 // Close shuts down in dependency order: stop accepting HTTP requests and let
-// those in flight finish, close the event store client, close the embedded
-// store (which ends its subscriptions and lets in-flight appends finish).
-// It is safe to call more than once.
+// those in flight finish, stop the projections runner (its batch in flight
+// commits or is abandoned whole), then Redis, the event store client and
+// the embedded store (which ends its subscriptions and lets in-flight
+// appends finish). The command handler holds no resources of its own: it
+// is done once HTTP is. Close is safe to call more than once.
 func (m *Main) Close() error {
 	if m.closed {
 		return nil
@@ -150,6 +235,18 @@ func (m *Main) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		errs = append(errs, m.http.Shutdown(ctx))
 		cancel()
+	}
+	if m.stopRun != nil {
+		m.stopRun()
+		<-m.runDone
+	}
+	if m.redis != nil {
+		if err := m.redis.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close redis client: %w", err))
+		}
+	}
+	if m.miniredis != nil {
+		m.miniredis.Close()
 	}
 	if m.events != nil {
 		errs = append(errs, m.events.Close())
