@@ -109,9 +109,9 @@ func (f *appendFrame) decode(b []byte) error {
 func (f *appendFrame) unmarshal(b []byte) error {
 	f.options, f.proposed = nil, false
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("%w: %v", errWire, protowire.ParseError(n))
+		num, typ, n, err := consumeTag(b)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errWire, err)
 		}
 		b = b[n:]
 		if typ != protowire.BytesType || (num != 1 && num != 2) {
@@ -154,9 +154,9 @@ func (f *appendFrame) unmarshal(b []byte) error {
 // unmarshalProposed decodes (merges) one ProposedMessage.
 func (f *appendFrame) unmarshalProposed(b []byte) error {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("%w: proposed message: %v", errWire, protowire.ParseError(n))
+		num, typ, n, err := consumeTag(b)
+		if err != nil {
+			return fmt.Errorf("%w: proposed message: %v", errWire, err)
 		}
 		b = b[n:]
 		if typ != protowire.BytesType || num < 1 || num > 4 {
@@ -195,9 +195,9 @@ func (f *appendFrame) unmarshalProposed(b []byte) error {
 func (f *appendFrame) unmarshalMetadataEntry(b []byte) error {
 	var key, val []byte
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("%w: metadata: %v", errWire, protowire.ParseError(n))
+		num, typ, n, err := consumeTag(b)
+		if err != nil {
+			return fmt.Errorf("%w: metadata: %v", errWire, err)
 		}
 		b = b[n:]
 		if typ != protowire.BytesType || (num != 1 && num != 2) {
@@ -235,9 +235,9 @@ func (f *appendFrame) unmarshalMetadataEntry(b []byte) error {
 // string (2).
 func (id *frameID) unmarshal(b []byte) error {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("%w: id: %v", errWire, protowire.ParseError(n))
+		num, typ, n, err := consumeTag(b)
+		if err != nil {
+			return fmt.Errorf("%w: id: %v", errWire, err)
 		}
 		b = b[n:]
 		if typ != protowire.BytesType || (num != 1 && num != 2) {
@@ -273,9 +273,9 @@ func (id *frameID) unmarshal(b []byte) error {
 // unmarshalStructured decodes (merges) UUID.Structured: two int64 fields.
 func (id *frameID) unmarshalStructured(b []byte) error {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("%w: id: %v", errWire, protowire.ParseError(n))
+		num, typ, n, err := consumeTag(b)
+		if err != nil {
+			return fmt.Errorf("%w: id: %v", errWire, err)
 		}
 		b = b[n:]
 		if typ != protowire.VarintType || (num != 1 && num != 2) {
@@ -298,6 +298,20 @@ func (id *frameID) unmarshalStructured(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// consumeTag is protowire.ConsumeTag plus the check proto.Unmarshal makes
+// and ConsumeTag does not (it takes numbers up to MaxInt32): a field number
+// above protowire.MaxValidNumber is malformed, not an unknown field to skip.
+func consumeTag(b []byte) (protowire.Number, protowire.Type, int, error) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n < 0 {
+		return 0, 0, n, protowire.ParseError(n)
+	}
+	if num > protowire.MaxValidNumber {
+		return 0, 0, 0, fmt.Errorf("invalid field number %d", num)
+	}
+	return num, typ, n, nil
 }
 
 // event validates the frame's proposed event and returns it, its bytes
