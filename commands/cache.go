@@ -8,8 +8,11 @@ import (
 )
 
 // snapshot is an aggregate's state at a revision of its stream. Snapshots
-// are immutable once built: the cache hands the same one to concurrent
-// commands, and each builds a new one for what it appends.
+// of the device aggregates are immutable once built: the cache hands the
+// same one to concurrent commands, and each builds a new one for what it
+// appends. A job's state is mutable (job.Evolve changes it in place, so a
+// result costs O(1) at a million devices): its snapshots never enter the
+// cache; the job's worker owns them, one goroutine at a time.
 type snapshot struct {
 	state  any  // the aggregate's state type S
 	exists bool // the stream has events; rev and pos are meaningful

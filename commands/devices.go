@@ -105,5 +105,10 @@ func load[S, C, E any](ctx context.Context, h *Handler, agg aggregate[S, C, E], 
 	if snap == nil {
 		snap = &snapshot{state: *new(S)}
 	}
-	return catchUp(ctx, h, agg, stream, snap)
+	snap, err := catchUp(ctx, h, agg, stream, snap)
+	if err != nil {
+		return nil, err
+	}
+	h.cache.put(stream, snap)
+	return snap, nil
 }

@@ -20,13 +20,30 @@
 // last event landed in $all, or the stream's last event when nothing was
 // recorded.
 //
-// Handler has one method per device command (the HTTP layer calls them) and
+// Handler has one method per device and job command (the HTTP layer and the
+// dispatcher call them) and
 // ImportDevices, the all-or-nothing import: every row is validated (on its
 // own, against its template and against the device's current state) before
 // anything is appended; then each device is appended to its own stream by a
 // bounded pool of workers. KurrentDB has no transaction across streams, so
 // a crash or lost connection half-way leaves some devices recorded: retrying
 // the same import with the same command ID completes it idempotently.
+//
+// Jobs go through the same path, with two differences that their size
+// imposes. A job's state is mutable (job.Evolve changes it in place, so a
+// result costs O(1) at a million devices), so it never enters the shared
+// cache: every command on a job runs on that job's worker, one goroutine
+// started on demand and stopped when idle (or soon after the job
+// finished), which owns the state at a revision of the stream and catches
+// up with the stream on a conflict. And device results, which arrive by the
+// hundred thousand, are queued for the worker, which decides all those
+// queued with one RecordResults decision and appends them together, split
+// so that no append exceeds the store's 1 MiB limit, answering each caller
+// once its own events are durable (a refused result fails its own caller
+// only). A job's creation, whose targeting of a million devices weighs some
+// 50 MiB, goes in several appends too; a retried create finishes a
+// targeting that was cut short, and the job stays Pending until it is
+// complete. Close stops the workers.
 //
 // Errors come back wrapped with context; refusals wrap a *domain.Error (an
 // import's invalid rows an *ImportError, which unwraps to one). Only the

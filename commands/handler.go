@@ -66,6 +66,10 @@ type Handler struct {
 	cache       *cache
 	maxAttempts int
 	workers     int
+	// maxAppendBytes bounds one append (DefaultMaxAppendBytes).
+	maxAppendBytes int
+	// jobs runs the per-job workers (jobworker.go).
+	jobs *jobWorkers
 }
 
 // Option configures a Handler.
@@ -103,6 +107,17 @@ func WithWorkers(n int) Option {
 	}
 }
 
+// WithMaxAppendBytes bounds what one append carries (event types, data and
+// metadata): set it below the store's limit if that was lowered. Default
+// DefaultMaxAppendBytes.
+func WithMaxAppendBytes(n int) Option {
+	return func(h *Handler) {
+		if n > 0 {
+			h.maxAppendBytes = n
+		}
+	}
+}
+
 // New returns a Handler appending to store. codec must know every event the
 // handled aggregates record; now stamps occurredAt; newID draws command IDs
 // for commands that come without one; logger may be nil.
@@ -119,6 +134,9 @@ func New(store Store, codec *eventstore.Codec, now func() time.Time, newID func(
 		cache:       newCache(100_000),
 		maxAttempts: 5,
 		workers:     64,
+
+		maxAppendBytes: DefaultMaxAppendBytes,
+		jobs:           newJobWorkers(),
 	}
 	for _, o := range opts {
 		o(h)
@@ -132,7 +150,18 @@ type aggregate[S, C, E any] struct {
 	kind   string // for messages: "template", "device"...
 	decide func(S, C) ([]E, error)
 	evolve func(S, E) S
+	// incomplete, when set, reports a state whose latest command may not
+	// have recorded all of its events (a job whose targeting was cut
+	// short): a retry under the same command ID is then decided again, to
+	// finish it, instead of being answered from the snapshot's marks.
+	incomplete func(S) bool
 }
+
+// decideFunc decides one command on a state: the events to record, and the
+// index among all the command's events of the first of them (non-zero when
+// it finishes an interrupted earlier try, so that every event keeps the ID
+// it would have had).
+type decideFunc[S, E any] func(S) (events []E, first int, err error)
 
 // fill defaults a command's metadata.
 func (h *Handler) fill(m Meta) Meta {
@@ -148,88 +177,139 @@ func (h *Handler) fill(m Meta) Meta {
 	return m
 }
 
-// handle is THE command path: load the stream's state (cache, caught up from
-// the stream when it matters), decide, append with the expected revision,
-// and on a conflict catch up and decide again, up to maxAttempts times.
-//
-// A decision taken on a cached state and not guarded by an append (zero
-// events, or a refusal) is checked against the stream first: another
-// instance may have written since the state was cached.
+// handle is THE command path for the aggregates whose states the shared
+// cache may hold: the cached snapshot (if any) goes through run, and what
+// run ends with is cached.
 func handle[S, C, E any](ctx context.Context, h *Handler, agg aggregate[S, C, E], stream string, cmd C, meta Meta) (Result, error) {
-	snap := h.cache.get(stream)
+	res, snap, err := run(ctx, h, agg, stream, h.cache.get(stream), meta, func(s S) ([]E, int, error) {
+		events, err := agg.decide(s, cmd)
+		return events, 0, err
+	})
+	if snap != nil {
+		h.cache.put(stream, snap)
+	}
+	return res, err
+}
+
+// run is the load, decide, append, retry loop of one command on stream,
+// starting from snap (nil: read the stream). It returns the latest
+// snapshot it knows, to keep (nil when it knows none it can vouch for: a
+// read failed half-way, which may have left a mutable state changed).
+//
+// A decision taken on a snapshot that was not just read and not guarded by
+// an append (zero events, or a refusal) is checked against the stream
+// first: another instance may have written since the snapshot was taken.
+// On a concurrency conflict it catches up and decides again, up to
+// maxAttempts times.
+func run[S, C, E any](ctx context.Context, h *Handler, agg aggregate[S, C, E], stream string, snap *snapshot, meta Meta, decide decideFunc[S, E]) (Result, *snapshot, error) {
 	fresh := snap == nil
 	if fresh {
 		var err error
 		if snap, err = catchUp(ctx, h, agg, stream, &snapshot{state: *new(S)}); err != nil {
-			return Result{}, err
+			return Result{}, nil, err
 		}
 	}
 	for attempt := 1; ; attempt++ {
-		if pos, done := snap.recorded(meta.CommandID); done {
-			return Result{Position: pos}, nil
+		state := snap.state.(S)
+		if pos, done := snap.recorded(meta.CommandID); done && (agg.incomplete == nil || !agg.incomplete(state)) {
+			return Result{Position: pos}, snap, nil
 		}
-		events, err := agg.decide(snap.state.(S), cmd)
+		events, first, err := decide(state)
 		if (err != nil || len(events) == 0) && !fresh {
 			if snap, err = catchUp(ctx, h, agg, stream, snap); err != nil {
-				return Result{}, err
+				return Result{}, nil, err
 			}
 			fresh = true
 			attempt--
 			continue
 		}
 		if err != nil {
-			return Result{}, fmt.Errorf("%s %s: %w", agg.kind, stream, err)
+			return Result{}, snap, fmt.Errorf("%s %s: %w", agg.kind, stream, err)
 		}
 		if len(events) == 0 {
-			return Result{Position: snap.pos}, nil
+			return Result{Position: snap.pos}, snap, nil
 		}
-		res, next, err := appendEvents(ctx, h, agg, stream, snap, events, meta)
+		res, next, err := appendFrom(ctx, h, agg, stream, snap, events, first, meta)
+		snap = next // what landed, even if a later part of the command did not
 		var conflict *eventstore.ConflictError
 		if errors.As(err, &conflict) {
 			if attempt >= h.maxAttempts {
-				return Result{}, fmt.Errorf("%s: %w (%w)", stream,
+				return Result{}, snap, fmt.Errorf("%s: %w (%w)", stream,
 					domain.Conflict("%s %s kept changing while the command was decided (%d attempts); try again", agg.kind, stream, attempt), err)
 			}
 			h.logger.Debug("concurrency conflict: catching up and deciding again",
 				zap.String("stream", stream), zap.Int("attempt", attempt), zap.Stringer("actual", conflict.Actual))
 			if snap, err = catchUp(ctx, h, agg, stream, snap); err != nil {
-				return Result{}, err
+				return Result{}, nil, err
 			}
 			fresh = true
 			continue
 		}
 		if err != nil {
-			return Result{}, err
+			return Result{}, snap, err
 		}
-		h.cache.put(stream, next)
-		return res, nil
+		return res, snap, nil
 	}
 }
 
 // appendEvents appends events decided on snap and returns the result and
 // the snapshot after them.
 func appendEvents[S, C, E any](ctx context.Context, h *Handler, agg aggregate[S, C, E], stream string, snap *snapshot, events []E, meta Meta) (Result, *snapshot, error) {
-	batch, err := envelope(h, stream, meta, events)
+	res, next, err := appendFrom(ctx, h, agg, stream, snap, events, 0, meta)
 	if err != nil {
 		return Result{}, nil, err
 	}
-	res, err := h.store.Append(ctx, stream, snap.expected(), batch)
+	return res, next, nil
+}
+
+// appendFrom appends events decided on snap, the first being the command's
+// first-th event, and returns the result and the snapshot after them.
+//
+// Events that do not fit one append (the store refuses more than
+// maxAppendBytes of types, data and metadata at once) go in several
+// appends, each expecting the revision the previous one ended at: a job's
+// targeting of a million devices is some 50 MiB. They are not atomic
+// together, so on an error the returned snapshot is the one after the
+// appends that landed (snap itself if none did) and the Result is zero;
+// the command's next try continues from there (see aggregate.incomplete).
+func appendFrom[S, C, E any](ctx context.Context, h *Handler, agg aggregate[S, C, E], stream string, snap *snapshot, events []E, first int, meta Meta) (Result, *snapshot, error) {
+	batch, sizes, err := envelope(h, stream, meta, events, first)
 	if err != nil {
-		return Result{}, nil, err
+		return Result{}, snap, err
 	}
-	state := snap.state.(S)
-	for _, ev := range events {
-		state = agg.evolve(state, ev)
+	parts, err := splitAppend(sizes, nil, h.maxAppendBytes)
+	if err != nil {
+		return Result{}, snap, fmt.Errorf("%s: %w", stream, err)
 	}
-	rev, _ := res.Next.Value()
-	next := &snapshot{state: state, exists: true, rev: rev, pos: res.Position, marks: snap.marks}
-	next.mark(meta.CommandID, res.Position)
-	return Result{Position: res.Position, Events: len(events), Created: !snap.exists}, next, nil
+	res := Result{Created: !snap.exists}
+	cur := snap
+	lo := 0
+	for _, hi := range parts {
+		ar, err := h.store.Append(ctx, stream, cur.expected(), batch[lo:hi])
+		if err != nil {
+			return Result{}, cur, err
+		}
+		// States may be mutable (a job's): evolve only what landed.
+		state := cur.state.(S)
+		for _, ev := range events[lo:hi] {
+			state = agg.evolve(state, ev)
+		}
+		rev, _ := ar.Next.Value()
+		next := &snapshot{state: state, exists: true, rev: rev, pos: ar.Position, marks: cur.marks}
+		next.mark(meta.CommandID, ar.Position)
+		cur = next
+		res.Position = ar.Position
+		res.Events += hi - lo
+		lo = hi
+	}
+	return res, cur, nil
 }
 
 // envelope turns decided events into events to append: type and data from
-// the codec, metadata from meta, IDs derived from the command ID.
-func envelope[E any](h *Handler, stream string, meta Meta, events []E) ([]eventstore.Event, error) {
+// the codec, metadata from meta, IDs derived from the command ID (the
+// first event being the command's first-th). sizes are what each weighs
+// against the store's append limit.
+func envelope[E any](h *Handler, stream string, meta Meta, events []E, first int) (out []eventstore.Event, sizes []int, err error) {
 	md := eventstore.Metadata{
 		CommandID:     meta.CommandID,
 		CorrelationID: meta.CorrelationID,
@@ -237,15 +317,67 @@ func envelope[E any](h *Handler, stream string, meta Meta, events []E) ([]events
 		Actor:         meta.Actor,
 		OccurredAt:    h.now(),
 	}
-	out := make([]eventstore.Event, len(events))
+	mdSize, err := metadataSize(md)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", stream, err)
+	}
+	out = make([]eventstore.Event, len(events))
+	sizes = make([]int, len(events))
 	for i, ev := range events {
 		name, data, err := h.codec.Encode(ev)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", stream, err)
+			return nil, nil, fmt.Errorf("%s: %w", stream, err)
 		}
-		out[i] = eventstore.Event{ID: EventID(meta.CommandID, stream, i), Type: name, Data: json.RawMessage(data), Metadata: md}
+		out[i] = eventstore.Event{ID: EventID(meta.CommandID, stream, first+i), Type: name, Data: json.RawMessage(data), Metadata: md}
+		sizes[i] = len(name) + len(data) + mdSize
 	}
-	return out, nil
+	return out, sizes, nil
+}
+
+// metadataSize is how many bytes md weighs in an append: the store counts
+// the user metadata as stored, which is md's JSON.
+func metadataSize(md eventstore.Metadata) (int, error) {
+	b, err := md.MarshalJSON()
+	if err != nil {
+		return 0, fmt.Errorf("encode metadata: %w", err)
+	}
+	return len(b), nil
+}
+
+// DefaultMaxAppendBytes is the most one append carries (event types, data
+// and metadata, as KurrentDB counts them): its default limit of 1 MiB,
+// less a margin for a server that counts a little differently.
+const DefaultMaxAppendBytes = 1<<20 - 16<<10
+
+// splitAppend cuts events of the given sizes into consecutive appends of at
+// most limit bytes each, returning where each append ends. An event whose
+// glued flag is set stays in the append of the event before it (a job's
+// Completed with the result that brought it). A single event, or glued
+// run, above the limit can never be appended: an error.
+func splitAppend(sizes []int, glued []bool, limit int) ([]int, error) {
+	var ends []int
+	sum := 0            // bytes of the current append
+	run, runSum := 0, 0 // where the run of glued events i belongs to starts, and its bytes
+	for i, n := range sizes {
+		if i == 0 || glued == nil || !glued[i] {
+			run, runSum = i, 0
+		}
+		runSum += n
+		if runSum > limit {
+			return nil, fmt.Errorf("event %d (with the events it must be appended with) weighs %d bytes, more than the %d one append may carry", run, runSum, limit)
+		}
+		if sum+n > limit {
+			// Close the current append before the run this event
+			// belongs to.
+			ends = append(ends, run)
+			sum = runSum - n
+		}
+		sum += n
+	}
+	if len(sizes) > 0 {
+		ends = append(ends, len(sizes))
+	}
+	return ends, nil
 }
 
 // eventIDSpace is the UUID namespace of event IDs (a fixed random UUID:
@@ -269,7 +401,9 @@ func EventID(commandID, stream string, index int) uuid.UUID {
 }
 
 // catchUp returns snap with the stream's events after it applied: the
-// whole stream for an empty snapshot.
+// whole stream for an empty snapshot. The caller decides whether to cache
+// the result. A mutable state (a job's) is changed in place, so on an error
+// the caller must drop snap as well.
 func catchUp[S, C, E any](ctx context.Context, h *Handler, agg aggregate[S, C, E], stream string, snap *snapshot) (*snapshot, error) {
 	from := uint64(0)
 	if snap.exists {
@@ -303,6 +437,5 @@ func catchUp[S, C, E any](ctx context.Context, h *Handler, agg aggregate[S, C, E
 		return snap, nil
 	}
 	next.state = state
-	h.cache.put(stream, next)
 	return next, nil
 }
