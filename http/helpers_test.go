@@ -236,5 +236,6 @@ func MustOpenAPI(tb testing.TB, cfg fjhttp.Config) (*fjhttp.Server, *recorder, *
 	v := newViews()
 	cfg.DeviceCommands = rec
 	cfg.DeviceQueries = v
+	cfg = withJobs(cfg, newJobStub(1))
 	return MustOpen(tb, cfg), rec, v
 }

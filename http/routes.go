@@ -41,6 +41,27 @@ func (s *Server) routes() {
 		s.handle(http.MethodGet, APIBase+"/device-sets/:setId", accessRead, s.getDeviceSet, s.awaitConsistency)
 		s.handle(http.MethodGet, APIBase+"/device-sets/:setId/devices", accessRead, s.listSetMembers, s.awaitConsistency)
 	}
+	if s.jobCommands != nil {
+		// Creating a job decides from the read models (the set's
+		// members), so it honours the consistency token like a query:
+		// "import devices, then create a job" includes them.
+		s.handle(http.MethodPut, APIBase+"/jobs/:jobId", accessCommand, s.putJob, s.awaitConsistency)
+		s.handle(http.MethodPost, APIBase+"/jobs", accessCommand, s.postJob, s.awaitConsistency)
+		s.handle(http.MethodPost, APIBase+"/jobs/:jobId/copy", accessCommand, s.copyJob, s.awaitConsistency)
+		s.handle(http.MethodPost, APIBase+"/jobs/:jobId/stop", accessCommand, s.stopJob)
+		s.handle(http.MethodPost, APIBase+"/jobs/:jobId/devices/:deviceId/result", accessCommand, s.postResult)
+	}
+	if s.jobQueries != nil {
+		s.handle(http.MethodGet, APIBase+"/jobs", accessRead, s.listJobs, s.awaitConsistency)
+		s.handle(http.MethodGet, APIBase+"/jobs/:jobId", accessRead, s.getJob, s.awaitConsistency)
+		s.handle(http.MethodGet, APIBase+"/jobs/:jobId/devices", accessRead, s.listJobDevices, s.awaitConsistency)
+		s.handle(http.MethodGet, APIBase+"/summary", accessRead, s.summary, s.awaitConsistency)
+	}
+	if s.history != nil {
+		// The history is read from the event log itself, which is always
+		// current: no consistency wait.
+		s.handle(http.MethodGet, APIBase+"/jobs/:jobId/history", accessRead, s.jobHistory)
+	}
 }
 
 // Route is one registered route, its path written as in the OpenAPI

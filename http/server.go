@@ -58,6 +58,12 @@ type Config struct {
 	DeviceCommands DeviceCommands
 	DeviceQueries  DeviceQueries
 
+	// JobCommands, JobQueries and JobHistory serve the job routes, each
+	// set registered only when its dependency is given.
+	JobCommands JobCommands
+	JobQueries  JobQueries
+	JobHistory  JobHistory
+
 	// Now is the clock (request timing); nil means time.Now.
 	Now func() time.Time
 	// NewID draws command IDs for requests without an Idempotency-Key;
@@ -87,6 +93,9 @@ type Server struct {
 	maxImport       int64
 	devices         DeviceCommands
 	queries         DeviceQueries
+	jobCommands     JobCommands
+	jobQueries      JobQueries
+	history         JobHistory
 
 	// routes lists what routes() registered, in order, and routeLabels
 	// maps method and Echo path to the OpenAPI-style template used as the
@@ -120,6 +129,9 @@ func NewServer(cfg Config) *Server {
 		maxImport:       cmpOr(cfg.MaxImportBytes, DefaultMaxImportBytes),
 		devices:         cfg.DeviceCommands,
 		queries:         cfg.DeviceQueries,
+		jobCommands:     cfg.JobCommands,
+		jobQueries:      cfg.JobQueries,
+		history:         cfg.JobHistory,
 		routeLabels:     make(map[routeKey]string),
 	}
 	if s.metrics == nil {

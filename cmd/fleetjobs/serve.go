@@ -112,7 +112,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	root := cfg.KeyRoot()
 	writer, err := projections.NewWriter(m.redis, m.Logger.Named("projections"), root,
-		projections.Target{Projector: projections.NewDevicesProjector(0), Version: projections.DefaultVersion})
+		projections.Target{Projector: projections.NewDevicesProjector(0), Version: projections.DefaultVersion},
+		projections.Target{Projector: projections.NewJobsProjector(), Version: projections.DefaultVersion})
 	if err != nil {
 		return fmt.Errorf("projections: %w", err)
 	}
@@ -138,7 +139,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	waiter := &runnerWaiter{runner: m.runner}
-	queries := &deviceQueries{q: projections.NewQueries(m.redis, root, m.Now), rdb: m.redis, root: root}
+	readModels := projections.NewQueries(m.redis, root, m.Now)
+	queries := &deviceQueries{q: readModels, rdb: m.redis, root: root}
 	m.noteUnused()
 
 	m.http = fjhttp.NewServer(fjhttp.Config{
@@ -154,6 +156,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Waiter:         waiter,
 		DeviceCommands: &deviceCommands{h: m.commands, queries: queries, waiter: waiter, noteWait: fjhttp.DefaultConsistencyWait},
 		DeviceQueries:  queries,
+		JobCommands:    &jobCommands{h: m.commands, q: readModels, events: m.events, codec: codec},
+		JobQueries:     &jobQueries{q: readModels},
+		JobHistory:     &jobHistory{events: m.events},
 		Now:            m.Now,
 		NewID:          m.NewID,
 	})
@@ -220,11 +225,11 @@ func (m *Main) HTTPErr() <-chan error {
 }
 
 // Close shuts down in dependency order: stop accepting HTTP requests and let
-// those in flight finish, stop the projections runner (its batch in flight
-// commits or is abandoned whole), then Redis, the event store client and
-// the embedded store (which ends its subscriptions and lets in-flight
-// appends finish). The command handler holds no resources of its own: it
-// is done once HTTP is. Close is safe to call more than once.
+// those in flight finish, stop the command handler's per-job workers (an
+// append in flight ends first), stop the projections runner (its batch in
+// flight commits or is abandoned whole), then Redis, the event store client
+// and the embedded store (which ends its subscriptions and lets in-flight
+// appends finish). Close is safe to call more than once.
 func (m *Main) Close() error {
 	if m.closed {
 		return nil
@@ -235,6 +240,11 @@ func (m *Main) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		errs = append(errs, m.http.Shutdown(ctx))
 		cancel()
+	}
+	if m.commands != nil {
+		if err := m.commands.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close command handler: %w", err))
+		}
 	}
 	if m.stopRun != nil {
 		m.stopRun()

@@ -1,0 +1,510 @@
+package http
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"go.uber.org/zap"
+)
+
+// This file holds what the job routes need of the rest of the service
+// (JobCommands, JobQueries, JobHistory: declared here, by their consumer,
+// and adapted in cmd to the commands and projections packages and to the
+// event log), the plain structs they exchange, and the thin handlers.
+
+// JobCommands records what the job routes ask for. Every method returns the
+// consistency token of what it recorded. The job rules are the domain's:
+// its *domain.Error passes through as it is (CodeInvalid 400 naming the
+// fields, such as "operations[0].value" or "deviceIds[3]"; CodeNotFound 404;
+// CodeConflict 409, e.g. stopping a finished job). An unknown job is an
+// error wrapping ErrNotFound.
+type JobCommands interface {
+	// CreateJob creates job cmd.JobID from the definition, resolving the
+	// device set, its template and its current members. The same
+	// definition again records nothing (Created false); another one under
+	// the same ID is a conflict.
+	CreateJob(ctx context.Context, cmd CreateJob) (CommandResult, error)
+	// NewJobID is the ID POST /jobs gives the job it creates under
+	// commandID: the same command ID (an Idempotency-Key) gives the same
+	// job, so a retried POST finds the job its first try created.
+	NewJobID(commandID string) string
+	// StopJob stops a pending or running job.
+	StopJob(ctx context.Context, cmd StopJob) (CommandResult, error)
+	// CopyJob creates a new job (its ID from NewJobID, derived from the
+	// command ID and the source job) with the definition of an existing
+	// one; see CopyResult.
+	CopyJob(ctx context.Context, cmd CopyJob) (CopyResult, error)
+	// RecordResult records one device's result; a repeated result records
+	// nothing and succeeds.
+	RecordResult(ctx context.Context, cmd RecordResult) (CommandResult, error)
+}
+
+// JobQueries answers the job routes from the read models. Job and
+// JobDevices return an error wrapping ErrNotFound for an unknown job (or one
+// that left the 30-day window); a filter word that is no status is a
+// *ValidationError naming "status".
+type JobQueries interface {
+	Job(ctx context.Context, jobID string) (Job, error)
+	// Jobs lists the jobs of the last 30 days: running first, then newest
+	// first; with status, only those.
+	Jobs(ctx context.Context, status string, page Page) (List[Job], error)
+	// JobDevices lists a job's devices by ID with their status in the
+	// job; with status, only those.
+	JobDevices(ctx context.Context, jobID, status string, page Page) (List[JobDevice], error)
+	Summary(ctx context.Context) (JobSummary, error)
+}
+
+// JobHistory reads a job's stream from the event log itself (never from
+// the read models): what auditors see.
+type JobHistory interface {
+	// ReadJobHistory calls fn with the events of job jobID from revision
+	// from onwards, oldest first, one at a time (memory stays bounded),
+	// until the end of the stream or fn's first error, which it returns
+	// as is. A job never created is an error wrapping ErrNotFound.
+	ReadJobHistory(ctx context.Context, jobID string, from uint64, fn func(HistoryEvent) error) error
+}
+
+// Operation is one operation of a job: a setting, property or command of
+// the set's template (by the job's type) and a value of its schema.
+type Operation struct {
+	Name  string `json:"name"`
+	Value any    `json:"value"`
+}
+
+// CreateJob creates a job (PUT /jobs/{jobId}, POST /jobs).
+type CreateJob struct {
+	Meta        CommandMeta
+	JobID       string
+	Name        string
+	Description string
+	DeviceSetID string
+	JobType     string
+	Operations  []Operation
+	// DeviceIDs chooses a subset of the set's members; nil means all of
+	// them.
+	DeviceIDs             []string
+	TimeoutSeconds        int
+	BatchSize             int
+	CancellationThreshold int
+}
+
+// StopJob stops a job.
+type StopJob struct {
+	Meta   CommandMeta
+	JobID  string
+	Reason string
+}
+
+// CopyJob creates a new job from an old one's definition.
+type CopyJob struct {
+	Meta  CommandMeta
+	JobID string // the job copied
+}
+
+// CopyResult is what a copy recorded: the new job's ID, and notes about the
+// devices that could not be carried over.
+type CopyResult struct {
+	CommandResult
+	NewJobID string
+}
+
+// RecordResult records one device's result in a job.
+type RecordResult struct {
+	Meta     CommandMeta
+	JobID    string
+	DeviceID string
+	Status   string // succeeded or failed
+	Error    string
+}
+
+// JobCounts are a job's device counts: Pending + Succeeded + Failed ==
+// Total.
+type JobCounts struct {
+	Total     int `json:"total"`
+	Succeeded int `json:"succeeded"`
+	Failed    int `json:"failed"`
+	Pending   int `json:"pending"`
+}
+
+// Job is a job as the API shows it: in lists and, with the same fields,
+// on its own.
+type Job struct {
+	ID                    string      `json:"id"`
+	Name                  string      `json:"name"`
+	Description           string      `json:"description"`
+	Status                string      `json:"status"`
+	Reason                string      `json:"reason,omitempty"`
+	DeviceSetID           string      `json:"deviceSetId"`
+	JobType               string      `json:"jobType"`
+	Operations            []Operation `json:"operations"`
+	TimeoutSeconds        int         `json:"timeoutSeconds"`
+	BatchSize             int         `json:"batchSize"`
+	CancellationThreshold int         `json:"cancellationThreshold"`
+	CreatedAt             time.Time   `json:"createdAt"`
+	UpdatedAt             time.Time   `json:"updatedAt"`
+	Counts                JobCounts   `json:"counts"`
+}
+
+// JobDevice is one device's status in a job.
+type JobDevice struct {
+	DeviceID  string    `json:"deviceId"`
+	Name      string    `json:"name"`
+	Status    string    `json:"status"`
+	Error     string    `json:"error,omitempty"`
+	Deleted   bool      `json:"deleted"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// JobSummary counts the jobs by status over the 30-day window.
+type JobSummary struct {
+	Pending   int `json:"pending"`
+	Running   int `json:"running"`
+	Completed int `json:"completed"`
+	Failed    int `json:"failed"`
+	Stopped   int `json:"stopped"`
+	Total     int `json:"total"`
+}
+
+// HistoryEvent is one recorded event of a job's stream, as the event log
+// holds it: data and metadata verbatim.
+type HistoryEvent struct {
+	Revision   uint64          `json:"revision"`
+	Position   string          `json:"position"`
+	Type       string          `json:"type"`
+	Data       json.RawMessage `json:"data"`
+	Metadata   json.RawMessage `json:"metadata"`
+	RecordedAt time.Time       `json:"recordedAt"`
+}
+
+// JobAnswer answers a job command: the job's ID (its read model is at
+// the Location header, once the consistency token is reached) and what the
+// command says about it.
+type JobAnswer struct {
+	ID      string   `json:"id"`
+	Status  string   `json:"status,omitempty"`
+	Created bool     `json:"created"`
+	Notes   []string `json:"notes,omitempty"`
+}
+
+// ResultAnswer answers a device result: 202, recorded or already known.
+type ResultAnswer struct {
+	JobID    string `json:"jobId"`
+	DeviceID string `json:"deviceId"`
+	Status   string `json:"status"`
+	// Recorded is false when the device already had a result, which
+	// stands (a duplicate changes nothing).
+	Recorded bool `json:"recorded"`
+}
+
+// jobBody is the body of PUT /jobs/{jobId} and POST /jobs.
+type jobBody struct {
+	Name                  string      `json:"name"`
+	Description           string      `json:"description"`
+	DeviceSetID           string      `json:"deviceSetId"`
+	JobType               string      `json:"jobType"`
+	Operations            []Operation `json:"operations"`
+	DeviceIDs             []string    `json:"deviceIds"`
+	TimeoutSeconds        int         `json:"timeoutSeconds"`
+	BatchSize             int         `json:"batchSize"`
+	CancellationThreshold int         `json:"cancellationThreshold"`
+}
+
+type stopBody struct {
+	Reason string `json:"reason"`
+}
+
+type resultBody struct {
+	Status string `json:"status"`
+	Error  string `json:"error"`
+}
+
+// Device statuses a result may report.
+const (
+	resultSucceeded = "succeeded"
+	resultFailed    = "failed"
+)
+
+// putJob is PUT /jobs/{jobId}: create, idempotently.
+func (s *Server) putJob(c echo.Context) error {
+	id, err := pathID(c, "jobId")
+	if err != nil {
+		return err
+	}
+	return s.createJob(c, func(CommandMeta) string { return id })
+}
+
+// postJob is POST /jobs: create under a generated ID, the same for the
+// same Idempotency-Key.
+func (s *Server) postJob(c echo.Context) error {
+	return s.createJob(c, func(m CommandMeta) string { return s.jobCommands.NewJobID(m.CommandID) })
+}
+
+func (s *Server) createJob(c echo.Context, idFor func(CommandMeta) string) error {
+	var b jobBody
+	if err := s.bindJSON(c, &b); err != nil {
+		return err
+	}
+	// The chosen devices' IDs are checked here (they are looked up
+	// before deciding); every job rule is the domain's, which names its
+	// fields, all of them at once.
+	var fe fieldErrors
+	for i, d := range b.DeviceIDs {
+		checkID(&fe, "deviceIds["+itoa(i)+"]", d)
+	}
+	if err := fe.err(); err != nil {
+		return err
+	}
+	meta, err := s.meta(c)
+	if err != nil {
+		return err
+	}
+	id := idFor(meta)
+	res, err := s.jobCommands.CreateJob(c.Request().Context(), CreateJob{
+		Meta: meta, JobID: id, Name: b.Name, Description: b.Description, DeviceSetID: b.DeviceSetID,
+		JobType: b.JobType, Operations: orEmpty(b.Operations), DeviceIDs: b.DeviceIDs,
+		TimeoutSeconds: b.TimeoutSeconds, BatchSize: b.BatchSize, CancellationThreshold: b.CancellationThreshold,
+	})
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderLocation, APIBase+"/jobs/"+id)
+	return commandAnswer(c, res, JobAnswer{ID: id, Created: res.Created, Notes: res.Notes})
+}
+
+// stopJob is POST /jobs/{jobId}/stop. The body ({reason}) is optional.
+func (s *Server) stopJob(c echo.Context) error {
+	id, err := pathID(c, "jobId")
+	if err != nil {
+		return err
+	}
+	var b stopBody
+	if c.Request().ContentLength != 0 {
+		if err := s.bindJSON(c, &b); err != nil {
+			return err
+		}
+	}
+	meta, err := s.meta(c)
+	if err != nil {
+		return err
+	}
+	res, err := s.jobCommands.StopJob(c.Request().Context(), StopJob{Meta: meta, JobID: id, Reason: b.Reason})
+	if err != nil {
+		return err
+	}
+	setConsistencyToken(c, res.Token)
+	return c.JSON(http.StatusOK, JobAnswer{ID: id, Status: "stopped", Notes: res.Notes})
+}
+
+// copyJob is POST /jobs/{jobId}/copy: a new job with the old one's
+// definition, the answer to "a stopped job cannot be restarted".
+func (s *Server) copyJob(c echo.Context) error {
+	id, err := pathID(c, "jobId")
+	if err != nil {
+		return err
+	}
+	meta, err := s.meta(c)
+	if err != nil {
+		return err
+	}
+	res, err := s.jobCommands.CopyJob(c.Request().Context(), CopyJob{Meta: meta, JobID: id})
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderLocation, APIBase+"/jobs/"+res.NewJobID)
+	return commandAnswer(c, res.CommandResult, JobAnswer{ID: res.NewJobID, Created: res.Created, Notes: res.Notes})
+}
+
+// postResult is POST /jobs/{jobId}/devices/{deviceId}/result: a device's
+// answer, for gateways that report over HTTP. 202: the result is recorded,
+// the job's read models follow.
+func (s *Server) postResult(c echo.Context) error {
+	ids, err := pathIDs(c, "jobId", "deviceId")
+	if err != nil {
+		return err
+	}
+	var b resultBody
+	if err := s.bindJSON(c, &b); err != nil {
+		return err
+	}
+	var fe fieldErrors
+	switch b.Status {
+	case resultSucceeded:
+		if b.Error != "" {
+			fe.add("error", "must be empty when status is succeeded")
+		}
+	case resultFailed:
+	default:
+		fe.add("status", "must be succeeded or failed")
+	}
+	if err := fe.err(); err != nil {
+		return err
+	}
+	meta, err := s.meta(c)
+	if err != nil {
+		return err
+	}
+	res, err := s.jobCommands.RecordResult(c.Request().Context(), RecordResult{
+		Meta: meta, JobID: ids[0], DeviceID: ids[1], Status: b.Status, Error: b.Error,
+	})
+	if err != nil {
+		return err
+	}
+	setConsistencyToken(c, res.Token)
+	return c.JSON(http.StatusAccepted, ResultAnswer{JobID: ids[0], DeviceID: ids[1], Status: b.Status, Recorded: res.Created})
+}
+
+// getJob is GET /jobs/{jobId}.
+func (s *Server) getJob(c echo.Context) error {
+	id, err := pathID(c, "jobId")
+	if err != nil {
+		return err
+	}
+	j, err := s.jobQueries.Job(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	j.Operations = orEmpty(j.Operations)
+	return c.JSON(http.StatusOK, j)
+}
+
+// listJobs is GET /jobs[?status=].
+func (s *Server) listJobs(c echo.Context) error {
+	page, err := pageOf(c)
+	if err != nil {
+		return err
+	}
+	l, err := s.jobQueries.Jobs(c.Request().Context(), c.QueryParam("status"), page)
+	if err != nil {
+		return err
+	}
+	for i := range l.Items {
+		l.Items[i].Operations = orEmpty(l.Items[i].Operations)
+	}
+	return c.JSON(http.StatusOK, nonNil(l))
+}
+
+// listJobDevices is GET /jobs/{jobId}/devices[?status=].
+func (s *Server) listJobDevices(c echo.Context) error {
+	id, err := pathID(c, "jobId")
+	if err != nil {
+		return err
+	}
+	page, err := pageOf(c)
+	if err != nil {
+		return err
+	}
+	l, err := s.jobQueries.JobDevices(c.Request().Context(), id, c.QueryParam("status"), page)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, nonNil(l))
+}
+
+// summary is GET /summary.
+func (s *Server) summary(c echo.Context) error {
+	sum, err := s.jobQueries.Summary(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, sum)
+}
+
+// errPageFull ends a history read once a page holds what it may.
+var errPageFull = errors.New("page full")
+
+// ndjsonFlushEvery is how many history lines are written between flushes:
+// often enough that a client sees progress, seldom enough not to cost a
+// syscall per event.
+const ndjsonFlushEvery = 256
+
+// jobHistory is GET /jobs/{jobId}/history: the job's events from the event
+// log, oldest first. Paged (?limit=, ?cursor= the next revision) as JSON;
+// the whole history, from the cursor on, as NDJSON when the client accepts
+// application/x-ndjson.
+func (s *Server) jobHistory(c echo.Context) error {
+	id, err := pathID(c, "jobId")
+	if err != nil {
+		return err
+	}
+	page, err := pageOf(c)
+	if err != nil {
+		return err
+	}
+	var from uint64
+	if page.Cursor != "" {
+		if from, err = strconv.ParseUint(page.Cursor, 10, 64); err != nil {
+			return &ValidationError{Fields: []FieldError{{Field: "cursor", Message: "is not a cursor this API returned"}}}
+		}
+	}
+	if acceptsNDJSON(c.Request()) {
+		return s.streamHistory(c, id, from)
+	}
+	out := List[HistoryEvent]{Items: make([]HistoryEvent, 0, min(page.Limit, 64))}
+	err = s.history.ReadJobHistory(c.Request().Context(), id, from, func(e HistoryEvent) error {
+		if len(out.Items) == page.Limit {
+			out.Next = strconv.FormatUint(e.Revision, 10)
+			return errPageFull
+		}
+		out.Items = append(out.Items, e)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errPageFull) {
+		return err
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// streamHistory writes the history as NDJSON as it reads it. The status
+// line goes out with the first event, so an unknown job is still a 404; a
+// failure after that can only cut the stream short (logged), which the
+// client sees as a missing final newline or a short read.
+func (s *Server) streamHistory(c echo.Context, id string, from uint64) error {
+	w := c.Response()
+	enc := json.NewEncoder(w)
+	n := 0
+	start := func() {
+		w.Header().Set(echo.HeaderContentType, MIMENDJSON)
+		w.WriteHeader(http.StatusOK)
+	}
+	err := s.history.ReadJobHistory(c.Request().Context(), id, from, func(e HistoryEvent) error {
+		if n == 0 {
+			start()
+		}
+		n++
+		if err := enc.Encode(e); err != nil {
+			return err
+		}
+		if n%ndjsonFlushEvery == 0 {
+			w.Flush()
+		}
+		return nil
+	})
+	switch {
+	case err != nil && n == 0:
+		return err
+	case err != nil:
+		s.logger.Warn("job history stream cut short", zap.String("job", id), zap.Int("events", n), zap.Error(err))
+		return nil
+	case n == 0:
+		start()
+	}
+	w.Flush()
+	return nil
+}
+
+// acceptsNDJSON reports whether the request asks for NDJSON.
+func acceptsNDJSON(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get(echo.HeaderAccept), ",") {
+		mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(mt), MIMENDJSON) {
+			return true
+		}
+	}
+	return false
+}
