@@ -72,6 +72,16 @@
 // the batch's events in order to that state, so later events see earlier
 // ones before anything is written.
 //
+// # Rendered pages
+//
+// Given the Runner's applied position (WithApplied), Queries keep the job
+// list and job-device pages they rendered (JobsJSON, JobDevicesJSON: the
+// API's JSON, sent as it is) and answer from memory while that position
+// has not moved since the page was read, for a second at most, and until
+// one of its jobs would leave the 30-day window. A request with a
+// consistency token waits for the Runner first, so it never gets a page
+// older than its write.
+//
 // It may import domain/... and eventstore; nothing else of the project
 // (not http, commands, dispatch or cmd; not eventstore/server).
 package projections

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -168,22 +167,30 @@ func (q *Queries) Summary(ctx context.Context) (JobSummary, error) {
 // the job targeted it is listed with Deleted set. ErrNotFound if Job would
 // say so. A page costs two round trips to Redis whatever the job's size.
 func (q *Queries) JobDevices(ctx context.Context, id string, status job.DeviceStatus, req PageRequest) (Page[JobDevice], error) {
+	p, _, err := q.jobDevices(ctx, id, status, req)
+	return p, err
+}
+
+// jobDevices is JobDevices; until is when the job leaves the 30-day
+// window (zero while it is not finished), which ends the page without an
+// event.
+func (q *Queries) jobDevices(ctx context.Context, id string, status job.DeviceStatus, req PageRequest) (_ Page[JobDevice], until time.Time, _ error) {
 	limit, after, err := parsePage(req)
 	if err != nil {
-		return Page[JobDevice]{}, err
+		return Page[JobDevice]{}, until, err
 	}
 	switch status {
 	case "", job.DevicePending, job.DeviceSucceeded, job.DeviceFailed:
 	default:
-		return Page[JobDevice]{}, &PageError{Field: "status", Reason: "must be one of pending, succeeded, failed"}
+		return Page[JobDevice]{}, until, &PageError{Field: "status", Reason: "must be one of pending, succeeded, failed"}
 	}
 	prefix, err := q.prefix(ctx, JobsProjection)
 	if err != nil {
-		return Page[JobDevice]{}, err
+		return Page[JobDevice]{}, until, err
 	}
 	devPrefix, err := q.prefix(ctx, DevicesProjection)
 	if err != nil {
-		return Page[JobDevice]{}, err
+		return Page[JobDevice]{}, until, err
 	}
 	start := "-"
 	if after != "" {
@@ -198,7 +205,7 @@ func (q *Queries) JobDevices(ctx context.Context, id string, status job.DeviceSt
 		return nil
 	})
 	if err != nil {
-		return Page[JobDevice]{}, fmt.Errorf("list devices of job %q: %w", id, err)
+		return Page[JobDevice]{}, until, fmt.Errorf("list devices of job %q: %w", id, err)
 	}
 	hv := head.Val()
 	st, _ := hv[0].(string)
@@ -208,7 +215,10 @@ func (q *Queries) JobDevices(ctx context.Context, id string, status job.DeviceSt
 	updatedAt, err2 := time.Parse(time.RFC3339Nano, updated)
 	if st == "" || err1 != nil || err2 != nil ||
 		(job.Status(st).Finished() && updatedAt.Before(q.windowStart())) {
-		return Page[JobDevice]{}, fmt.Errorf("job %q: %w", id, ErrNotFound)
+		return Page[JobDevice]{}, until, fmt.Errorf("job %q: %w", id, ErrNotFound)
+	}
+	if job.Status(st).Finished() {
+		until = updatedAt.Add(JobRetention)
 	}
 	ids := idsCmd.Val()
 	var next string
@@ -217,41 +227,45 @@ func (q *Queries) JobDevices(ctx context.Context, id string, status job.DeviceSt
 		next = base64.RawURLEncoding.EncodeToString([]byte(ids[limit-1]))
 	}
 	if len(ids) == 0 {
-		return Page[JobDevice]{Items: []JobDevice{}}, nil
+		return Page[JobDevice]{Items: []JobDevice{}}, until, nil
 	}
 	var names, results *redis.SliceCmd
-	exists := make([]*redis.FloatCmd, len(ids))
+	var exists *redis.Cmd
 	_, err = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		names = p.HMGet(ctx, prefix+JobDeviceNamesKey(id), ids...)
 		results = p.HMGet(ctx, prefix+JobResultsKey(id), ids...)
-		for i, d := range ids {
-			exists[i] = p.ZScore(ctx, devPrefix+devicesKey, d)
+		// One ZMSCORE for the page: a device not in the devices index
+		// (nil score) was deleted. go-redis's ZMScore reads nil as 0,
+		// every member's score here, so the raw reply is read instead.
+		args := make([]any, 0, 2+len(ids))
+		args = append(args, "zmscore", devPrefix+devicesKey)
+		for _, d := range ids {
+			args = append(args, d)
 		}
+		exists = p.Do(ctx, args...)
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return Page[JobDevice]{}, fmt.Errorf("list devices of job %q: %w", id, err)
+	if err != nil {
+		return Page[JobDevice]{}, until, fmt.Errorf("list devices of job %q: %w", id, err)
+	}
+	present, _ := exists.Val().([]any)
+	if len(present) != len(ids) {
+		return Page[JobDevice]{}, until, fmt.Errorf("list devices of job %q: %d existence answers for %d devices", id, len(present), len(ids))
 	}
 	items := make([]JobDevice, len(ids))
 	for i, d := range ids {
-		it := JobDevice{DeviceID: d, Status: job.DevicePending, UpdatedAt: createdAt}
+		it := JobDevice{DeviceID: d, Status: job.DevicePending, UpdatedAt: createdAt, Deleted: present[i] == nil}
 		it.Name, _ = names.Val()[i].(string)
 		if s, ok := results.Val()[i].(string); ok {
 			var r jobResult
 			if err := json.Unmarshal([]byte(s), &r); err != nil {
-				return Page[JobDevice]{}, fmt.Errorf("decode result of device %q in job %q: %w", d, id, err)
+				return Page[JobDevice]{}, until, fmt.Errorf("decode result of device %q in job %q: %w", d, id, err)
 			}
 			it.Status, it.Error, it.UpdatedAt = r.Status, r.Error, r.UpdatedAt
 		}
-		switch err := exists[i].Err(); {
-		case errors.Is(err, redis.Nil):
-			it.Deleted = true
-		case err != nil:
-			return Page[JobDevice]{}, fmt.Errorf("list devices of job %q: device %q: %w", id, d, err)
-		}
 		items[i] = it
 	}
-	return Page[JobDevice]{Items: items, Next: next}, nil
+	return Page[JobDevice]{Items: items, Next: next}, until, nil
 }
 
 func validJobStatus(s job.Status) bool {

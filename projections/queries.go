@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/fleetjobs/fleetjobs/eventstore"
 )
 
 // ErrNotFound is returned (wrapped) by the queries for a template, device or
@@ -66,6 +68,9 @@ type Queries struct {
 
 	mu     sync.Mutex
 	active map[string]activeVersion
+
+	applied func() eventstore.Position // nil: rendered pages are not kept
+	pages   pageCache
 }
 
 type activeVersion struct {
@@ -74,9 +79,14 @@ type activeVersion struct {
 }
 
 // NewQueries returns the queries over the keys under root (as given to
-// NewWriter) in rdb; now is the clock of the active-version cache.
-func NewQueries(rdb redis.UniversalClient, root string, now func() time.Time) *Queries {
-	return &Queries{rdb: rdb, root: root, now: now, active: make(map[string]activeVersion)}
+// NewWriter) in rdb; now is the clock of the active-version cache and of
+// the 30-day window.
+func NewQueries(rdb redis.UniversalClient, root string, now func() time.Time, opts ...QueriesOption) *Queries {
+	q := &Queries{rdb: rdb, root: root, now: now, active: make(map[string]activeVersion)}
+	for _, o := range opts {
+		o(q)
+	}
+	return q
 }
 
 // DefaultVersion is the version a projection is written to when no

@@ -250,7 +250,10 @@ type jobQueries struct {
 	q *projections.Queries
 }
 
-var _ fjhttp.JobQueries = (*jobQueries)(nil)
+var (
+	_ fjhttp.JobQueries       = (*jobQueries)(nil)
+	_ fjhttp.RenderedJobLists = (*jobQueries)(nil)
+)
 
 func apiJob(j projections.Job) fjhttp.Job {
 	return fjhttp.Job{
@@ -292,6 +295,26 @@ func (a *jobQueries) JobDevices(ctx context.Context, id, status string, page fjh
 		out.Items[i] = fjhttp.JobDevice{DeviceID: d.DeviceID, Name: d.Name, Status: string(d.Status), Error: d.Error, Deleted: d.Deleted, UpdatedAt: d.UpdatedAt}
 	}
 	return out, nil
+}
+
+// JobsJSON is Jobs as the projections render it: their Job has the API's
+// JSON shape, field for field (the job route tests decode it as the API's
+// List[Job]).
+func (a *jobQueries) JobsJSON(ctx context.Context, status string, page fjhttp.Page) ([]byte, error) {
+	b, err := a.q.JobsJSON(ctx, projections.JobFilter{Status: job.Status(status)}, pageRequest(page))
+	if err != nil {
+		return nil, queryError("", "", err)
+	}
+	return b, nil
+}
+
+// JobDevicesJSON is JobDevices as the projections render it, as JobsJSON.
+func (a *jobQueries) JobDevicesJSON(ctx context.Context, id, status string, page fjhttp.Page) ([]byte, error) {
+	b, err := a.q.JobDevicesJSON(ctx, id, job.DeviceStatus(status), pageRequest(page))
+	if err != nil {
+		return nil, queryError("job", id, err)
+	}
+	return b, nil
 }
 
 func (a *jobQueries) Summary(ctx context.Context) (fjhttp.JobSummary, error) {

@@ -139,7 +139,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	waiter := &runnerWaiter{runner: m.runner}
-	readModels := projections.NewQueries(m.redis, root, m.Now)
+	// The queries keep rendered job pages while the runner's applied
+	// position stays put: a request with a consistency token has waited
+	// for the runner first, so it never gets a page older than its write.
+	readModels := projections.NewQueries(m.redis, root, m.Now, projections.WithApplied(m.runner.Position))
 	queries := &deviceQueries{q: readModels, rdb: m.redis, root: root}
 	m.noteUnused()
 
