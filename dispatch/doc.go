@@ -1,8 +1,39 @@
 // Package dispatch is the process manager that turns job events into device
-// deliveries (write-ahead JobDevicesDispatched, then send), handles timeouts
-// and reports device answers back as commands, never appending on its own
-// behalf. Transports live in subpackages (mqtt, sim).
+// deliveries, handles timeouts and reports device answers back as commands,
+// never appending on its own behalf (STYLE.md habit 12).
 //
-// It may import domain/... and eventstore; outcomes leave through a small
-// interface that package commands satisfies.
+// A Manager follows the job streams ("job-" in $all) and folds every job it
+// sees with job.Evolve. Once a job's targeting is complete it asks for
+// JobStarted; then, batch by batch (the job's batchSize), it records
+// JobDevicesDispatched through the command path BEFORE handing the batch to
+// the Transport (write-ahead: at-least-once delivery, each Delivery carrying
+// the job ID as its operation ID so a device drops a duplicate). Answers come
+// back on a channel, are batched per job and recorded with RecordResults;
+// a device that does not answer within the job's timeoutSeconds, counted from
+// the recorded dispatch time, fails with an error saying it timed out. Jobs
+// take turns (round-robin), and each has at most a few batches unanswered,
+// so a million-device job neither starves another nor floods a transport.
+// A job that is no longer running (stopped, or failed by its cancellation
+// threshold, which the domain decides) gets no further batches; answers in
+// flight are still recorded, and its dispatched devices still time out.
+//
+// Where its checkpoint lives: not in the event log (it never appends on its
+// own behalf). The job streams themselves say what was started, dispatched
+// (with when, in occurredAt) and answered, so at start the Manager rebuilds
+// its state by folding the job events from a low-water mark: the position
+// before the JobCreated of the oldest job it still tracks. A Checkpoints
+// store (Redis, via a tiny interface) keeps that mark so a restart does not
+// fold all history; without one the Manager folds the job streams from the
+// start of $all. After the catch-up it resends the dispatched devices that have
+// no result and whose deadline has not passed, with their recorded deadline,
+// and lets the others time out.
+//
+// One Manager per event log: two would both dispatch (harmless for devices,
+// which drop duplicates, and for the results, which are idempotent, but
+// wasteful).
+//
+// Transports live in subpackages (sim; mqtt). They import this package for
+// Delivery and Answer, and never the domain. This package may import
+// domain/... and eventstore; outcomes leave through Outcomes, which package
+// commands satisfies through a thin adapter in cmd/fleetjobs.
 package dispatch

@@ -1,0 +1,440 @@
+package dispatch_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/fleetjobs/fleetjobs/commands"
+	"github.com/fleetjobs/fleetjobs/dispatch"
+	"github.com/fleetjobs/fleetjobs/dispatch/sim"
+	"github.com/fleetjobs/fleetjobs/domain/device"
+	"github.com/fleetjobs/fleetjobs/domain/job"
+	"github.com/fleetjobs/fleetjobs/eventstore"
+	"github.com/fleetjobs/fleetjobs/eventstore/eventstoretest"
+)
+
+// outcomes is dispatch.Outcomes over the real command handler: the adapter
+// cmd/fleetjobs wires the same way.
+type outcomes struct{ h *commands.Handler }
+
+func meta(m dispatch.Meta) commands.Meta {
+	return commands.Meta{CommandID: m.CommandID, CorrelationID: m.CorrelationID, CausationID: m.CausationID, Actor: m.Actor}
+}
+
+func (o outcomes) StartJob(ctx context.Context, m dispatch.Meta, cmd job.Start) error {
+	_, err := o.h.StartJob(ctx, meta(m), cmd)
+	return err
+}
+
+func (o outcomes) RecordDispatch(ctx context.Context, m dispatch.Meta, cmd job.RecordDispatch) error {
+	_, err := o.h.RecordDispatch(ctx, meta(m), cmd)
+	return err
+}
+
+func (o outcomes) RecordResults(ctx context.Context, m dispatch.Meta, jobID string, rs []job.DeviceResult) error {
+	_, err := o.h.RecordResults(ctx, meta(m), jobID, rs)
+	return err
+}
+
+// props is the simulated devices' properties, by device ID.
+type props map[string]map[string]any
+
+func (p props) Properties(_ context.Context, ids []string) ([]map[string]any, error) {
+	out := make([]map[string]any, len(ids))
+	for i, id := range ids {
+		out[i] = p[id]
+	}
+	return out, nil
+}
+
+// recordingTransport forwards to a sim fleet and records what it sent;
+// before lets a test act on the n-th Send (1-based) before it goes out.
+type recordingTransport struct {
+	next   dispatch.Transport
+	before func(n int)
+
+	mu    sync.Mutex
+	calls int
+	sent  map[string]int // device ID -> deliveries
+}
+
+func (t *recordingTransport) Send(ctx context.Context, ds []dispatch.Delivery) error {
+	t.mu.Lock()
+	t.calls++
+	n := t.calls
+	t.mu.Unlock()
+	if t.before != nil {
+		t.before(n)
+	}
+	t.mu.Lock()
+	for _, d := range ds {
+		t.sent[d.DeviceID]++
+	}
+	t.mu.Unlock()
+	return t.next.Send(ctx, ds)
+}
+
+func (t *recordingTransport) Sent() map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]int, len(t.sent))
+	for k, v := range t.sent {
+		out[k] = v
+	}
+	return out
+}
+
+// env is a real event store and command handler.
+type env struct {
+	store *eventstore.Client
+	h     *commands.Handler
+	codec *eventstore.Codec
+}
+
+func MustEnv(tb testing.TB) *env {
+	tb.Helper()
+	codec := eventstore.NewCatalogCodec()
+	store := eventstoretest.MustStart(tb, eventstore.WithCodec(codec))
+	h := commands.New(store, codec, time.Now, uuid.NewString, zaptest.NewLogger(tb))
+	tb.Cleanup(func() { _ = h.Close() })
+	return &env{store: store, h: h, codec: codec}
+}
+
+// running is a Manager and sim fleet running until stop is called (or the
+// test ends).
+type running struct {
+	m         *dispatch.Manager
+	transport *recordingTransport
+	stop      func()
+}
+
+// MustRun starts a Manager over a sim fleet with devices' properties p.
+func MustRun(tb testing.TB, e *env, p props, before func(int), cps dispatch.Checkpoints) *running {
+	tb.Helper()
+	answers := make(chan []dispatch.Answer, 64)
+	fleet := sim.New(p, answers, sim.Config{MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond, Rand: rand.New(rand.NewPCG(1, 2))})
+	tr := &recordingTransport{next: fleet, before: before, sent: make(map[string]int)}
+	m, err := dispatch.New(dispatch.Config{
+		Events: e.store, Codec: e.codec, Outcomes: outcomes{e.h}, Transport: tr, Answers: answers,
+		Checkpoints: cps, Now: time.Now, NewID: uuid.NewString, Logger: zaptest.NewLogger(tb),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = fleet.Run(ctx) })
+	wg.Go(func() {
+		if err := m.Run(ctx); err != nil {
+			tb.Errorf("manager: %v", err)
+		}
+	})
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); wg.Wait() }) }
+	tb.Cleanup(stop)
+	return &running{m: m, transport: tr, stop: stop}
+}
+
+func template() device.Template {
+	return device.FoldTemplate([]device.TemplateEvent{device.TemplatePublished{
+		TemplateID: "vending-v2", Name: "Vending v2",
+		Settings: []device.Capability{{Name: "fanSpeed", Schema: device.SchemaNumber}},
+	}})
+}
+
+func set() device.Set {
+	return device.FoldSet([]device.SetEvent{device.SetDefined{SetID: "seattle", Name: "Seattle", TemplateID: "vending-v2"}})
+}
+
+func deviceIDs(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%07d", prefix, i)
+	}
+	return out
+}
+
+// MustCreate creates job id on devices.
+func MustCreate(tb testing.TB, e *env, id string, devices []string, timeoutSeconds, batchSize int) {
+	tb.Helper()
+	members := make([]job.TargetedDevice, len(devices))
+	for i, d := range devices {
+		members[i] = job.TargetedDevice{DeviceID: d, Name: "Vending " + d}
+	}
+	_, err := e.h.CreateJob(context.Background(), commands.Meta{Actor: "test"}, job.Create{
+		JobID: id, Name: "Fan speed", DeviceSetID: "seattle", Type: job.TypeSetting,
+		Operations: []job.Operation{{Name: "fanSpeed", Value: 1200}}, TimeoutSeconds: timeoutSeconds, BatchSize: batchSize,
+		Set: set(), Template: template(), Members: members,
+	})
+	if err != nil {
+		tb.Fatalf("create job %s: %v", id, err)
+	}
+}
+
+// jobLog is a job's stream, folded.
+type jobLog struct {
+	state   *job.State
+	records []eventstore.Recorded
+	events  []job.Event
+}
+
+func MustReadJob(tb testing.TB, e *env, id string) jobLog {
+	tb.Helper()
+	var l jobLog
+	err := e.store.ReadStream(context.Background(), eventstore.JobStream(id), 0, func(r eventstore.Recorded) error {
+		v, err := r.Decode(e.codec)
+		if err != nil {
+			return err
+		}
+		ev := v.(job.Event)
+		l.records = append(l.records, r)
+		l.events = append(l.events, ev)
+		l.state = job.Evolve(l.state, ev)
+		return nil
+	})
+	if err != nil && !errors.Is(err, eventstore.ErrStreamNotFound) {
+		tb.Fatalf("read job %s: %v", id, err)
+	}
+	return l
+}
+
+// MustWaitJob polls job id's stream until cond holds, failing after a
+// deadline.
+func MustWaitJob(tb testing.TB, e *env, id string, within time.Duration, cond func(jobLog) bool) jobLog {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		l := MustReadJob(tb, e, id)
+		if l.state != nil && cond(l) {
+			return l
+		}
+		if time.Now().After(deadline) {
+			c := job.Counts{}
+			if l.state != nil {
+				c = l.state.Counts()
+			}
+			tb.Fatalf("job %s: condition not reached within %s (counts %+v)", id, within, c)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval, not a stand-in for a condition
+	}
+}
+
+func finished(l jobLog) bool { return l.state.Status.Finished() }
+
+// results counts the result events per device.
+func results(l jobLog) map[string]int {
+	out := make(map[string]int)
+	for _, ev := range l.events {
+		switch e := ev.(type) {
+		case job.OperationSucceeded:
+			out[e.DeviceID]++
+		case job.OperationFailed:
+			out[e.DeviceID]++
+		}
+	}
+	return out
+}
+
+func deviceStates(l jobLog) map[string]job.Device {
+	out := make(map[string]job.Device)
+	for id, d := range l.state.Devices() {
+		out[id] = d
+	}
+	return out
+}
+
+func TestJobOverSimulatedDevicesRecordsEachOutcome(t *testing.T) {
+	e := MustEnv(t)
+	ids := deviceIDs("vm", 250)
+	p := props{}
+	want := make(map[string]job.Device)
+	for i, id := range ids {
+		switch {
+		case i%50 == 7:
+			p[id] = map[string]any{sim.FailProperty: "fan stuck"}
+			want[id] = job.Device{Status: job.DeviceFailed, Dispatched: true, Error: "fan stuck"}
+		case i%50 == 9:
+			p[id] = map[string]any{sim.OfflineProperty: true}
+			want[id] = job.Device{Status: job.DeviceFailed, Dispatched: true, Error: dispatch.TimedOut(1)}
+		default:
+			want[id] = job.Device{Status: job.DeviceSucceeded, Dispatched: true}
+		}
+	}
+	MustRun(t, e, p, nil, nil)
+	MustCreate(t, e, "mixed", ids, 1, 20)
+
+	l := MustWaitJob(t, e, "mixed", 30*time.Second, finished)
+	if l.state.Status != job.StatusFailed {
+		t.Errorf("status %s, want failed (some devices failed)", l.state.Status)
+	}
+	if diff := cmp.Diff(want, deviceStates(l)); diff != "" {
+		t.Errorf("device states (-want +got):\n%s", diff)
+	}
+	for id, n := range results(l) {
+		if n != 1 {
+			t.Errorf("device %s has %d results, want 1", id, n)
+		}
+	}
+}
+
+func TestAllSucceedingJobCompletes(t *testing.T) {
+	e := MustEnv(t)
+	MustRun(t, e, props{}, nil, nil)
+	MustCreate(t, e, "ok", deviceIDs("vm", 1000), 30, 100)
+	l := MustWaitJob(t, e, "ok", 30*time.Second, finished)
+	if diff := cmp.Diff(job.Counts{Total: 1000, Succeeded: 1000, Dispatched: 1000}, l.state.Counts()); l.state.Status != job.StatusCompleted || diff != "" {
+		t.Errorf("status %s, counts (-want +got):\n%s", l.state.Status, diff)
+	}
+}
+
+func TestStopHaltsSendingAndRecordsAnswersInFlight(t *testing.T) {
+	e := MustEnv(t)
+	const batch = 10
+	stopped := make(chan struct{})
+	before := func(n int) {
+		if n != 3 {
+			return
+		}
+		// The third batch is recorded as dispatched: stop the job before
+		// it leaves. It is still sent (the log says it was dispatched),
+		// but nothing after it is.
+		if _, err := e.h.StopJob(context.Background(), commands.Meta{Actor: "test"}, job.Stop{JobID: "stop-me"}); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+		close(stopped)
+	}
+	r := MustRun(t, e, props{}, before, nil)
+	MustCreate(t, e, "stop-me", deviceIDs("vm", 500), 30, batch)
+	<-stopped
+
+	l := MustWaitJob(t, e, "stop-me", 30*time.Second, func(l jobLog) bool {
+		c := l.state.Counts()
+		return c.Dispatched > 0 && c.Succeeded+c.Failed == c.Dispatched
+	})
+	if l.state.Status != job.StatusStopped {
+		t.Errorf("status %s, want stopped", l.state.Status)
+	}
+	c := l.state.Counts()
+	sent := r.transport.Sent()
+	if len(sent) != c.Dispatched || c.Dispatched != 3*batch || c.Succeeded != 3*batch {
+		t.Errorf("sent %d devices, dispatched %d, succeeded %d: want the %d of three batches each", len(sent), c.Dispatched, c.Succeeded, 3*batch)
+	}
+	stopAt := -1
+	for i, ev := range l.events {
+		switch ev.(type) {
+		case job.Stopped:
+			stopAt = i
+		case job.DevicesDispatched:
+			if stopAt >= 0 {
+				t.Errorf("JobDevicesDispatched at revision %d, after JobStopped", i)
+			}
+		}
+	}
+}
+
+func TestRestartMidJobFinishesWithEachResultOnce(t *testing.T) {
+	e := MustEnv(t)
+	ids := deviceIDs("vm", 3000)
+	p := props{ids[5]: {sim.FailProperty: "door open"}, ids[2500]: {sim.OfflineProperty: true}}
+	cps := &memCheckpoints{}
+
+	cut := make(chan struct{})
+	var once sync.Once
+	first := MustRun(t, e, p, func(n int) {
+		if n == 8 {
+			once.Do(func() { close(cut) })
+		}
+	}, cps)
+	MustCreate(t, e, "restart", ids, 2, 100)
+	<-cut
+	first.stop()
+
+	before := results(MustReadJob(t, e, "restart"))
+	if len(before) == 0 || len(before) == len(ids) {
+		t.Fatalf("%d results before the restart: the cut is not mid-job", len(before))
+	}
+	second := MustRun(t, e, p, nil, cps)
+	l := MustWaitJob(t, e, "restart", 60*time.Second, finished)
+
+	if l.state.Status != job.StatusFailed {
+		t.Errorf("status %s, want failed", l.state.Status)
+	}
+	got := results(l)
+	if len(got) != len(ids) {
+		t.Errorf("%d devices have results, want %d", len(got), len(ids))
+	}
+	for id, n := range got {
+		if n != 1 {
+			t.Errorf("device %s has %d results, want exactly 1", id, n)
+		}
+	}
+	for id := range second.transport.Sent() {
+		if before[id] > 0 {
+			t.Errorf("device %s was sent again after the restart, though it had a result", id)
+		}
+	}
+	if d, _ := l.state.Device(ids[2500]); d.Error != dispatch.TimedOut(2) {
+		t.Errorf("offline device: %+v, want timed out", d)
+	}
+	if d, _ := l.state.Device(ids[5]); d.Error != "door open" {
+		t.Errorf("failing device: %+v, want its message", d)
+	}
+}
+
+func TestTwoJobsAtOnceBothProgress(t *testing.T) {
+	e := MustEnv(t)
+	MustRun(t, e, props{}, nil, nil)
+	MustCreate(t, e, "a", deviceIDs("a", 2000), 30, 50)
+	MustCreate(t, e, "b", deviceIDs("b", 2000), 30, 50)
+	a := MustWaitJob(t, e, "a", 30*time.Second, finished)
+	b := MustWaitJob(t, e, "b", 30*time.Second, finished)
+	if a.state.Status != job.StatusCompleted || b.state.Status != job.StatusCompleted {
+		t.Fatalf("statuses %s, %s: want both completed", a.state.Status, b.state.Status)
+	}
+	// Round-robin: each job's first dispatch comes before the other's last.
+	span := func(l jobLog) (first, last eventstore.Position) {
+		for _, r := range l.records {
+			if r.Type == eventstore.JobDevicesDispatched {
+				if first.IsZero() {
+					first = r.Position
+				}
+				last = r.Position
+			}
+		}
+		return first, last
+	}
+	af, al := span(a)
+	bf, bl := span(b)
+	if af.Compare(bl) > 0 || bf.Compare(al) > 0 {
+		t.Errorf("dispatches did not interleave: a %s..%s, b %s..%s", af, al, bf, bl)
+	}
+}
+
+// memCheckpoints is an in-memory Checkpoints shared by a manager and its
+// successor, as Redis would be.
+type memCheckpoints struct {
+	mu sync.Mutex
+	p  eventstore.Position
+}
+
+func (c *memCheckpoints) Load(context.Context) (eventstore.Position, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.p, nil
+}
+
+func (c *memCheckpoints) Save(_ context.Context, p eventstore.Position) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.p = p
+	return nil
+}

@@ -1,0 +1,858 @@
+package dispatch
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/fleetjobs/fleetjobs/domain"
+	"github.com/fleetjobs/fleetjobs/domain/job"
+	"github.com/fleetjobs/fleetjobs/eventstore"
+)
+
+// Defaults of a Manager.
+const (
+	// DefaultWorkers is how many jobs can record and send a batch at once.
+	DefaultWorkers = 4
+	// DefaultWindow is how many batches of a job may be unanswered at once:
+	// enough to keep a transport busy while a batch is being recorded,
+	// few enough that a stop leaves little in flight.
+	DefaultWindow = 4
+	// DefaultRound caps the answers recorded together in one round.
+	DefaultRound = 20_000
+	// DefaultCheckpointEvery is how often the low-water mark is saved.
+	DefaultCheckpointEvery = time.Second
+	// Actor is the actor of every command the Manager sends.
+	Actor = "dispatcher"
+)
+
+// TimedOut is the error recorded for a device that did not answer in time.
+func TimedOut(timeoutSeconds int) string {
+	return fmt.Sprintf("timed out: the device did not answer within %d s", timeoutSeconds)
+}
+
+// Config is what a Manager needs. Events, Codec, Outcomes, Transport,
+// Answers, Now and NewID are required.
+type Config struct {
+	Events    Subscriber
+	Codec     *eventstore.Codec
+	Outcomes  Outcomes
+	Transport Transport
+	// Answers is the channel the Transport writes device answers to.
+	Answers <-chan []Answer
+	// Checkpoints keeps the low-water mark; nil folds the job streams from
+	// the start of $all at every start.
+	Checkpoints Checkpoints
+	// Now is the clock of deadlines; it must advance like the real clock,
+	// since the Manager waits for deadlines with real timers.
+	Now func() time.Time
+	// NewID draws command IDs.
+	NewID  func() string
+	Logger *zap.Logger
+
+	Workers         int // default DefaultWorkers
+	Window          int // default DefaultWindow
+	Round           int // default DefaultRound
+	CheckpointEvery time.Duration
+}
+
+// Stats are a Manager's counters since it started.
+type Stats struct {
+	Jobs       int // jobs tracked now
+	Dispatched int // devices recorded as dispatched and sent (resends included)
+	Answers    int // answers received and recorded
+	TimedOut   int // devices recorded as timed out
+	Dropped    int // answers dropped: duplicates, or for devices not in their job
+}
+
+// Manager is the dispatch process manager (see the package documentation).
+// Build it with New and run it with Run, once.
+type Manager struct {
+	cfg Config
+	log *zap.Logger
+
+	mu        sync.Mutex
+	cond      *sync.Cond // signalled on every change a worker may wait for
+	jobs      map[string]*jobRun
+	ring      []*jobRun // round-robin order of the tracked jobs
+	rr        int
+	caughtUp  bool
+	done      bool
+	last      eventstore.Position // last position the subscription reached
+	timers    groupHeap
+	timerWake chan struct{}
+	savedAt   time.Time
+	stats     Stats
+}
+
+// jobRun is the Manager's view of one job: its folded state, where its
+// dispatch cursor is, and its devices in flight.
+type jobRun struct {
+	id    string
+	state *job.State
+	from  eventstore.Position // the position before its JobCreated
+	ops   []Operation
+
+	next      func() (string, job.Device, bool) // pull iterator over the targeted devices
+	stopNext  func()
+	exhausted bool
+
+	busy    bool     // a worker is recording or sending for it
+	started bool     // StartJob asked
+	held    bool     // a RecordDispatch was refused: wait for the job's next event
+	retry   []string // the refused batch, tried again once held clears
+	resend  []*group // dispatched before a restart, no result, deadline ahead
+
+	outstanding map[string]*group   // sent, no answer yet
+	answered    map[string]struct{} // answer (or timeout) being recorded
+}
+
+// group is the devices of one dispatch, which share a deadline.
+type group struct {
+	job       *jobRun
+	deadline  time.Time
+	ids       []string
+	remaining int
+	index     int
+}
+
+// New returns a Manager, or an error naming a missing requirement.
+func New(cfg Config) (*Manager, error) {
+	switch {
+	case cfg.Events == nil:
+		return nil, errors.New("dispatch: Config.Events is required")
+	case cfg.Codec == nil:
+		return nil, errors.New("dispatch: Config.Codec is required")
+	case cfg.Outcomes == nil:
+		return nil, errors.New("dispatch: Config.Outcomes is required")
+	case cfg.Transport == nil:
+		return nil, errors.New("dispatch: Config.Transport is required")
+	case cfg.Answers == nil:
+		return nil, errors.New("dispatch: Config.Answers is required")
+	case cfg.Now == nil:
+		return nil, errors.New("dispatch: Config.Now is required")
+	case cfg.NewID == nil:
+		return nil, errors.New("dispatch: Config.NewID is required")
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = DefaultWorkers
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = DefaultWindow
+	}
+	if cfg.Round <= 0 {
+		cfg.Round = DefaultRound
+	}
+	if cfg.CheckpointEvery <= 0 {
+		cfg.CheckpointEvery = DefaultCheckpointEvery
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	m := &Manager{cfg: cfg, log: log, jobs: make(map[string]*jobRun), timerWake: make(chan struct{}, 1)}
+	m.cond = sync.NewCond(&m.mu)
+	return m, nil
+}
+
+// Stats returns the Manager's counters.
+func (m *Manager) Stats() Stats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.stats
+	s.Jobs = len(m.jobs)
+	return s
+}
+
+// Run follows the job streams and dispatches until ctx ends, then waits for
+// its goroutines and returns nil. A dropped subscription is resumed from the
+// last position it reached. It returns an error only if the checkpoint
+// cannot be loaded.
+func (m *Manager) Run(ctx context.Context) error {
+	var from eventstore.Position
+	if m.cfg.Checkpoints != nil {
+		p, err := m.cfg.Checkpoints.Load(ctx)
+		if err != nil {
+			return fmt.Errorf("dispatch: load checkpoint: %w", err)
+		}
+		from = p
+	}
+	m.mu.Lock()
+	m.last = from
+	m.mu.Unlock()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range m.cfg.Workers {
+		wg.Go(func() { m.work(ctx) })
+	}
+	wg.Go(func() { m.answers(ctx) })
+	wg.Go(func() { m.timeouts(ctx) })
+	wg.Go(func() {
+		<-ctx.Done()
+		m.mu.Lock()
+		m.done = true
+		m.cond.Broadcast()
+		m.mu.Unlock()
+	})
+
+	m.follow(ctx)
+	cancel()
+	wg.Wait()
+	m.mu.Lock()
+	for _, j := range m.jobs {
+		if j.stopNext != nil {
+			j.stopNext()
+		}
+	}
+	m.mu.Unlock()
+	return nil
+}
+
+// follow subscribes to the job streams, resubscribing after a drop from
+// the last position reached, until ctx ends.
+func (m *Manager) follow(ctx context.Context) {
+	filter := eventstore.Filter{StreamPrefixes: []string{eventstore.JobStreamPrefix}}
+	h := eventstore.Handler{Event: m.onEvent, Checkpoint: m.onCheckpoint, CaughtUp: m.onCaughtUp}
+	backoff := newBackoff()
+	for ctx.Err() == nil {
+		m.mu.Lock()
+		from := m.last
+		m.mu.Unlock()
+		err := m.cfg.Events.SubscribeAll(ctx, from, filter, h)
+		if ctx.Err() != nil {
+			return
+		}
+		m.log.Warn("dispatch: job subscription dropped; resubscribing", zap.Stringer("from", from), zap.Error(err))
+		backoff.wait(ctx)
+	}
+}
+
+func (m *Manager) onCheckpoint(ctx context.Context, p eventstore.Position) error {
+	m.mu.Lock()
+	if p.Compare(m.last) > 0 {
+		m.last = p
+	}
+	m.mu.Unlock()
+	m.maybeSave(ctx)
+	return nil
+}
+
+func (m *Manager) onCaughtUp(context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.caughtUp {
+		return nil // a resubscription's
+	}
+	m.caughtUp = true
+	now := m.cfg.Now()
+	for _, g := range m.timers {
+		j := g.job
+		if g.remaining == 0 || j.state.Status != job.StatusRunning || !g.deadline.After(now) {
+			continue
+		}
+		j.resend = append(j.resend, g)
+	}
+	m.log.Debug("dispatch: caught up", zap.Int("jobs", len(m.jobs)), zap.Int("pendingDispatches", len(m.timers)))
+	m.cond.Broadcast()
+	return nil
+}
+
+func (m *Manager) onEvent(ctx context.Context, r eventstore.Recorded) error {
+	v, err := r.Decode(m.cfg.Codec)
+	if err != nil {
+		// One unreadable event must not stop every job's dispatch.
+		m.log.Error("dispatch: skipping an event it cannot decode", zap.String("stream", r.Stream), zap.Uint64("revision", r.Revision), zap.Error(err))
+		m.advance(r.Position)
+		return nil
+	}
+	ev, ok := v.(job.Event)
+	if !ok {
+		m.advance(r.Position)
+		return nil
+	}
+	id := strings.TrimPrefix(r.Stream, eventstore.JobStreamPrefix)
+
+	m.mu.Lock()
+	prev := m.last
+	if r.Position.Compare(m.last) > 0 {
+		m.last = r.Position
+	}
+	j := m.jobs[id]
+	if j == nil {
+		if _, created := ev.(job.Created); !created {
+			// A job finished before the low-water mark (or dropped once
+			// finished): nothing left to do for it.
+			m.mu.Unlock()
+			return nil
+		}
+		j = &jobRun{id: id, from: prev, outstanding: make(map[string]*group), answered: make(map[string]struct{})}
+		m.jobs[id] = j
+		m.ring = append(m.ring, j)
+	}
+	j.state = job.Evolve(j.state, ev)
+	j.held = false
+	switch e := ev.(type) {
+	case job.Created:
+		j.ops = make([]Operation, len(e.Operations))
+		for i, o := range e.Operations {
+			j.ops[i] = Operation{Name: o.Name, Value: o.Value}
+		}
+	case job.DevicesDispatched:
+		at := r.Metadata.OccurredAt
+		if at.IsZero() {
+			at = r.RecordedAt
+		}
+		m.addGroup(j, e.DeviceIDs, at.Add(j.timeout()))
+	case job.OperationSucceeded:
+		j.settle(e.DeviceID)
+	case job.OperationFailed:
+		j.settle(e.DeviceID)
+	}
+	m.maybeDrop(j)
+	m.cond.Broadcast()
+	m.mu.Unlock()
+	m.maybeSave(ctx)
+	return nil
+}
+
+func (m *Manager) advance(p eventstore.Position) {
+	m.mu.Lock()
+	if p.Compare(m.last) > 0 {
+		m.last = p
+	}
+	m.mu.Unlock()
+}
+
+func (j *jobRun) timeout() time.Duration {
+	t := j.state.TimeoutSeconds
+	if t <= 0 {
+		t = job.DefaultTimeoutSeconds
+	}
+	return time.Duration(t) * time.Second
+}
+
+func (j *jobRun) batchSize() int {
+	if j.state.BatchSize <= 0 {
+		return job.DefaultBatchSize
+	}
+	return j.state.BatchSize
+}
+
+// settle takes a device out of the devices waited for.
+func (j *jobRun) settle(id string) {
+	g := j.outstanding[id]
+	if g == nil {
+		return
+	}
+	delete(j.outstanding, id)
+	g.remaining--
+	if g.remaining == 0 {
+		g.ids = nil // the heap keeps the group until its deadline: free the IDs now
+	}
+}
+
+// addGroup starts waiting, until deadline, for the devices of ids that have
+// no result and are not waited for already, and returns the group (nil if
+// none is left). Called with mu held.
+func (m *Manager) addGroup(j *jobRun, ids []string, deadline time.Time) *group {
+	g := &group{job: j, deadline: deadline}
+	for _, id := range ids {
+		if _, ok := j.outstanding[id]; ok {
+			continue
+		}
+		if _, ok := j.answered[id]; ok {
+			continue
+		}
+		if d, ok := j.state.Device(id); ok && d.Status != job.DevicePending {
+			continue
+		}
+		j.outstanding[id] = g
+		g.ids = append(g.ids, id)
+	}
+	g.remaining = len(g.ids)
+	if g.remaining == 0 {
+		return nil
+	}
+	heap.Push(&m.timers, g)
+	if m.timers[0] == g {
+		select {
+		case m.timerWake <- struct{}{}:
+		default:
+		}
+	}
+	return g
+}
+
+// maybeDrop forgets a finished job once nothing of it is in flight.
+// Called with mu held.
+func (m *Manager) maybeDrop(j *jobRun) {
+	if !j.state.Status.Finished() || j.busy || len(j.outstanding) > 0 || len(j.answered) > 0 {
+		return
+	}
+	if m.jobs[j.id] != j {
+		return
+	}
+	delete(m.jobs, j.id)
+	for i, r := range m.ring {
+		if r == j {
+			m.ring = append(m.ring[:i], m.ring[i+1:]...)
+			break
+		}
+	}
+	if j.stopNext != nil {
+		j.stopNext()
+		j.next, j.stopNext = nil, nil
+	}
+}
+
+// maybeSave saves the low-water mark if it is time to.
+func (m *Manager) maybeSave(ctx context.Context) {
+	if m.cfg.Checkpoints == nil {
+		return
+	}
+	m.mu.Lock()
+	now := m.cfg.Now()
+	if !m.caughtUp || now.Sub(m.savedAt) < m.cfg.CheckpointEvery {
+		m.mu.Unlock()
+		return
+	}
+	m.savedAt = now
+	low := m.last
+	for _, j := range m.jobs {
+		if j.from.Compare(low) < 0 {
+			low = j.from
+		}
+	}
+	m.mu.Unlock()
+	if err := m.cfg.Checkpoints.Save(ctx, low); err != nil && ctx.Err() == nil {
+		m.log.Warn("dispatch: save checkpoint", zap.Error(err))
+	}
+}
+
+// task is one piece of work a worker does for a job.
+type task struct {
+	j      *jobRun
+	start  bool
+	ids    []string // a batch to record, then send
+	resend []*group
+}
+
+// work runs tasks, taking jobs in turn, until the Manager is done.
+func (m *Manager) work(ctx context.Context) {
+	for {
+		m.mu.Lock()
+		var t task
+		ok := false
+		for !m.done {
+			if t, ok = m.pick(); ok {
+				break
+			}
+			m.cond.Wait()
+		}
+		m.mu.Unlock()
+		if !ok {
+			return
+		}
+		m.run(ctx, t)
+		m.mu.Lock()
+		t.j.busy = false
+		m.maybeDrop(t.j)
+		m.cond.Broadcast()
+		m.mu.Unlock()
+	}
+}
+
+// pick returns the next job's task, round-robin. Called with mu held.
+func (m *Manager) pick() (task, bool) {
+	if !m.caughtUp {
+		return task{}, false
+	}
+	n := len(m.ring)
+	for k := range n {
+		i := (m.rr + k) % n
+		j := m.ring[i]
+		if j.busy {
+			continue
+		}
+		if t, ok := m.taskFor(j); ok {
+			j.busy = true
+			m.rr = (i + 1) % n
+			return t, true
+		}
+	}
+	return task{}, false
+}
+
+// taskFor returns what job j needs done now, if anything. Called with mu
+// held.
+func (m *Manager) taskFor(j *jobRun) (task, bool) {
+	s := j.state
+	switch s.Status {
+	case job.StatusPending:
+		if !j.started && s.Targeted() >= s.DeviceCount {
+			j.started = true
+			return task{j: j, start: true}, true
+		}
+	case job.StatusRunning:
+		if len(j.resend) > 0 {
+			gs := j.resend
+			j.resend = nil
+			return task{j: j, resend: gs}, true
+		}
+		if j.held {
+			return task{}, false
+		}
+		batch := j.batchSize()
+		if len(j.outstanding)+len(j.answered)+batch > m.cfg.Window*batch {
+			return task{}, false
+		}
+		if len(j.retry) > 0 {
+			ids := j.retry
+			j.retry = nil
+			return task{j: j, ids: ids}, true
+		}
+		if ids := j.take(batch); len(ids) > 0 {
+			return task{j: j, ids: ids}, true
+		}
+	}
+	return task{}, false
+}
+
+// take returns up to n devices never dispatched and without a result,
+// in targeting order, moving the job's cursor past them.
+func (j *jobRun) take(n int) []string {
+	if j.exhausted {
+		return nil
+	}
+	if j.next == nil {
+		j.next, j.stopNext = iter.Pull2(j.state.Devices())
+	}
+	ids := make([]string, 0, n)
+	for len(ids) < n {
+		id, d, ok := j.next()
+		if !ok {
+			j.exhausted = true
+			j.stopNext()
+			j.next, j.stopNext = nil, nil
+			break
+		}
+		if d.Dispatched || d.Status != job.DevicePending {
+			continue
+		}
+		if _, ok := j.outstanding[id]; ok {
+			continue
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+func (m *Manager) meta(jobID string) Meta {
+	id := m.cfg.NewID()
+	return Meta{CommandID: id, CorrelationID: jobID, CausationID: id, Actor: Actor}
+}
+
+// run does one task, without mu.
+func (m *Manager) run(ctx context.Context, t task) {
+	j := t.j
+	switch {
+	case t.start:
+		meta := m.meta(j.id)
+		err := m.retry(ctx, "start job", j.id, func() error {
+			return m.cfg.Outcomes.StartJob(ctx, meta, job.Start{JobID: j.id})
+		})
+		if err != nil && !isRefusal(err) {
+			m.mu.Lock()
+			j.started = false // ctx ended: the next run asks again
+			m.mu.Unlock()
+		}
+	case len(t.resend) > 0:
+		m.mu.Lock()
+		var ds []Delivery
+		for _, g := range t.resend {
+			for _, id := range g.ids {
+				if j.outstanding[id] == g {
+					ds = append(ds, j.delivery(id, g.deadline))
+				}
+			}
+		}
+		m.mu.Unlock()
+		m.send(ctx, j.id, ds)
+	default:
+		m.dispatch(ctx, j, t.ids)
+	}
+}
+
+// dispatch records a batch as dispatched, then sends it.
+func (m *Manager) dispatch(ctx context.Context, j *jobRun, ids []string) {
+	meta := m.meta(j.id)
+	err := m.retry(ctx, "record dispatch", j.id, func() error {
+		return m.cfg.Outcomes.RecordDispatch(ctx, meta, job.RecordDispatch{JobID: j.id, DeviceIDs: ids})
+	})
+	if err != nil {
+		m.mu.Lock()
+		if isRefusal(err) {
+			// Most likely stopped: its JobStopped is on its way. Should
+			// it still run, the batch goes again after its next event.
+			j.held = true
+		}
+		j.retry = ids
+		m.mu.Unlock()
+		m.log.Debug("dispatch: batch not recorded, not sent", zap.String("job", j.id), zap.Error(err))
+		return
+	}
+	m.mu.Lock()
+	deadline := m.cfg.Now().Add(j.timeout())
+	m.addGroup(j, ids, deadline)
+	ds := make([]Delivery, 0, len(ids))
+	for _, id := range ids {
+		if g := j.outstanding[id]; g != nil {
+			ds = append(ds, j.delivery(id, g.deadline))
+		}
+	}
+	m.mu.Unlock()
+	m.send(ctx, j.id, ds)
+}
+
+func (j *jobRun) delivery(id string, deadline time.Time) Delivery {
+	return Delivery{JobID: j.id, DeviceID: id, JobType: string(j.state.Type), Operations: j.ops, Deadline: deadline}
+}
+
+// send hands deliveries to the transport, trying a few times: devices it
+// cannot reach time out.
+func (m *Manager) send(ctx context.Context, jobID string, ds []Delivery) {
+	if len(ds) == 0 {
+		return
+	}
+	b := newBackoff()
+	for attempt := 1; ; attempt++ {
+		err := m.cfg.Transport.Send(ctx, ds)
+		if err == nil {
+			m.mu.Lock()
+			m.stats.Dispatched += len(ds)
+			m.mu.Unlock()
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if attempt == 3 {
+			m.log.Warn("dispatch: transport refused a batch; its devices will time out", zap.String("job", jobID), zap.Int("devices", len(ds)), zap.Error(err))
+			return
+		}
+		b.wait(ctx)
+	}
+}
+
+// answers records the transport's answers, batched per job, until ctx ends.
+func (m *Manager) answers(ctx context.Context) {
+	for {
+		var batch []Answer
+		select {
+		case <-ctx.Done():
+			return
+		case as, ok := <-m.cfg.Answers:
+			if !ok {
+				return
+			}
+			batch = append(batch, as...)
+		}
+	drain:
+		for len(batch) < m.cfg.Round {
+			select {
+			case as, ok := <-m.cfg.Answers:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, as...)
+			default:
+				break drain
+			}
+		}
+		m.recordAll(ctx, m.takeAnswers(batch), false)
+	}
+}
+
+// takeAnswers turns answers into results per job, dropping duplicates and
+// answers for devices not in their job.
+func (m *Manager) takeAnswers(as []Answer) map[string][]job.DeviceResult {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string][]job.DeviceResult)
+	for _, a := range as {
+		if j := m.jobs[a.JobID]; j != nil {
+			d, ok := j.state.Device(a.DeviceID)
+			_, dup := j.answered[a.DeviceID]
+			if !ok || dup || d.Status != job.DevicePending {
+				m.stats.Dropped++
+				continue
+			}
+			j.settle(a.DeviceID)
+			j.answered[a.DeviceID] = struct{}{}
+		}
+		r := job.DeviceResult{DeviceID: a.DeviceID, Status: job.DeviceSucceeded}
+		if !a.Succeeded {
+			r.Status, r.Error = job.DeviceFailed, a.Error
+		}
+		out[a.JobID] = append(out[a.JobID], r)
+	}
+	return out
+}
+
+// timeouts records the devices whose deadline passed, until ctx ends.
+func (m *Manager) timeouts(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		m.mu.Lock()
+		now := m.cfg.Now()
+		out := make(map[string][]job.DeviceResult)
+		for len(m.timers) > 0 && !m.timers[0].deadline.After(now) {
+			g := heap.Pop(&m.timers).(*group)
+			j := g.job
+			msg := TimedOut(j.state.TimeoutSeconds)
+			for _, id := range g.ids {
+				if j.outstanding[id] != g {
+					continue
+				}
+				j.settle(id)
+				j.answered[id] = struct{}{}
+				out[j.id] = append(out[j.id], job.DeviceResult{DeviceID: id, Status: job.DeviceFailed, Error: msg})
+			}
+		}
+		wait := time.Hour
+		if len(m.timers) > 0 {
+			wait = m.timers[0].deadline.Sub(now)
+		}
+		m.mu.Unlock()
+		if len(out) > 0 {
+			m.recordAll(ctx, out, true)
+			continue
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.timerWake:
+		case <-timer.C:
+		}
+	}
+}
+
+// recordAll records each job's results, the jobs concurrently.
+func (m *Manager) recordAll(ctx context.Context, perJob map[string][]job.DeviceResult, timedOut bool) {
+	var wg sync.WaitGroup
+	for jobID, rs := range perJob {
+		wg.Go(func() {
+			recorded := m.record(ctx, jobID, rs)
+			m.mu.Lock()
+			if timedOut {
+				m.stats.TimedOut += recorded
+			} else {
+				m.stats.Answers += recorded
+			}
+			if j := m.jobs[jobID]; j != nil {
+				for _, r := range rs {
+					delete(j.answered, r.DeviceID)
+				}
+				m.maybeDrop(j)
+			}
+			m.cond.Broadcast()
+			m.mu.Unlock()
+		})
+	}
+	wg.Wait()
+}
+
+// record records one job's results, retrying transient errors. A refused
+// batch is recorded one result at a time, so that one bad answer (for a
+// device not in the job) does not lose the others. It returns how many
+// were recorded (or found already recorded).
+func (m *Manager) record(ctx context.Context, jobID string, rs []job.DeviceResult) int {
+	meta := m.meta(jobID)
+	err := m.retry(ctx, "record results", jobID, func() error {
+		return m.cfg.Outcomes.RecordResults(ctx, meta, jobID, rs)
+	})
+	switch {
+	case err == nil:
+		return len(rs)
+	case !isRefusal(err) || len(rs) == 1:
+		m.log.Warn("dispatch: results not recorded", zap.String("job", jobID), zap.Int("results", len(rs)), zap.Error(err))
+		return 0
+	}
+	n := 0
+	for i := range rs {
+		n += m.record(ctx, jobID, rs[i:i+1])
+	}
+	return n
+}
+
+// retry calls fn until it succeeds, is refused (a *domain.Error) or ctx
+// ends, backing off between tries; it returns fn's last error.
+func (m *Manager) retry(ctx context.Context, what, jobID string, fn func() error) error {
+	b := newBackoff()
+	for {
+		err := fn()
+		if err == nil || isRefusal(err) || ctx.Err() != nil {
+			return err
+		}
+		m.log.Warn("dispatch: "+what+" failed; retrying", zap.String("job", jobID), zap.Error(err))
+		if !b.wait(ctx) {
+			return err
+		}
+	}
+}
+
+func isRefusal(err error) bool {
+	_, ok := domain.AsError(err)
+	return ok
+}
+
+// backoff waits longer and longer between retries, up to two seconds.
+type backoff struct{ d time.Duration }
+
+func newBackoff() *backoff { return &backoff{d: 50 * time.Millisecond} }
+
+// wait waits for the next retry; false if ctx ended first.
+func (b *backoff) wait(ctx context.Context) bool {
+	t := time.NewTimer(b.d)
+	defer t.Stop()
+	b.d = min(2*b.d, 2*time.Second)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// groupHeap orders dispatch groups by deadline.
+type groupHeap []*group
+
+func (h groupHeap) Len() int           { return len(h) }
+func (h groupHeap) Less(a, b int) bool { return h[a].deadline.Before(h[b].deadline) }
+func (h groupHeap) Swap(a, b int) {
+	h[a], h[b] = h[b], h[a]
+	h[a].index, h[b].index = a, b
+}
+func (h *groupHeap) Push(x any) {
+	g := x.(*group)
+	g.index = len(*h)
+	*h = append(*h, g)
+}
+func (h *groupHeap) Pop() any {
+	old := *h
+	g := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return g
+}
