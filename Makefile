@@ -11,8 +11,8 @@ BENCHTIME ?= 1x
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
 
-run: build ## start the whole service on embedded defaults (data in ./data)
-	$(BIN) serve
+run: build ## the whole service on embedded defaults (data in ./data), with the demo fleet on simulated devices
+	FLEETJOBS_DEVICES=$${FLEETJOBS_DEVICES:-sim} FLEETJOBS_DEMO=$${FLEETJOBS_DEMO:-1} $(BIN) serve
 
 test: ## every test, with a real redis-server and MQTT broker started on free ports
 	$(GO) vet $(PKGS)

@@ -27,7 +27,7 @@ type Config struct {
 	EventStoreURL  string        // FLEETJOBS_EVENTSTORE_URL: empty means the embedded store
 	EventStoreAddr string        // FLEETJOBS_EVENTSTORE_ADDR: where the embedded store listens
 	RedisURL       string        // FLEETJOBS_REDIS_URL: empty means the embedded Redis
-	Devices        string        // FLEETJOBS_DEVICES: "mqtt" or "sim" (not used yet)
+	Devices        string        // FLEETJOBS_DEVICES: "mqtt" (no transport yet: jobs stay pending) or "sim"
 	MQTTURL        string        // FLEETJOBS_MQTT_URL: empty means the embedded broker (not used yet)
 	MQTTAddr       string        // FLEETJOBS_MQTT_ADDR (not used yet)
 	APIKeys        []APIKey      // FLEETJOBS_API_KEYS
@@ -42,6 +42,10 @@ type Config struct {
 	// deployments, or parallel tests, can share one Redis under different
 	// roots; Redis Cluster wants a hash tag such as "{fj}".
 	RedisKeyRoot string
+
+	// Demo seeds a demonstration fleet through the command path at start,
+	// unless the log already has it (--demo or FLEETJOBS_DEMO=1).
+	Demo bool
 }
 
 // KeyRoot is the root of the read models' keys in Redis.
@@ -137,7 +141,13 @@ type serveFlags struct {
 	values    map[string]*string // by variable name
 	maxAppend *int
 	keyRoot   *string
+	demo      *bool
 }
+
+// demoEnv is the variable behind --demo. It is not in API.md's table (a
+// convenience of make run, not a deployment setting), so it is not a
+// setting: --demo is a plain boolean flag.
+const demoEnv = "FLEETJOBS_DEMO"
 
 func newServeFlags(getenv func(string) string) serveFlags {
 	f := serveFlags{fs: newFlagSet("serve"), values: make(map[string]*string)}
@@ -149,6 +159,8 @@ func newServeFlags(getenv func(string) string) serveFlags {
 		f.values[s.env] = f.fs.String(s.flag, def, s.usage+" ($"+s.env+")")
 	}
 	f.maxAppend = f.fs.Int("max-append-size", defaultMaxAppendSize, "largest append the embedded event store accepts, in bytes")
+	demoDef, _ := strconv.ParseBool(getenv(demoEnv)) // a bad value is refused by LoadConfig
+	f.demo = f.fs.Bool("demo", demoDef, "seed a demo fleet (template vending-fridge, a few hundred devices, device sets) at start unless the log has it ($"+demoEnv+")")
 	f.keyRoot = f.fs.String("redis-key-root", projections.KeyRoot, "first segment of every read-model key in Redis (for deployments sharing one Redis; Cluster: a hash tag such as {fj})")
 	return f
 }
@@ -178,12 +190,25 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 	if *f.keyRoot != projections.KeyRoot {
 		c.RedisKeyRoot = *f.keyRoot
 	}
+	if v, ok := lookup(getenv, demoEnv); ok && !flagSet(f.fs, "demo") {
+		if _, err := strconv.ParseBool(v); err != nil {
+			return Config{}, usageErrorf("invalid %s (--demo) %q: want 1, true, 0 or false", demoEnv, v)
+		}
+	}
+	c.Demo = *f.demo
 	// Without keys anyone who reaches the service may command the fleet,
 	// so it must then stay on loopback: a configuration error, exit 2.
 	if err := fjhttp.CheckListenAddr(c.HTTPAddr, len(c.APIKeys) > 0); err != nil {
 		return Config{}, usageErrorf("FLEETJOBS_HTTP_ADDR (--http-addr): %v", err)
 	}
 	return c, nil
+}
+
+// flagSet reports whether flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // lookup treats a variable set to "" as unset: an empty assignment in a

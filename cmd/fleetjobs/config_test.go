@@ -207,3 +207,34 @@ func TestRedisURLForms(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadConfigDemo: --demo or FLEETJOBS_DEMO turns the demo on, the flag
+// wins over the variable, and a bad value is a usage error naming both.
+func TestLoadConfigDemo(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want bool
+	}{
+		{"off by default", nil, nil, false},
+		{"the flag alone", nil, []string{"--demo"}, true},
+		{"the variable", map[string]string{"FLEETJOBS_DEMO": "1"}, nil, true},
+		{"the flag wins over the variable", map[string]string{"FLEETJOBS_DEMO": "1"}, []string{"--demo=false"}, false},
+		{"the flag overrides a bad variable", map[string]string{"FLEETJOBS_DEMO": "maybe"}, []string{"--demo"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := main.LoadConfig(tc.args, env(tc.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Demo != tc.want {
+				t.Errorf("Demo = %v, want %v", c.Demo, tc.want)
+			}
+		})
+	}
+	_, err := main.LoadConfig(nil, env(map[string]string{"FLEETJOBS_DEMO": "maybe"}))
+	if err == nil || !strings.Contains(err.Error(), "FLEETJOBS_DEMO") || !strings.Contains(err.Error(), "--demo") {
+		t.Errorf("bad FLEETJOBS_DEMO: error %v, want one naming FLEETJOBS_DEMO and --demo", err)
+	}
+}

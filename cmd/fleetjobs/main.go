@@ -100,6 +100,7 @@ func envUsage() string {
 		}
 		fmt.Fprintf(&b, "  %-26s %s (default %s)\n", s.env, s.usage, s.def)
 	}
+	fmt.Fprintf(&b, "  %-26s %s\n", demoEnv, "1: seed a demo fleet at start (serve --demo)")
 	return b.String()
 }
 

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fleetjobs/fleetjobs/commands"
+	"github.com/fleetjobs/fleetjobs/dispatch"
 	"github.com/fleetjobs/fleetjobs/eventstore"
 	"github.com/fleetjobs/fleetjobs/eventstore/server"
 	"github.com/fleetjobs/fleetjobs/eventstore/server/store"
@@ -35,6 +36,9 @@ type Main struct {
 	Logger *zap.Logger
 	Now    func() time.Time // the clock stamped on events; nil means time.Now
 	NewID  func() string    // command IDs for requests without an Idempotency-Key; nil means random UUIDs
+	// Out receives what a person at the terminal should read (the demo's
+	// instructions), as plain text; nil means nowhere.
+	Out io.Writer
 
 	store     *server.Embedded      // nil when FLEETJOBS_EVENTSTORE_URL is set
 	events    *eventstore.Client    // the official client, the only way to the event log
@@ -44,6 +48,7 @@ type Main struct {
 	stopRun   context.CancelFunc    // ends the runner
 	runDone   chan struct{}         // closed when the runner's goroutine returned
 	commands  *commands.Handler     // the one command-handling path
+	dispatch  *dispatcher           // the dispatcher and its device transport; nil without one
 	http      *fjhttp.Server        // the HTTP edge
 	closed    bool
 }
@@ -57,8 +62,9 @@ func NewMain(cfg Config, logger *zap.Logger) *Main {
 // serve: the embedded event store (unless an external one is configured),
 // the event store client, Redis (embedded unless configured), the
 // projections runner (in the background: it catches up while /readyz says
-// so), the command handler and the HTTP server. On error, what was started
-// is closed again.
+// so), the command handler, the dispatcher with the simulated fleet (with
+// FLEETJOBS_DEVICES=sim, in the background too), the demo fleet (--demo)
+// and the HTTP server. On error, what was started is closed again.
 func (m *Main) Run(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
@@ -138,22 +144,50 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := registerProjectionMetrics(metrics, m.runner); err != nil {
 		return err
 	}
+	checks := []fjhttp.Check{
+		{Name: "event log", Check: m.events.Ping},
+		{Name: "redis", Check: func(ctx context.Context) error { return m.redis.Ping(ctx).Err() }},
+		{Name: "projections", Check: m.projectionsReady},
+	}
+	switch cfg.Devices {
+	case devicesSim:
+		m.dispatch, err = newDispatcher(dispatch.Config{
+			Events: m.events, Codec: codec, Outcomes: outcomes{m.commands},
+			Checkpoints: &redisCheckpoints{rdb: m.redis, key: dispatchCheckpointKey(root)},
+			Now:         m.Now, NewID: m.NewID, Logger: m.Logger.Named("dispatch"),
+		}, &deviceProperties{rdb: m.redis, root: root})
+		if err != nil {
+			return err
+		}
+		if err := registerDispatchMetrics(metrics, m.dispatch); err != nil {
+			return err
+		}
+		checks = append(checks, fjhttp.Check{Name: "dispatcher", Check: m.dispatch.ready})
+		m.dispatch.start()
+		m.Logger.Info("dispatching jobs to the simulated fleet (FLEETJOBS_DEVICES=sim)")
+	default:
+		m.Logger.Warn("no device transport: jobs stay pending until one is configured (MQTT is not implemented yet; FLEETJOBS_DEVICES=sim runs them on a simulated fleet)",
+			zap.String("devices", cfg.Devices))
+	}
+	if cfg.MQTTURL != "" {
+		m.Logger.Info("FLEETJOBS_MQTT_URL is validated but unused: the MQTT transport is not implemented yet")
+	}
+	if cfg.Demo {
+		if _, err := seedDemo(ctx, m.commands, m.Logger.Named("demo")); err != nil {
+			return err
+		}
+	}
 	waiter := &runnerWaiter{runner: m.runner}
 	// The queries keep rendered job pages while the runner's applied
 	// position stays put: a request with a consistency token has waited
 	// for the runner first, so it never gets a page older than its write.
 	readModels := projections.NewQueries(m.redis, root, m.Now, projections.WithApplied(m.runner.Position))
 	queries := &deviceQueries{q: readModels, rdb: m.redis, root: root}
-	m.noteUnused()
 
 	m.http = fjhttp.NewServer(fjhttp.Config{
-		Addr:   cfg.HTTPAddr,
-		Logger: m.Logger.Named("http"),
-		Checks: []fjhttp.Check{
-			{Name: "event log", Check: m.events.Ping},
-			{Name: "redis", Check: func(ctx context.Context) error { return m.redis.Ping(ctx).Err() }},
-			{Name: "projections", Check: m.projectionsReady},
-		},
+		Addr:           cfg.HTTPAddr,
+		Logger:         m.Logger.Named("http"),
+		Checks:         checks,
 		APIKeys:        cfg.APIKeys,
 		Metrics:        metrics,
 		Waiter:         waiter,
@@ -170,6 +204,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.Logger.Info("serving HTTP", zap.String("addr", m.http.Addr()), zap.String("url", m.http.URL()))
+	if cfg.Demo {
+		m.Logger.Info("demo fleet: the API is here", zap.String("api", m.http.URL()+fjhttp.APIBase))
+		printDemo(m.Out, m.http.URL(), m.dispatch != nil)
+	}
 	return nil
 }
 
@@ -196,17 +234,6 @@ func eventStoreStartError(dir string, err error) error {
 	return fmt.Errorf("embedded event store in %s: %w", dir, err)
 }
 
-// noteUnused reports the settings that are validated but not used yet, so
-// that nobody believes they took effect.
-func (m *Main) noteUnused() {
-	c := m.Config
-	if c.MQTTURL != "" || c.Devices != "mqtt" {
-		m.Logger.Info("device transports are not implemented yet: their settings are validated but unused",
-			zap.Bool("mqtt_url_set", c.MQTTURL != ""),
-			zap.String("devices", c.Devices))
-	}
-}
-
 // HTTPURL is the base URL of the HTTP server, once Run succeeded.
 func (m *Main) HTTPURL() string { return m.http.URL() }
 
@@ -228,7 +255,9 @@ func (m *Main) HTTPErr() <-chan error {
 }
 
 // Close shuts down in dependency order: stop accepting HTTP requests and let
-// those in flight finish, stop the command handler's per-job workers (an
+// those in flight finish, stop the dispatcher (it sends commands, so before
+// the handler; what it left unanswered is resent at the next start), stop
+// the command handler's per-job workers (an
 // append in flight ends first), stop the projections runner (its batch in
 // flight commits or is abandoned whole), then Redis, the event store client
 // and the embedded store (which ends its subscriptions and lets in-flight
@@ -243,6 +272,9 @@ func (m *Main) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		errs = append(errs, m.http.Shutdown(ctx))
 		cancel()
+	}
+	if m.dispatch != nil {
+		m.dispatch.close()
 	}
 	if m.commands != nil {
 		if err := m.commands.Close(); err != nil {
@@ -282,6 +314,7 @@ func runServe(ctx context.Context, stopSignals func(), args []string, getenv fun
 	defer func() { _ = logger.Sync() }()
 
 	m := NewMain(cfg, logger)
+	m.Out = stderr
 	if err := m.Run(ctx); err != nil {
 		return err
 	}

@@ -1,0 +1,324 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/fleetjobs/fleetjobs/commands"
+	"github.com/fleetjobs/fleetjobs/dispatch"
+	"github.com/fleetjobs/fleetjobs/dispatch/sim"
+	"github.com/fleetjobs/fleetjobs/domain/job"
+	"github.com/fleetjobs/fleetjobs/eventstore"
+	fjhttp "github.com/fleetjobs/fleetjobs/http"
+	"github.com/fleetjobs/fleetjobs/projections"
+)
+
+// This file wires the dispatcher (dispatch.Manager) with a device transport:
+// the adapter that lets the Manager report outcomes through the command
+// handler, its checkpoint in Redis, the simulated fleet's property lookup in
+// the devices read model, and the supervisor that runs it, restarts it after
+// a failure and reports its state to /readyz and /metrics.
+
+// Device transports (FLEETJOBS_DEVICES).
+const (
+	devicesMQTT = "mqtt"
+	devicesSim  = "sim"
+)
+
+// deviceNotFound is the error a simulated device that the read models do not
+// know (deleted after it was targeted) fails with.
+const deviceNotFound = "device not found"
+
+// dispatchRestartDelay is how long the supervisor waits before it runs the
+// Manager again after Run failed (its checkpoint could not be loaded: Redis
+// down at start, say).
+const dispatchRestartDelay = 2 * time.Second
+
+// outcomes is dispatch.Outcomes over the command handler: it converts the
+// Manager's Meta and drops the Result (the Manager needs only whether the
+// command was recorded or refused).
+type outcomes struct{ h *commands.Handler }
+
+var _ dispatch.Outcomes = outcomes{}
+
+func dispatchMeta(m dispatch.Meta) commands.Meta {
+	return commands.Meta{CommandID: m.CommandID, CorrelationID: m.CorrelationID, CausationID: m.CausationID, Actor: m.Actor}
+}
+
+func (o outcomes) StartJob(ctx context.Context, m dispatch.Meta, cmd job.Start) error {
+	_, err := o.h.StartJob(ctx, dispatchMeta(m), cmd)
+	return err
+}
+
+func (o outcomes) RecordDispatch(ctx context.Context, m dispatch.Meta, cmd job.RecordDispatch) error {
+	_, err := o.h.RecordDispatch(ctx, dispatchMeta(m), cmd)
+	return err
+}
+
+func (o outcomes) RecordResults(ctx context.Context, m dispatch.Meta, jobID string, rs []job.DeviceResult) error {
+	_, err := o.h.RecordResults(ctx, dispatchMeta(m), jobID, rs)
+	return err
+}
+
+// dispatchCheckpointKey is the one Redis key, under the read models' key
+// root, where the dispatcher keeps its low-water mark (dispatch.Checkpoints).
+// It is not a projection key: a rebuild leaves it alone.
+func dispatchCheckpointKey(root string) string { return root + ":dispatch:checkpoint" }
+
+// redisCheckpoints is dispatch.Checkpoints in one Redis key. With the
+// embedded Redis it is lost at every start, and the Manager then folds the
+// job streams from the start of the log: correct, only slower.
+type redisCheckpoints struct {
+	rdb redis.UniversalClient
+	key string
+}
+
+var _ dispatch.Checkpoints = (*redisCheckpoints)(nil)
+
+func (c *redisCheckpoints) Load(ctx context.Context) (eventstore.Position, error) {
+	v, err := c.rdb.Get(ctx, c.key).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return eventstore.Position{}, nil
+	case err != nil:
+		return eventstore.Position{}, fmt.Errorf("read %s: %w", c.key, err)
+	}
+	p, err := eventstore.ParsePosition(v)
+	if err != nil {
+		return eventstore.Position{}, fmt.Errorf("%s holds %q: %w", c.key, v, err)
+	}
+	return p, nil
+}
+
+func (c *redisCheckpoints) Save(ctx context.Context, p eventstore.Position) error {
+	if err := c.rdb.Set(ctx, c.key, p.String(), 0).Err(); err != nil {
+		return fmt.Errorf("write %s: %w", c.key, err)
+	}
+	return nil
+}
+
+// deviceProperties is sim.Properties over the devices read model: one
+// pipelined round trip per batch (after the active version's), whatever its
+// size. A device the read model does not have (deleted since it was
+// targeted) answers as failed with "device not found" rather than succeed,
+// which is what the simulated fleet does with unknown devices.
+type deviceProperties struct {
+	rdb  redis.UniversalClient
+	root string
+}
+
+var _ sim.Properties = (*deviceProperties)(nil)
+
+func (p *deviceProperties) Properties(ctx context.Context, ids []string) ([]map[string]any, error) {
+	version, err := p.rdb.Get(ctx, projections.ActiveKey(p.root, projections.DevicesProjection)).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		version = projections.DefaultVersion
+	case err != nil:
+		return nil, fmt.Errorf("active devices projection: %w", err)
+	}
+	prefix := projections.Prefix(p.root, projections.DevicesProjection, version)
+	// A pipeline rather than MGET: with Redis Cluster the keys of a batch
+	// may live on different slots, and go-redis splits a pipeline by slot.
+	pipe := p.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.Get(ctx, prefix+projections.DeviceKey(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("look up %d devices: %w", len(ids), err)
+	}
+	out := make([]map[string]any, len(ids))
+	for i, cmd := range cmds {
+		data, err := cmd.Bytes()
+		if errors.Is(err, redis.Nil) {
+			out[i] = map[string]any{sim.FailProperty: deviceNotFound}
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("look up device %s: %w", ids[i], err)
+		}
+		var d projections.Device
+		if err := json.Unmarshal(data, &d); err != nil {
+			return nil, fmt.Errorf("decode device %s: %w", ids[i], err)
+		}
+		if d.Properties == nil {
+			d.Properties = map[string]any{}
+		}
+		out[i] = d.Properties
+	}
+	return out, nil
+}
+
+// dispatcher runs a dispatch.Manager over the simulated fleet, beside the
+// projections runner. Run may be called only once per Manager, so after a
+// failure (its checkpoint could not be loaded) the supervisor builds a new
+// one; the counters of the Managers it replaced are kept, so /metrics
+// counters never go back.
+type dispatcher struct {
+	cfg    dispatch.Config // Transport and Answers filled in by newDispatcher
+	fleet  *sim.Fleet
+	logger *zap.Logger
+
+	mu      sync.Mutex
+	current *dispatch.Manager
+	base    dispatch.Stats // counters of the Managers replaced
+	running bool           // a Manager is running
+	err     error          // why the last Manager stopped, until the next one runs
+
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// newDispatcher builds the simulated fleet and checks the Manager's
+// configuration (a mistake there is a start-up error, not a retry loop).
+func newDispatcher(cfg dispatch.Config, props sim.Properties) (*dispatcher, error) {
+	answers := make(chan []dispatch.Answer, 64)
+	d := &dispatcher{fleet: sim.New(props, answers, sim.Config{Now: cfg.Now}), logger: cfg.Logger}
+	cfg.Transport, cfg.Answers = d.fleet, answers
+	d.cfg = cfg
+	m, err := dispatch.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("dispatcher: %w", err)
+	}
+	d.current = m
+	return d, nil
+}
+
+// start runs the fleet and the Manager in the background until close.
+func (d *dispatcher) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	d.stop, d.done = cancel, make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = d.fleet.Run(ctx) })
+	wg.Go(func() { d.supervise(ctx) })
+	go func() { wg.Wait(); close(d.done) }()
+}
+
+// supervise runs the current Manager and, whenever Run fails, a new one
+// after a pause, until ctx ends.
+func (d *dispatcher) supervise(ctx context.Context) {
+	for {
+		d.mu.Lock()
+		m := d.current
+		d.running, d.err = true, nil
+		d.mu.Unlock()
+
+		err := m.Run(ctx)
+
+		d.mu.Lock()
+		d.running, d.err = false, err
+		d.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			err = errors.New("stopped on its own")
+			d.mu.Lock()
+			d.err = err
+			d.mu.Unlock()
+		}
+		d.logger.Error("dispatcher stopped; restarting it", zap.Error(err), zap.Duration("after", dispatchRestartDelay))
+		t := time.NewTimer(dispatchRestartDelay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		next, err := dispatch.New(d.cfg)
+		if err != nil { // the configuration was accepted once: cannot happen
+			d.mu.Lock()
+			d.err = err
+			d.mu.Unlock()
+			return
+		}
+		d.mu.Lock()
+		d.base = addStats(d.base, d.current.Stats())
+		d.current = next
+		d.mu.Unlock()
+	}
+}
+
+func addStats(a, b dispatch.Stats) dispatch.Stats {
+	return dispatch.Stats{
+		Dispatched: a.Dispatched + b.Dispatched, Answers: a.Answers + b.Answers,
+		TimedOut: a.TimedOut + b.TimedOut, Dropped: a.Dropped + b.Dropped,
+	}
+}
+
+// stats are the counters since the process started and the jobs the
+// running Manager tracks.
+func (d *dispatcher) stats() dispatch.Stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cur := d.current.Stats()
+	s := addStats(d.base, cur)
+	s.Jobs = cur.Jobs
+	return s
+}
+
+// ready is the /readyz check: nil while a Manager runs.
+func (d *dispatcher) ready(context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case d.err != nil:
+		return fmt.Errorf("not running, restarting: %w", d.err)
+	case !d.running:
+		return errors.New("not running")
+	}
+	return nil
+}
+
+// close stops the Manager (its batch in flight is recorded or abandoned:
+// the next start resends what has no result) and the fleet, and waits for
+// them.
+func (d *dispatcher) close() {
+	if d.stop == nil {
+		return
+	}
+	d.stop()
+	<-d.done
+}
+
+// registerDispatchMetrics exposes the dispatcher's counters on /metrics, so
+// that a dispatcher that stalls or fails shows in monitoring, not only in
+// the log.
+func registerDispatchMetrics(m *fjhttp.Metrics, d *dispatcher) error {
+	running := func() float64 {
+		if d.ready(context.Background()) == nil {
+			return 1
+		}
+		return 0
+	}
+	return errors.Join(
+		m.GaugeFunc("fleetjobs_dispatch_running",
+			"1 while the dispatcher runs, 0 while it is restarting after a failure.", running),
+		m.GaugeFunc("fleetjobs_dispatch_jobs",
+			"Jobs the dispatcher tracks now (running, or with devices waiting for an answer).",
+			func() float64 { return float64(d.stats().Jobs) }),
+		m.CounterFunc("fleetjobs_dispatch_devices_dispatched_total",
+			"Devices recorded as dispatched and sent a job (resends included).",
+			func() float64 { return float64(d.stats().Dispatched) }),
+		m.CounterFunc("fleetjobs_dispatch_answers_total",
+			"Device answers received and recorded.",
+			func() float64 { return float64(d.stats().Answers) }),
+		m.CounterFunc("fleetjobs_dispatch_timed_out_total",
+			"Devices recorded as failed because they did not answer in time.",
+			func() float64 { return float64(d.stats().TimedOut) }),
+		m.CounterFunc("fleetjobs_dispatch_answers_dropped_total",
+			"Answers dropped: duplicates, or for devices not in their job.",
+			func() float64 { return float64(d.stats().Dropped) }),
+		m.GaugeFunc("fleetjobs_sim_pending_answers",
+			"Answers of the simulated fleet waiting for their moment.",
+			func() float64 { return float64(d.fleet.Pending()) }),
+	)
+}
