@@ -13,7 +13,7 @@ import (
 // embedded event store (the command side of the 100,000-device import
 // target) and reports devices recorded per second.
 func BenchmarkImportDevices(b *testing.B) {
-	for _, w := range []int{64, 256} {
+	for _, w := range []int{64, 128, 256, 512} {
 		b.Run(fmt.Sprintf("workers=%d", w), func(b *testing.B) { benchmarkImport(b, commands.WithWorkers(w)) })
 	}
 }

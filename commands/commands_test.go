@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -305,6 +307,30 @@ func TestEventIDsDifferByStreamAndIndex(t *testing.T) {
 	}
 	if commands.EventID("c1", "device-a", 0) != commands.EventID("c1", "device-a", 0) {
 		t.Error("EventID is not deterministic")
+	}
+}
+
+// TestEventIDIsNameBasedSHA1 pins the derivation of event IDs: a version 5
+// UUID of the command ID, the stream and the index under a fixed namespace.
+// Changing it would stop the store from recognising retries of commands
+// recorded before the change.
+func TestEventIDIsNameBasedSHA1(t *testing.T) {
+	space := uuid.UUID{0x6f, 0x1c, 0x2a, 0x5e, 0x93, 0x47, 0x4b, 0x0d, 0xa1, 0x52, 0x0e, 0x8b, 0x3c, 0x7d, 0x19, 0xf4}
+	long := strings.Repeat("k", 300) // beyond the stack scratch buffer
+	for _, c := range []struct {
+		cmd, stream string
+		index       int
+	}{
+		{"c1", "device-a", 0},
+		{"", "", 0},
+		{"delivery-bench-0-1000", "job-7c0e4e5a", 1_999_999},
+		{"idem-é-東", "device-x", 3},
+		{long, "job-" + long, 12},
+	} {
+		want := uuid.NewSHA1(space, []byte(c.cmd+"\x00"+c.stream+"\x00"+strconv.Itoa(c.index)))
+		if got := commands.EventID(c.cmd, c.stream, c.index); got != want {
+			t.Errorf("EventID(%.20q, %.20q, %d) = %s, want %s", c.cmd, c.stream, c.index, got, want)
+		}
 	}
 }
 

@@ -40,7 +40,10 @@
 // queued with one RecordResults decision and appends them together, split
 // so that no append exceeds the store's 1 MiB limit, answering each caller
 // once its own events are durable (a refused result fails its own caller
-// only). A job's creation, whose targeting of a million devices weighs some
+// only). The worker decides the next round while the previous one is
+// being appended (on the state that takes it as landed; if it does not
+// land, that decision is dropped, the job read again and the results
+// decided anew), but it never has two appends to the stream in flight. A job's creation, whose targeting of a million devices weighs some
 // 50 MiB, goes in several appends too; a retried create finishes a
 // targeting that was cut short, and the job stays Pending until it is
 // complete. Close stops the workers.

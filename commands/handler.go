@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"crypto/sha1"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -317,10 +318,7 @@ func envelope[E any](h *Handler, stream string, meta Meta, events []E, first int
 		Actor:         meta.Actor,
 		OccurredAt:    h.now(),
 	}
-	mdSize, err := metadataSize(md)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", stream, err)
-	}
+	mdSize := metadataSize(md)
 	out = make([]eventstore.Event, len(events))
 	sizes = make([]int, len(events))
 	for i, ev := range events {
@@ -336,12 +334,9 @@ func envelope[E any](h *Handler, stream string, meta Meta, events []E, first int
 
 // metadataSize is how many bytes md weighs in an append: the store counts
 // the user metadata as stored, which is md's JSON.
-func metadataSize(md eventstore.Metadata) (int, error) {
-	b, err := md.MarshalJSON()
-	if err != nil {
-		return 0, fmt.Errorf("encode metadata: %w", err)
-	}
-	return len(b), nil
+func metadataSize(md eventstore.Metadata) int {
+	var scratch [256]byte
+	return len(md.AppendJSON(scratch[:0]))
 }
 
 // DefaultMaxAppendBytes is the most one append carries (event types, data
@@ -390,14 +385,24 @@ func eventIDSpace() uuid.UUID {
 // stream: a version 5 UUID of the command ID, the stream and the index. The
 // same command retried gets the same IDs, which the store recognises; one
 // command over many streams (an import) gets distinct IDs on each.
+//
+// It is uuid.NewSHA1 computed without allocating: a job's results take one
+// ID each, a million per job.
 func EventID(commandID, stream string, index int) uuid.UUID {
-	buf := make([]byte, 0, len(commandID)+len(stream)+24)
+	var scratch [160]byte // namespace, command ID, stream, index: room for most without allocating
+	space := eventIDSpace()
+	buf := append(scratch[:0], space[:]...)
 	buf = append(buf, commandID...)
 	buf = append(buf, 0)
 	buf = append(buf, stream...)
 	buf = append(buf, 0)
 	buf = strconv.AppendInt(buf, int64(index), 10)
-	return uuid.NewSHA1(eventIDSpace(), buf)
+	sum := sha1.Sum(buf)
+	var id uuid.UUID
+	copy(id[:], sum[:len(id)])
+	id[6] = id[6]&0x0f | 0x50 // version 5 (name-based, SHA-1)
+	id[8] = id[8]&0x3f | 0x80 // RFC 4122 variant
+	return id
 }
 
 // catchUp returns snap with the stream's events after it applied: the

@@ -154,7 +154,10 @@ func (h *Handler) RecordResult(ctx context.Context, meta Meta, jobID string, res
 	if result.Status != job.DeviceSucceeded && result.Status != job.DeviceFailed {
 		return Result{}, domain.Invalid("status", "unknown result %q: use succeeded or failed", result.Status)
 	}
-	return h.onJob(ctx, jobID, &jobRequest{meta: h.fill(meta), results: []job.DeviceResult{result}, single: true})
+	r := &jobRequest{meta: h.fill(meta), single: true}
+	r.one[0] = result
+	r.results = r.one[:]
+	return h.onJob(ctx, jobID, r)
 }
 
 // RecordResults records many devices' results as one command, the

@@ -2,13 +2,17 @@ package commands_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/fleetjobs/fleetjobs/commands"
 	"github.com/fleetjobs/fleetjobs/domain"
@@ -597,5 +601,102 @@ func TestIdleWorkerReloadsTheJob(t *testing.T) {
 	}
 	if s, _ := MustFold(t, store, "j1"); s.Status != job.StatusCompleted {
 		t.Errorf("job %s, want completed", s.Status)
+	}
+}
+
+// watchedStore passes every call to the real store, and checks what the
+// job worker's pipelining must never do: two appends to one stream in
+// flight at once, or an append heavier than the limit.
+type watchedStore struct {
+	*eventstore.Client
+	limit int
+
+	mu       sync.Mutex
+	inFlight map[string]bool
+	appends  int
+	problems []string
+}
+
+func (s *watchedStore) Append(ctx context.Context, stream string, exp eventstore.Revision, events []eventstore.Event) (eventstore.AppendResult, error) {
+	size := 0
+	for _, ev := range events {
+		md, _ := ev.Metadata.MarshalJSON()
+		data, _ := ev.Data.(json.RawMessage)
+		size += len(ev.Type) + len(data) + len(md)
+	}
+	s.mu.Lock()
+	if s.inFlight[stream] {
+		s.problems = append(s.problems, "two appends to "+stream+" in flight")
+	}
+	if size > s.limit {
+		s.problems = append(s.problems, fmt.Sprintf("an append of %d bytes to %s, over the %d limit", size, stream, s.limit))
+	}
+	s.inFlight[stream] = true
+	s.appends++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.inFlight[stream] = false
+		s.mu.Unlock()
+	}()
+	return s.Client.Append(ctx, stream, exp, events)
+}
+
+// TestPipelinedRoundsStaySequentialAndSmall records results from many
+// single callers while the worker overlaps deciding a round with the
+// append of the one before, with a small append limit that cuts each
+// round in several appends.
+func TestPipelinedRoundsStaySequentialAndSmall(t *testing.T) {
+	ctx := context.Background()
+	store := MustStore(t)
+	const limit = 128 << 10 // a targeting event of 1,000 devices weighs some 62 kB
+	ws := &watchedStore{Client: store, limit: limit, inFlight: map[string]bool{}}
+	h := commands.New(ws, eventstore.NewCatalogCodec(), func() time.Time { return testNow }, uuid.NewString, zaptest.NewLogger(t),
+		commands.WithMaxAppendBytes(limit))
+	t.Cleanup(func() { _ = h.Close() })
+	const n = 3000
+	MustRunningJob(t, h, "j1", n)
+	ids := deviceIDs(n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i, id := range ids {
+		wg.Go(func() {
+			r := job.DeviceResult{DeviceID: id, Status: job.DeviceSucceeded}
+			if i%10 == 0 {
+				r = job.DeviceResult{DeviceID: id, Status: job.DeviceFailed, Error: "timed out"}
+			}
+			if _, err := h.RecordResult(ctx, commands.Meta{}, "j1", r); err != nil {
+				errs <- fmt.Errorf("%s: %w", id, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	ws.mu.Lock()
+	for _, p := range ws.problems {
+		t.Error(p)
+	}
+	appends := ws.appends
+	ws.mu.Unlock()
+	s, recs := MustFold(t, store, "j1")
+	perDevice, terminal := resultCounts(recs)
+	for _, id := range ids {
+		if perDevice[id] != 1 {
+			t.Errorf("device %s has %d results, want 1", id, perDevice[id])
+		}
+	}
+	if s.Status != job.StatusFailed || terminal != 1 || s.Counts().Failed != n/10 || s.Counts().Succeeded != n-n/10 {
+		t.Errorf("job %s with %d terminal events and %+v", s.Status, terminal, s.Counts())
+	}
+	for i, r := range recs {
+		if r.Revision != uint64(i) {
+			t.Fatalf("event %d at revision %d", i, r.Revision)
+		}
+	}
+	if appends < n*200/limit {
+		t.Errorf("%d appends for %d results: the limit did not cut the rounds", appends, n)
 	}
 }

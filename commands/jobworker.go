@@ -111,7 +111,8 @@ type jobRequest struct {
 	ctx     context.Context // the caller's: a request it gave up on is skipped
 	meta    Meta
 	results []job.DeviceResult
-	single  bool // results holds one result of RecordResult
+	single  bool                // results is one[:], the result of RecordResult
+	one     [1]job.DeviceResult // so that a single result costs no allocation of its own
 	do      func(w *jobWorker) (Result, error)
 	done    chan jobAnswer // buffered: the worker never waits for the caller
 
@@ -175,8 +176,13 @@ type jobWorker struct {
 	queue  []*jobRequest // guarded by h.jobs.mu
 
 	// snap is the job's state at a revision of its stream, owned by the
-	// worker's goroutine; nil when it must be read from the stream.
+	// worker's goroutine; nil when it must be read from the stream. While
+	// a round is in flight, snap already includes that round's events:
+	// its state, its revision (pos is the last landed append's).
 	snap *snapshot
+	// flight is the round of results being appended, if any (see
+	// recordResults); settle waits for it.
+	flight *flight
 }
 
 func (w *jobWorker) signal() {
@@ -205,6 +211,13 @@ func (w *jobWorker) loop() {
 	for {
 		ws.mu.Lock()
 		batch := w.take(ws.round)
+		if len(batch) == 0 && w.flight != nil {
+			// Nothing to prepare meanwhile: finish the round in flight
+			// before idling (or stopping).
+			ws.mu.Unlock()
+			w.settle()
+			continue
+		}
 		if len(batch) == 0 && (expired || ws.closed) {
 			delete(ws.workers, w.id)
 			ws.mu.Unlock()
@@ -257,6 +270,8 @@ func (w *jobWorker) take(limit int) []*jobRequest {
 func (w *jobWorker) process(batch []*jobRequest) {
 	for i := 0; i < len(batch); {
 		if r := batch[i]; r.do != nil {
+			// Other commands decide and append on the state as stored.
+			w.settle()
 			if err := r.ctx.Err(); err != nil {
 				r.answer(Result{}, err)
 			} else {
@@ -295,7 +310,178 @@ func (w *jobWorker) catchUp(ctx context.Context) error {
 	return err
 }
 
-// recordResults records the results of reqs: one decision (RecordResults
+// recordResults records the results of reqs, overlapping their decision
+// with the append of the round before (a round is in flight while the
+// next is decided): an append costs a round trip and the store's sync, and
+// the worker would wait for them doing nothing. Appends to the stream stay
+// strictly sequential: a round's first append is sent only once the
+// previous round's last one has landed, expecting the revision it ended
+// at.
+//
+// The next round is decided on the state that includes the events in
+// flight, as if they had landed. If they did not, that decision is void:
+// the state is dropped, and the unanswered requests of both rounds go
+// through recordSequential, which reads the stream again and decides on
+// what is really there. Refusals, and everything but results, wait for the
+// round in flight first.
+func (w *jobWorker) recordResults(reqs []*jobRequest) {
+	live := make([]*jobRequest, 0, len(reqs))
+	for _, r := range reqs {
+		if err := r.ctx.Err(); err != nil {
+			r.answer(Result{}, err)
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	s := w.state()
+	if w.snap == nil || !w.acceptsAll(s, live) {
+		w.settle()
+		w.recordSequential(live)
+		return
+	}
+	rd, err := w.decideRound(s, live)
+	if err != nil {
+		w.settle()
+		w.recordSequential(live) // answers each with its own error
+		return
+	}
+	if !w.settle() {
+		// Decided on events that did not land.
+		w.recordSequential(live)
+		return
+	}
+	if len(rd.batch) == 0 {
+		w.answerUnchanged(live, w.snap.pos)
+		return
+	}
+	parts, err := splitAppend(rd.sizes, rd.glued, w.h.maxAppendBytes)
+	if err != nil {
+		for _, r := range live {
+			r.answer(Result{}, fmt.Errorf("%s: %w", w.stream, err))
+		}
+		return
+	}
+	// Launch the round, and take its events as landed.
+	f := &flight{done: make(chan struct{}), live: live, rd: rd, parts: parts, from: w.snap.expected(), pos: w.snap.pos}
+	for _, ev := range rd.decided {
+		s = job.Evolve(s, ev)
+	}
+	rev := uint64(len(rd.batch)) - 1
+	if last, ok := f.from.Value(); ok {
+		rev += last + 1
+	}
+	w.snap = &snapshot{state: s, exists: true, rev: rev, pos: w.snap.pos, marks: w.snap.marks}
+	w.flight = f
+	go f.run(w.h.jobs.ctx, w.h.store, w.stream)
+}
+
+// acceptsAll reports whether the job takes every request's results on s:
+// the common case, where no request needs refusal's full decision.
+func (w *jobWorker) acceptsAll(s *job.State, live []*jobRequest) bool {
+	if !s.Exists() || s.Status == job.StatusPending {
+		return false
+	}
+	for _, r := range live {
+		for _, res := range r.results {
+			if _, in := s.Device(res.DeviceID); !in || (res.Status != job.DeviceSucceeded && res.Status != job.DeviceFailed) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// answerUnchanged answers the requests of a round that recorded nothing
+// for them (duplicates, or all recorded by an earlier try) with pos, the
+// stream's latest position, or the position of their own events.
+func (w *jobWorker) answerUnchanged(live []*jobRequest, pos eventstore.Position) {
+	for _, q := range live {
+		if q.last < 0 {
+			p := pos
+			if q.recorded > 0 {
+				p = q.pos
+			}
+			q.answer(Result{Position: p, Events: q.recorded}, nil)
+		}
+	}
+}
+
+// flight is a round of results being appended by its own goroutine while
+// the worker decides the next one.
+type flight struct {
+	done  chan struct{} // closed when run returns; then the fields below are the worker's again
+	live  []*jobRequest
+	rd    round
+	parts []int
+	from  eventstore.Revision // what the round's first append expects
+	pos   eventstore.Position // of the latest append that landed
+	next  eventstore.Revision // the stream's revision after what landed
+	err   error               // the first append that failed; the later ones were not sent
+}
+
+// run appends the round's parts in order, each expecting the revision the
+// one before ended at, answering each request once its last event has
+// landed (and those with no new events once all have).
+func (f *flight) run(ctx context.Context, store Store, stream string) {
+	defer close(f.done)
+	f.next = f.from
+	lo := 0
+	for _, hi := range f.parts {
+		ar, err := store.Append(ctx, stream, f.next, f.rd.batch[lo:hi])
+		if err != nil {
+			f.err = err
+			return
+		}
+		f.pos, f.next = ar.Position, ar.Next
+		for i := lo; i < hi; i++ {
+			r := f.live[f.rd.owner[i]]
+			r.recorded++
+			r.pos = ar.Position
+			if r.last == i {
+				r.answer(Result{Position: ar.Position, Events: r.recorded}, nil)
+			}
+		}
+		lo = hi
+	}
+	for _, q := range f.live {
+		if q.last < 0 {
+			p := f.pos
+			if q.recorded > 0 {
+				p = q.pos
+			}
+			q.answer(Result{Position: p, Events: q.recorded}, nil)
+		}
+	}
+}
+
+// settle waits for the round in flight, if any, and reports whether it
+// landed whole. If it did not, the worker's state (which took it as
+// landed) is dropped, and its unanswered requests are recorded again by
+// recordSequential, which reads the stream first.
+func (w *jobWorker) settle() bool {
+	f := w.flight
+	if f == nil {
+		return true
+	}
+	<-f.done
+	w.flight = nil
+	if f.err == nil {
+		w.snap.pos = f.pos
+		return true
+	}
+	w.h.logger.Debug("a round of job results did not land: reading the job again",
+		zap.String("stream", w.stream), zap.Error(f.err))
+	w.snap = nil
+	if rest := unanswered(f.live); len(rest) > 0 {
+		w.recordSequential(rest)
+	}
+	return false
+}
+
+// recordSequential records the results of reqs: one decision (RecordResults
 // on the worker's state) for all of them, appended in as few appends as the
 // store's limit allows. Each request is answered when its last event has
 // landed, with that append's position; a request the job refuses (a device
@@ -304,7 +490,7 @@ func (w *jobWorker) catchUp(ctx context.Context) error {
 // A result's events take IDs from its request's command ID and its index
 // in the request (2k for the k-th result, 2k+1 for the Completed or Failed
 // that follows it), so a retried request gets the IDs of its first try.
-func (w *jobWorker) recordResults(reqs []*jobRequest) {
+func (w *jobWorker) recordSequential(reqs []*jobRequest) {
 	ctx := w.h.jobs.ctx
 	live := make([]*jobRequest, 0, len(reqs))
 	for _, r := range reqs {
@@ -483,9 +669,7 @@ func (w *jobWorker) decideRound(s *job.State, live []*jobRequest) (round, error)
 			if mdSize == 0 {
 				md = eventstore.Metadata{CommandID: r.meta.CommandID, CorrelationID: r.meta.CorrelationID,
 					CausationID: r.meta.CausationID, Actor: r.meta.Actor, OccurredAt: now}
-				if mdSize, err = metadataSize(md); err != nil {
-					return err
-				}
+				mdSize = metadataSize(md)
 			}
 			name, data, err := w.h.codec.Encode(ev)
 			if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/google/uuid"
@@ -23,13 +24,9 @@ func (c *Client) Append(ctx context.Context, stream string, expected Revision, e
 	if stream == "" {
 		return AppendResult{}, errors.New("append: empty stream name")
 	}
-	data := make([]esdb.EventData, len(events))
-	for i, ev := range events {
-		d, err := c.eventData(ev)
-		if err != nil {
-			return AppendResult{}, fmt.Errorf("append %s: event %d: %w", stream, i, err)
-		}
-		data[i] = d
+	data, err := c.eventData(stream, events)
+	if err != nil {
+		return AppendResult{}, err
 	}
 	es, err := c.client()
 	if err != nil {
@@ -49,10 +46,63 @@ func (c *Client) Append(ctx context.Context, stream string, expected Revision, e
 	return AppendResult{Position: pos, Next: Exact(res.NextExpectedVersion)}, nil
 }
 
-// eventData encodes one Event for the official client.
-func (c *Client) eventData(ev Event) (esdb.EventData, error) {
+// eventData encodes events for the official client.
+//
+// This is per-event work on the hottest path (a job's results, an import's
+// devices), so it allocates little: the metadata of the events go into one
+// buffer sized in advance, encoded by Metadata.AppendJSON, and an event
+// whose metadata equals the one before it (the events of one command)
+// shares its bytes. Bytes once written are never changed, so an event's
+// metadata would stay valid even if the buffer had to move. The official
+// client only reads them, and is done with them when AppendToStream
+// returns.
+func (c *Client) eventData(stream string, events []Event) ([]esdb.EventData, error) {
+	data := make([]esdb.EventData, len(events))
+	var now time.Time // one stamp for the append's unstamped events
+	size := 0         // of every distinct metadata, about
+	for i := range events {
+		ev := &events[i]
+		typ, payload, err := c.payload(ev)
+		if err != nil {
+			return nil, fmt.Errorf("append %s: event %d: %w", stream, i, err)
+		}
+		data[i] = esdb.EventData{EventID: ev.ID, EventType: typ, ContentType: esdb.ContentTypeJson, Data: payload}
+		if ev.Metadata.OccurredAt.IsZero() && now.IsZero() {
+			now = c.now()
+		}
+		if i == 0 || !sameMetadata(ev.Metadata, events[i-1].Metadata) {
+			size += ev.Metadata.jsonSizeHint()
+		}
+	}
+	meta := make([]byte, 0, size)
+	var shared []byte
+	for i := range events {
+		md := events[i].Metadata
+		if i > 0 && sameMetadata(md, events[i-1].Metadata) {
+			data[i].Metadata = shared
+			continue
+		}
+		if md.OccurredAt.IsZero() {
+			md.OccurredAt = now
+		}
+		lo := len(meta)
+		meta = md.AppendJSON(meta)
+		shared = meta[lo:len(meta):len(meta)]
+		data[i].Metadata = shared
+	}
+	return data, nil
+}
+
+// sameMetadata reports whether a and b encode to the same JSON.
+func sameMetadata(a, b Metadata) bool {
+	return a.CommandID == b.CommandID && a.CorrelationID == b.CorrelationID && a.CausationID == b.CausationID &&
+		a.Actor == b.Actor && a.OccurredAt.Equal(b.OccurredAt)
+}
+
+// payload returns the type name and JSON data of ev.
+func (c *Client) payload(ev *Event) (string, []byte, error) {
 	if ev.ID == uuid.Nil {
-		return esdb.EventData{}, errors.New("no event ID (derive one from the command ID)")
+		return "", nil, errors.New("no event ID (derive one from the command ID)")
 	}
 	typ := ev.Type
 	var data []byte
@@ -63,40 +113,22 @@ func (c *Client) eventData(ev Event) (esdb.EventData, error) {
 		data = d
 	default:
 		if typ == "" && c.codec != nil {
-			name, b, err := c.codec.Encode(ev.Data)
-			if err != nil {
-				return esdb.EventData{}, err
-			}
-			typ, data = name, b
-			break
+			// The codec's encoding/json output needs no validation.
+			return c.codec.Encode(ev.Data)
 		}
 		b, err := json.Marshal(ev.Data)
 		if err != nil {
-			return esdb.EventData{}, fmt.Errorf("%s: %w: %w", typ, ErrBadEventData, err)
+			return "", nil, fmt.Errorf("%s: %w: %w", typ, ErrBadEventData, err)
 		}
 		data = b
 	}
 	if typ == "" {
-		return esdb.EventData{}, errors.New("no event type (set Event.Type or give the Client a codec that knows the data's Go type)")
+		return "", nil, errors.New("no event type (set Event.Type or give the Client a codec that knows the data's Go type)")
 	}
 	if !json.Valid(data) {
-		return esdb.EventData{}, fmt.Errorf("%s: %w: data is not JSON", typ, ErrBadEventData)
+		return "", nil, fmt.Errorf("%s: %w: data is not JSON", typ, ErrBadEventData)
 	}
-	md := ev.Metadata
-	if md.OccurredAt.IsZero() {
-		md.OccurredAt = c.now()
-	}
-	meta, err := json.Marshal(md)
-	if err != nil {
-		return esdb.EventData{}, fmt.Errorf("%s: metadata: %w", typ, err)
-	}
-	return esdb.EventData{
-		EventID:     ev.ID,
-		EventType:   typ,
-		ContentType: esdb.ContentTypeJson,
-		Data:        data,
-		Metadata:    meta,
-	}, nil
+	return typ, data, nil
 }
 
 func toESDBExpected(r Revision) esdb.ExpectedRevision {

@@ -119,6 +119,50 @@ func TestAppendAndReadStream(t *testing.T) {
 	}
 }
 
+// TestAppendStoresEachEventsOwnMetadata appends runs of events with the
+// same metadata (which Append encodes once) between events with their
+// own, stamped and unstamped, and reads every event's metadata back,
+// byte for byte as encoding/json would write it.
+func TestAppendStoresEachEventsOwnMetadata(t *testing.T) {
+	c := MustClient(t)
+	at := time.Date(2026, 11, 1, 9, 30, 0, 5, time.FixedZone("X", -7200))
+	mds := []eventstore.Metadata{
+		{CommandID: "a", Actor: "x"},
+		{CommandID: "a", Actor: "x"},
+		{CommandID: "a", Actor: "x", OccurredAt: at},
+		{CommandID: "a", Actor: "x", OccurredAt: at},
+		{CommandID: "b", CorrelationID: "<&>", Actor: "\u2028\"quoted\""},
+		{CommandID: "a", Actor: "x"},
+		{},
+	}
+	events := make([]eventstore.Event, len(mds))
+	for i, md := range mds {
+		events[i] = ev(100+i, thingRenamed{ThingID: "t", Name: fmt.Sprint(i)})
+		events[i].Metadata = md
+	}
+	MustAppend(t, c, "thing-meta", eventstore.NoStream(), events...)
+	got := MustReadAll(t, c, "thing-meta", 0)
+	if len(got) != len(mds) {
+		t.Fatalf("read %d events, want %d", len(got), len(mds))
+	}
+	for i, md := range mds {
+		if md.OccurredAt.IsZero() {
+			md.OccurredAt = fixedNow()
+		}
+		want, err := md.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got[i].RawMetadata) != string(want) {
+			t.Errorf("event %d: metadata %s, want %s", i, got[i].RawMetadata, want)
+		}
+		md.OccurredAt = md.OccurredAt.UTC()
+		if diff := cmp.Diff(md, got[i].Metadata); diff != "" {
+			t.Errorf("event %d: parsed metadata (-want +got):\n%s", i, diff)
+		}
+	}
+}
+
 func TestAppendRawJSONNeedsAType(t *testing.T) {
 	c := MustClient(t)
 	e := ev(1, json.RawMessage(`{"free":"form"}`))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // Metadata is what every fleetjobs event carries besides its data: who asked
@@ -36,18 +37,92 @@ type metadataJSON struct {
 
 // MarshalJSON renders m with camelCase keys and occurredAt in RFC 3339 UTC
 // (with fractional seconds only when there are some). A zero OccurredAt is
-// rendered as "".
+// rendered as "". The bytes are those encoding/json would write for the
+// same object (same key order, same escaping).
 func (m Metadata) MarshalJSON() ([]byte, error) {
-	w := metadataJSON{
-		CommandID:     m.CommandID,
-		CorrelationID: m.CorrelationID,
-		CausationID:   m.CausationID,
-		Actor:         m.Actor,
-	}
+	return m.AppendJSON(make([]byte, 0, m.jsonSizeHint())), nil
+}
+
+// AppendJSON appends what MarshalJSON returns to b and returns the extended
+// buffer. Append encodes every event's metadata with it: encoding/json would
+// cost reflection, an allocation and a second pass (json.Marshal compacts
+// and re-validates a Marshaler's output), per event.
+func (m Metadata) AppendJSON(b []byte) []byte {
+	b = append(b, `{"commandId":`...)
+	b = appendJSONString(b, m.CommandID)
+	b = append(b, `,"correlationId":`...)
+	b = appendJSONString(b, m.CorrelationID)
+	b = append(b, `,"causationId":`...)
+	b = appendJSONString(b, m.CausationID)
+	b = append(b, `,"actor":`...)
+	b = appendJSONString(b, m.Actor)
+	b = append(b, `,"occurredAt":"`...)
 	if !m.OccurredAt.IsZero() {
-		w.OccurredAt = m.OccurredAt.UTC().Format(time.RFC3339Nano)
+		// RFC 3339 never needs escaping.
+		b = m.OccurredAt.UTC().AppendFormat(b, time.RFC3339Nano)
 	}
-	return json.Marshal(w)
+	return append(b, `"}`...)
+}
+
+// jsonSizeHint is about what AppendJSON writes: exact for strings that need
+// no escaping.
+func (m Metadata) jsonSizeHint() int {
+	const fixed = len(`{"commandId":"","correlationId":"","causationId":"","actor":"","occurredAt":""}`)
+	return fixed + len(m.CommandID) + len(m.CorrelationID) + len(m.CausationID) + len(m.Actor) + len(time.RFC3339Nano)
+}
+
+// appendJSONString appends s as a JSON string exactly as encoding/json
+// does by default: `"` and `\` escaped, \b \f \n \r \t short, other
+// control characters and the HTML-sensitive <, > and & as \u00XX, U+2028 and
+// U+2029 as \u2028 and \u2029, and each byte of invalid UTF-8 as \ufffd.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // UnmarshalJSON parses the form MarshalJSON writes. Unknown keys are ignored
