@@ -22,8 +22,17 @@ import (
 )
 
 // benchClients is how many keep-alive clients the query driver runs at
-// once: enough to keep two cores busy through loopback round trips.
-const benchClients = 16
+// once: FLEETJOBS_BENCH_CLIENTS, default 16 (enough to keep two cores busy
+// through loopback round trips; fewer clients measure latency with less
+// queueing on the two cores).
+var benchClients = benchEnvInt("FLEETJOBS_BENCH_CLIENTS", 16)
+
+func benchEnvInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
 
 // BenchmarkJobQueries measures GET /api/v1/jobs and a 100-row page of
 // GET /api/v1/jobs/{id}/devices on a job of FLEETJOBS_BENCH_DEVICES devices
