@@ -19,7 +19,8 @@ import (
 // event log), the plain structs they exchange, and the thin handlers.
 
 // JobCommands records what the job routes ask for. Every method returns the
-// consistency token of what it recorded. The job rules are the domain's:
+// consistency token of what it recorded; those that create or stop a job
+// also return the job as the command left it (JobResult). The job rules are the domain's:
 // its *domain.Error passes through as it is (CodeInvalid 400 naming the
 // fields, such as "operations[0].value" or "deviceIds[3]"; CodeNotFound 404;
 // CodeConflict 409, e.g. stopping a finished job). An unknown job is an
@@ -29,17 +30,18 @@ type JobCommands interface {
 	// device set, its template and its current members. The same
 	// definition again records nothing (Created false); another one under
 	// the same ID is a conflict.
-	CreateJob(ctx context.Context, cmd CreateJob) (CommandResult, error)
+	CreateJob(ctx context.Context, cmd CreateJob) (JobResult, error)
 	// NewJobID is the ID POST /jobs gives the job it creates under
 	// commandID: the same command ID (an Idempotency-Key) gives the same
 	// job, so a retried POST finds the job its first try created.
 	NewJobID(commandID string) string
 	// StopJob stops a pending or running job.
-	StopJob(ctx context.Context, cmd StopJob) (CommandResult, error)
+	StopJob(ctx context.Context, cmd StopJob) (JobResult, error)
 	// CopyJob creates a new job (its ID from NewJobID, derived from the
 	// command ID and the source job) with the definition of an existing
-	// one; see CopyResult.
-	CopyJob(ctx context.Context, cmd CopyJob) (CopyResult, error)
+	// one. Its notes say what the copy runs on and which devices of the
+	// old job it leaves out.
+	CopyJob(ctx context.Context, cmd CopyJob) (JobResult, error)
 	// RecordResult records one device's result; a repeated result records
 	// nothing and succeeds.
 	RecordResult(ctx context.Context, cmd RecordResult) (CommandResult, error)
@@ -118,11 +120,15 @@ type CopyJob struct {
 	JobID string // the job copied
 }
 
-// CopyResult is what a copy recorded: the new job's ID, and notes about the
-// devices that could not be carried over.
-type CopyResult struct {
+// JobResult is what a job command recorded and the job as the command
+// left it, built from what was decided (the definition as recorded, with
+// the command's time) rather than read back from the read models, which
+// may not have applied it yet. A created job is pending with every device
+// pending; a stopped one is stopped with its reason. Its counts are those
+// at creation: only the read models know the results recorded since.
+type JobResult struct {
 	CommandResult
-	NewJobID string
+	Job Job
 }
 
 // RecordResult records one device's result in a job.
@@ -193,15 +199,24 @@ type HistoryEvent struct {
 	RecordedAt time.Time       `json:"recordedAt"`
 }
 
-// JobAnswer answers a job command: the job's ID (its read model is at
-// the Location header, once the consistency token is reached) and what the
+// JobAnswer answers a job command (create, copy, stop): the job, in the
+// shape of GET /jobs/{jobId}, whether the command created it, and what the
 // command says about it.
 type JobAnswer struct {
-	ID      string   `json:"id"`
-	Status  string   `json:"status,omitempty"`
+	Job
 	Created bool     `json:"created"`
 	Notes   []string `json:"notes,omitempty"`
 }
+
+// maxJobAnswerWait bounds how long a job command's answer waits for the
+// read models to apply the command, when it answers from them (a repeated
+// create, a stop): a command answer should not hang on a lagging
+// projector, and what was decided is a good answer too.
+const maxJobAnswerWait = time.Second
+
+// notCurrentNote is the note of an answer built from what was decided
+// because the read models did not show the job in time.
+const notCurrentNote = "The read models have not applied this job yet: its status and counts are as the command decided them, not the results recorded since; GET the Location with the consistency token for its current state."
 
 // ResultAnswer answers a device result: 202, recorded or already known.
 type ResultAnswer struct {
@@ -285,7 +300,51 @@ func (s *Server) createJob(c echo.Context, idFor func(CommandMeta) string) error
 		return err
 	}
 	c.Response().Header().Set(echo.HeaderLocation, APIBase+"/jobs/"+id)
-	return commandAnswer(c, res, JobAnswer{ID: id, Created: res.Created, Notes: res.Notes})
+	return s.jobAnswer(c, res, !res.Created)
+}
+
+// jobAnswer answers a job command with the job. A new job is answered from
+// what was decided, at once (its read model holds nothing more). When the
+// command met an existing job (current), whose results may have moved on,
+// the answer is the read model's job once the read models have applied the
+// command's own consistency token, waiting a bounded time; failing that,
+// what was decided, with a note saying so.
+func (s *Server) jobAnswer(c echo.Context, res JobResult, current bool) error {
+	ans := JobAnswer{Job: res.Job, Created: res.Created, Notes: res.Notes}
+	if current {
+		if j, ok := s.currentJob(c.Request().Context(), res.Job.ID, res.Token); ok {
+			ans.Job = j
+		} else {
+			ans.Notes = append(ans.Notes, notCurrentNote)
+		}
+	}
+	ans.Operations = orEmpty(ans.Operations)
+	return commandAnswer(c, res.CommandResult, ans)
+}
+
+// currentJob reads job id from the read models once they have applied
+// token; false if they have not within maxJobAnswerWait, or do not hold
+// the job (yet).
+func (s *Server) currentJob(parent context.Context, id, token string) (Job, bool) {
+	if s.jobQueries == nil {
+		return Job{}, false
+	}
+	ctx, cancel := context.WithTimeout(parent, min(s.consistencyWait, maxJobAnswerWait))
+	defer cancel()
+	if s.waiter != nil && token != "" {
+		if err := s.waiter.WaitFor(ctx, token); err != nil {
+			s.logger.Debug("job answer: read models behind the command", zap.String("job", id), zap.String("token", token), zap.Error(err))
+			return Job{}, false
+		}
+	}
+	j, err := s.jobQueries.Job(ctx, id)
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			s.logger.Warn("job answer: reading the job back failed", zap.String("job", id), zap.Error(err))
+		}
+		return Job{}, false
+	}
+	return j, true
 }
 
 // stopJob is POST /jobs/{jobId}/stop. The body ({reason}) is optional.
@@ -308,8 +367,12 @@ func (s *Server) stopJob(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	setConsistencyToken(c, res.Token)
-	return c.JSON(http.StatusOK, JobAnswer{ID: id, Status: "stopped", Notes: res.Notes})
+	// What was decided knows the job's definition, not when it stopped:
+	// this clock, read just after the stop was recorded, stands for the
+	// stop's time until the read models answer. They are asked first
+	// anyway, as results may have come in since the job was created.
+	res.Job.UpdatedAt = s.now().UTC()
+	return s.jobAnswer(c, res, true)
 }
 
 // copyJob is POST /jobs/{jobId}/copy: a new job with the old one's
@@ -327,8 +390,8 @@ func (s *Server) copyJob(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	c.Response().Header().Set(echo.HeaderLocation, APIBase+"/jobs/"+res.NewJobID)
-	return commandAnswer(c, res.CommandResult, JobAnswer{ID: res.NewJobID, Created: res.Created, Notes: res.Notes})
+	c.Response().Header().Set(echo.HeaderLocation, APIBase+"/jobs/"+res.Job.ID)
+	return s.jobAnswer(c, res, !res.Created)
 }
 
 // postResult is POST /jobs/{jobId}/devices/{deviceId}/result: a device's

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,27 +19,74 @@ import (
 )
 
 // jobStub serves the job routes from memory: the shape of the HTTP layer
-// (binding, paging, NDJSON) is tested here; the real commands, read models
-// and event log are tested through the real server in cmd/fleetjobs.
+// (binding, paging, NDJSON, the job in command answers) is tested here; the
+// real commands, read models and event log are tested through the real
+// server in cmd/fleetjobs.
 type jobStub struct {
 	history []fjhttp.HistoryEvent
+
+	mu sync.Mutex
+	// decided are the jobs the stub's commands created, as decided;
+	// current are the jobs its read models hold (Job answers only those).
+	decided map[string]fjhttp.Job
+	current map[string]fjhttp.Job
 }
 
-func (j *jobStub) CreateJob(context.Context, fjhttp.CreateJob) (fjhttp.CommandResult, error) {
-	return fjhttp.CommandResult{Token: "C:1/P:1", Created: true}, nil
+// stubCreatedAt is the time of every command the stub decides.
+var stubCreatedAt = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// stubJob is job id as decided from c: pending on three devices.
+func stubJob(id string, c fjhttp.CreateJob) fjhttp.Job {
+	return fjhttp.Job{ID: id, Name: c.Name, Description: c.Description, Status: "pending", DeviceSetID: c.DeviceSetID, JobType: c.JobType,
+		Operations: c.Operations, TimeoutSeconds: 30, BatchSize: 100, CreatedAt: stubCreatedAt, UpdatedAt: stubCreatedAt,
+		Counts: fjhttp.JobCounts{Total: 3, Pending: 3}}
+}
+
+func (j *jobStub) CreateJob(_ context.Context, c fjhttp.CreateJob) (fjhttp.JobResult, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if d, ok := j.decided[c.JobID]; ok {
+		return fjhttp.JobResult{CommandResult: fjhttp.CommandResult{Token: "C:1/P:1"}, Job: d}, nil
+	}
+	if j.decided == nil {
+		j.decided = make(map[string]fjhttp.Job)
+	}
+	j.decided[c.JobID] = stubJob(c.JobID, c)
+	return fjhttp.JobResult{CommandResult: fjhttp.CommandResult{Token: "C:1/P:1", Created: true}, Job: j.decided[c.JobID]}, nil
 }
 func (j *jobStub) NewJobID(commandID string) string { return "job-" + commandID }
-func (j *jobStub) StopJob(context.Context, fjhttp.StopJob) (fjhttp.CommandResult, error) {
-	return fjhttp.CommandResult{Token: "C:2/P:2"}, nil
+func (j *jobStub) StopJob(_ context.Context, c fjhttp.StopJob) (fjhttp.JobResult, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	d := j.decided[c.JobID]
+	d.ID, d.Status, d.Reason = c.JobID, "stopped", c.Reason
+	return fjhttp.JobResult{CommandResult: fjhttp.CommandResult{Token: "C:2/P:2"}, Job: d}, nil
 }
-func (j *jobStub) CopyJob(_ context.Context, c fjhttp.CopyJob) (fjhttp.CopyResult, error) {
-	return fjhttp.CopyResult{CommandResult: fjhttp.CommandResult{Created: true}, NewJobID: c.JobID + "-copy"}, nil
+func (j *jobStub) CopyJob(_ context.Context, c fjhttp.CopyJob) (fjhttp.JobResult, error) {
+	id := c.JobID + "-copy"
+	return fjhttp.JobResult{CommandResult: fjhttp.CommandResult{Created: true, Notes: []string{"a copy"}},
+		Job: stubJob(id, fjhttp.CreateJob{Name: "Copied"})}, nil
 }
 func (j *jobStub) RecordResult(context.Context, fjhttp.RecordResult) (fjhttp.CommandResult, error) {
 	return fjhttp.CommandResult{Token: "C:3/P:3", Created: true}, nil
 }
 func (j *jobStub) Job(_ context.Context, id string) (fjhttp.Job, error) {
-	return fjhttp.Job{ID: id}, nil
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if c, ok := j.current[id]; ok {
+		return c, nil
+	}
+	return fjhttp.Job{}, fmt.Errorf("job %q: %w", id, fjhttp.ErrNotFound)
+}
+
+// setCurrent puts job in the stub's read models.
+func (j *jobStub) setCurrent(job fjhttp.Job) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.current == nil {
+		j.current = make(map[string]fjhttp.Job)
+	}
+	j.current[job.ID] = job
 }
 func (j *jobStub) Jobs(context.Context, string, fjhttp.Page) (fjhttp.List[fjhttp.Job], error) {
 	return fjhttp.List[fjhttp.Job]{}, nil
@@ -143,5 +192,79 @@ func TestResultStatusIsChecked(t *testing.T) {
 		if a.Code != c.code || (c.field != "" && !bytes.Contains(a.Body, []byte(strconv.Quote(c.field)))) {
 			t.Errorf("%s: %d %s, want %d naming %q", c.body, a.Code, a.Body, c.code, c.field)
 		}
+	}
+}
+
+// TestJobCommandsAnswerTheJob: create, copy and stop answer the job in the
+// shape of GET /jobs/{jobId}. A new job is what was decided, at once; the
+// same create again, or a stop, is the read models' job once they applied
+// the command's token, else what was decided with a note saying so.
+func TestJobCommandsAnswerTheJob(t *testing.T) {
+	j := newJobStub(1)
+	p := newProgress()
+	s := MustOpen(t, withJobs(fjhttp.Config{Waiter: p, ConsistencyWait: 50 * time.Millisecond}, j))
+	body := `{"name":"Fans up","description":"d","deviceSetId":"seattle","jobType":"setting","operations":[{"name":"fanSpeed","value":1200}]}`
+	put := func() Answer {
+		return MustDo(t, s.URL(), Request{Method: "PUT", Path: "/api/v1/jobs/j1", Body: body, Header: JSONHeader()})
+	}
+	decided := fjhttp.Job{ID: "j1", Name: "Fans up", Description: "d", Status: "pending", DeviceSetID: "seattle", JobType: "setting",
+		Operations: []fjhttp.Operation{{Name: "fanSpeed", Value: 1200.0}}, TimeoutSeconds: 30, BatchSize: 100,
+		CreatedAt: stubCreatedAt, UpdatedAt: stubCreatedAt, Counts: fjhttp.JobCounts{Total: 3, Pending: 3}}
+
+	// A new job: the decided one, though the read models are behind.
+	a := put()
+	if a.Code != http.StatusCreated || a.Header.Get("Location") != "/api/v1/jobs/j1" || a.Header.Get(fjhttp.ConsistencyTokenHeader) != "C:1/P:1" {
+		t.Fatalf("PUT: %d, location %q, token %q: %s", a.Code, a.Header.Get("Location"), a.Header.Get(fjhttp.ConsistencyTokenHeader), a.Body)
+	}
+	if diff := cmp.Diff(fjhttp.JobAnswer{Job: decided, Created: true}, MustDecode[fjhttp.JobAnswer](t, a)); diff != "" {
+		t.Errorf("PUT, new job (-want +got):\n%s", diff)
+	}
+
+	// The same body again, the read models behind: the decided job, noted.
+	a = put()
+	again := MustDecode[fjhttp.JobAnswer](t, a)
+	if a.Code != http.StatusOK || a.Header.Get("Location") != "/api/v1/jobs/j1" || len(again.Notes) != 1 || !strings.Contains(again.Notes[0], "not applied this job yet") {
+		t.Errorf("PUT again, read models behind: %d, location %q: %s", a.Code, a.Header.Get("Location"), a.Body)
+	}
+	if diff := cmp.Diff(decided, again.Job); diff != "" {
+		t.Errorf("PUT again, read models behind (-want +got):\n%s", diff)
+	}
+
+	// The same body again, the read models caught up: their job.
+	running := decided
+	running.Status, running.Counts = "running", fjhttp.JobCounts{Total: 3, Succeeded: 1, Pending: 2}
+	j.setCurrent(running)
+	p.advance(1)
+	a = put()
+	if diff := cmp.Diff(fjhttp.JobAnswer{Job: running}, MustDecode[fjhttp.JobAnswer](t, a)); a.Code != http.StatusOK || diff != "" {
+		t.Errorf("PUT again, read models caught up: %d (-want +got):\n%s", a.Code, diff)
+	}
+
+	// A stop the read models have not applied: the decided job, stopped.
+	a = MustDo(t, s.URL(), Request{Method: "POST", Path: "/api/v1/jobs/j1/stop", Body: `{"reason":"wrong speed"}`, Header: JSONHeader()})
+	stopped := MustDecode[fjhttp.JobAnswer](t, a)
+	if a.Code != http.StatusOK || a.Header.Get(fjhttp.ConsistencyTokenHeader) != "C:2/P:2" || stopped.Status != "stopped" || stopped.Reason != "wrong speed" ||
+		stopped.ID != "j1" || stopped.Counts.Total != 3 || stopped.UpdatedAt.IsZero() || len(stopped.Notes) != 1 {
+		t.Errorf("stop, read models behind: %d, token %q: %s", a.Code, a.Header.Get(fjhttp.ConsistencyTokenHeader), a.Body)
+	}
+	// Applied: the read models' stopped job, with its counts.
+	halted := running
+	halted.Status, halted.Reason = "stopped", "wrong speed"
+	j.setCurrent(halted)
+	p.advance(2)
+	a = MustDo(t, s.URL(), Request{Method: "POST", Path: "/api/v1/jobs/j1/stop", Body: `{"reason":"wrong speed"}`, Header: JSONHeader()})
+	if diff := cmp.Diff(fjhttp.JobAnswer{Job: halted}, MustDecode[fjhttp.JobAnswer](t, a)); a.Code != http.StatusOK || diff != "" {
+		t.Errorf("stop, read models caught up: %d (-want +got):\n%s", a.Code, diff)
+	}
+
+	// A copy: the new job, as decided, where Location says.
+	a = MustDo(t, s.URL(), Request{Method: "POST", Path: "/api/v1/jobs/j1/copy"})
+	cp := MustDecode[fjhttp.JobAnswer](t, a)
+	if a.Code != http.StatusCreated || a.Header.Get("Location") != "/api/v1/jobs/j1-copy" || cp.ID != "j1-copy" || cp.Status != "pending" ||
+		cp.Counts != (fjhttp.JobCounts{Total: 3, Pending: 3}) || !cp.Created || len(cp.Notes) != 1 {
+		t.Errorf("copy: %d, location %q: %s", a.Code, a.Header.Get("Location"), a.Body)
+	}
+	if !bytes.Contains(a.Body, []byte(`"operations":[]`)) {
+		t.Errorf("copy without operations: %s, want operations []", a.Body)
 	}
 }

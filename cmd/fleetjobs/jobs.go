@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -134,17 +135,58 @@ func (a *jobCommands) device(ctx context.Context, id string) (device.Device, err
 	return d, nil
 }
 
-func (a *jobCommands) create(ctx context.Context, meta fjhttp.CommandMeta, c job.Create) (fjhttp.CommandResult, error) {
+func (a *jobCommands) create(ctx context.Context, meta fjhttp.CommandMeta, c job.Create) (fjhttp.JobResult, error) {
 	r, err := a.resolve(ctx, c.DeviceSetID, c.DeviceIDs)
 	if err != nil {
-		return fjhttp.CommandResult{}, err
+		return fjhttp.JobResult{}, err
 	}
 	c.Set, c.Template, c.Members, c.Chosen = r.set, r.template, r.members, r.chosen
 	res, err := a.h.CreateJob(ctx, commandMeta(meta), c)
-	return commandResult(res), err
+	if err != nil {
+		return fjhttp.JobResult{}, err
+	}
+	j, err := a.decided(ctx, c.JobID)
+	return fjhttp.JobResult{CommandResult: commandResult(res), Job: j}, err
 }
 
-func (a *jobCommands) CreateJob(ctx context.Context, c fjhttp.CreateJob) (fjhttp.CommandResult, error) {
+// errHaveDefinition ends a job stream's read at its first event.
+var errHaveDefinition = errors.New("job definition read")
+
+// decided is job id as its creation decided it: the definition its
+// JobCreated recorded (the domain's defaults applied), at the time the
+// command recorded it, pending on every device it announced. Only the
+// stream's first event is read, whatever the job's size.
+func (a *jobCommands) decided(ctx context.Context, id string) (fjhttp.Job, error) {
+	var j fjhttp.Job
+	err := a.events.ReadStream(ctx, eventstore.JobStream(id), 0, func(r eventstore.Recorded) error {
+		v, err := r.Decode(a.codec)
+		if err != nil {
+			return err
+		}
+		c, ok := v.(job.Created)
+		if !ok {
+			return fmt.Errorf("its first event is %s, not %s", r.Type, eventstore.JobCreated)
+		}
+		at := r.Metadata.OccurredAt.UTC()
+		j = fjhttp.Job{
+			ID: c.JobID, Name: c.Name, Description: c.Description, Status: string(job.StatusPending),
+			DeviceSetID: c.DeviceSetID, JobType: string(c.Type), Operations: apiOperations(c.Operations),
+			TimeoutSeconds: c.TimeoutSeconds, BatchSize: c.BatchSize, CancellationThreshold: c.CancellationThreshold,
+			CreatedAt: at, UpdatedAt: at, Counts: fjhttp.JobCounts{Total: c.DeviceCount, Pending: c.DeviceCount},
+		}
+		return errHaveDefinition
+	})
+	switch {
+	case errors.Is(err, errHaveDefinition):
+		return j, nil
+	case err == nil || errors.Is(err, eventstore.ErrStreamNotFound):
+		return j, fmt.Errorf("job %q does not exist: %w", id, fjhttp.ErrNotFound)
+	default:
+		return j, fmt.Errorf("read the definition of job %s: %w", id, err)
+	}
+}
+
+func (a *jobCommands) CreateJob(ctx context.Context, c fjhttp.CreateJob) (fjhttp.JobResult, error) {
 	return a.create(ctx, c.Meta, job.Create{
 		JobID: c.JobID, Name: c.Name, Description: c.Description, DeviceSetID: c.DeviceSetID,
 		Type: job.Type(c.JobType), Operations: domainOperations(c.Operations), DeviceIDs: c.DeviceIDs,
@@ -155,9 +197,17 @@ func (a *jobCommands) CreateJob(ctx context.Context, c fjhttp.CreateJob) (fjhttp
 // NewJobID is commands.JobIDFor: the same command ID, the same job.
 func (a *jobCommands) NewJobID(commandID string) string { return commands.JobIDFor(commandID) }
 
-func (a *jobCommands) StopJob(ctx context.Context, c fjhttp.StopJob) (fjhttp.CommandResult, error) {
+// StopJob stops the job and answers its definition, stopped with the
+// reason the decision records. Its counts are those at creation: the HTTP
+// layer prefers the read models' job, which knows the results since.
+func (a *jobCommands) StopJob(ctx context.Context, c fjhttp.StopJob) (fjhttp.JobResult, error) {
 	r, err := a.h.StopJob(ctx, commandMeta(c.Meta), job.Stop{JobID: c.JobID, Reason: c.Reason})
-	return commandResult(r), err
+	if err != nil {
+		return fjhttp.JobResult{}, err
+	}
+	j, err := a.decided(ctx, c.JobID)
+	j.Status, j.Reason = string(job.StatusStopped), cmp.Or(c.Reason, job.DefaultStopReason)
+	return fjhttp.JobResult{CommandResult: commandResult(r), Job: j}, err
 }
 
 func (a *jobCommands) RecordResult(ctx context.Context, c fjhttp.RecordResult) (fjhttp.CommandResult, error) {
@@ -174,14 +224,14 @@ func (a *jobCommands) RecordResult(ctx context.Context, c fjhttp.RecordResult) (
 // devices the old job targeted that are still members of the set: a copy
 // never widens what was run, and never targets a device that left the set
 // or was deleted (those are counted in a note).
-func (a *jobCommands) CopyJob(ctx context.Context, c fjhttp.CopyJob) (fjhttp.CopyResult, error) {
+func (a *jobCommands) CopyJob(ctx context.Context, c fjhttp.CopyJob) (fjhttp.JobResult, error) {
 	old, err := a.job(ctx, c.JobID)
 	if err != nil {
-		return fjhttp.CopyResult{}, err
+		return fjhttp.JobResult{}, err
 	}
 	r, err := a.resolve(ctx, old.DeviceSetID, nil)
 	if err != nil {
-		return fjhttp.CopyResult{}, err
+		return fjhttp.JobResult{}, err
 	}
 	still := make(map[string]bool, len(r.members))
 	for _, m := range r.members {
@@ -200,7 +250,7 @@ func (a *jobCommands) CopyJob(ctx context.Context, c fjhttp.CopyJob) (fjhttp.Cop
 		// The decision says what is wrong with the set.
 		chosen = nil
 	default:
-		return fjhttp.CopyResult{}, domain.Conflict("none of the %d devices job %q ran on is still a member of device set %q: create a new job (PUT /jobs/{jobId}) on its current members instead",
+		return fjhttp.JobResult{}, domain.Conflict("none of the %d devices job %q ran on is still a member of device set %q: create a new job (PUT /jobs/{jobId}) on its current members instead",
 			old.Targeted(), c.JobID, old.DeviceSetID)
 	}
 	id := commands.JobIDFor(c.Meta.CommandID + "/copy/" + c.JobID)
@@ -212,9 +262,13 @@ func (a *jobCommands) CopyJob(ctx context.Context, c fjhttp.CopyJob) (fjhttp.Cop
 	}
 	res, err := a.h.CreateJob(ctx, commandMeta(c.Meta), create)
 	if err != nil {
-		return fjhttp.CopyResult{}, fmt.Errorf("copy of job %s: %w", c.JobID, err)
+		return fjhttp.JobResult{}, fmt.Errorf("copy of job %s: %w", c.JobID, err)
 	}
-	out := fjhttp.CopyResult{CommandResult: commandResult(res), NewJobID: id}
+	j, err := a.decided(ctx, id)
+	if err != nil {
+		return fjhttp.JobResult{}, fmt.Errorf("copy of job %s: %w", c.JobID, err)
+	}
+	out := fjhttp.JobResult{CommandResult: commandResult(res), Job: j}
 	out.Notes = []string{fmt.Sprintf("Job %q is a copy of job %q, on %s.", id, c.JobID, plural(len(chosen), "device", "devices"))}
 	if dropped > 0 {
 		out.Notes = append(out.Notes, fmt.Sprintf("%s of job %q left device set %q or were deleted since, and are not in the copy.",

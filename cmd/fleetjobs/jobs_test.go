@@ -111,7 +111,7 @@ func TestJobLifecycle(t *testing.T) {
 	if put.Token() == "" || put.Header.Get("Location") != fjhttp.APIBase+"/jobs/j1" {
 		t.Fatalf("PUT job: token %q, location %q", put.Token(), put.Header.Get("Location"))
 	}
-	MustStatus(t, Do(t, http.MethodPut, f.api+"/jobs/j1", jobBody("Fans up"), nil), http.StatusOK)
+	same := MustStatus(t, Do(t, http.MethodPut, f.api+"/jobs/j1", jobBody("Fans up"), nil), http.StatusOK)
 	p := MustProblem(t, Do(t, http.MethodPut, f.api+"/jobs/j1", jobBody("Fans down"), nil), http.StatusConflict, "")
 	if !strings.Contains(p.Detail, "another definition") {
 		t.Errorf("another body: detail %q", p.Detail)
@@ -123,14 +123,32 @@ func TestJobLifecycle(t *testing.T) {
 	if diff := cmp.Diff(want, got, cmpIgnoreTimes); diff != "" {
 		t.Errorf("GET job (-want +got):\n%s", diff)
 	}
+	// The answers carry the job: the new one as decided, at the command's
+	// time (the read model's createdAt); the same body again, as it is.
+	created := MustDecode[fjhttp.JobAnswer](t, put)
+	if diff := cmp.Diff(fjhttp.JobAnswer{Job: got, Created: true}, created); diff != "" {
+		t.Errorf("PUT job answer (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(fjhttp.JobAnswer{Job: got}, MustDecode[fjhttp.JobAnswer](t, same)); diff != "" {
+		t.Errorf("PUT job again, answer (-want +got):\n%s", diff)
+	}
 
 	// POST with an Idempotency-Key: the same key, the same job.
 	key := header("Idempotency-Key", "create-j2-once", fjhttp.ConsistencyTokenHeader, f.token)
 	first := MustStatus(t, Do(t, http.MethodPost, f.api+"/jobs", jobBody("Chosen", func(b map[string]any) { b["deviceIds"] = []string{"vm-1"} }), key), http.StatusCreated)
 	again := MustStatus(t, Do(t, http.MethodPost, f.api+"/jobs", jobBody("Chosen", func(b map[string]any) { b["deviceIds"] = []string{"vm-1"} }), key), http.StatusOK)
-	j2 := MustDecode[fjhttp.JobAnswer](t, first).ID
-	if j2 == "" || MustDecode[fjhttp.JobAnswer](t, again).ID != j2 {
-		t.Fatalf("POST twice with one key: %s then %s", first.Body, again.Body)
+	firstAns, againAns := MustDecode[fjhttp.JobAnswer](t, first), MustDecode[fjhttp.JobAnswer](t, again)
+	j2 := firstAns.ID
+	if j2 == "" || againAns.ID != j2 || first.Header.Get("Location") != fjhttp.APIBase+"/jobs/"+j2 {
+		t.Fatalf("POST twice with one key: %s then %s, location %q", first.Body, again.Body, first.Header.Get("Location"))
+	}
+	for _, a := range []fjhttp.JobAnswer{firstAns, againAns} {
+		if a.Name != "Chosen" || a.Status != "pending" || a.Counts != (fjhttp.JobCounts{Total: 1, Pending: 1}) || a.CreatedAt.IsZero() {
+			t.Errorf("POST answer: %+v, want Chosen, pending on 1 device", a)
+		}
+	}
+	if !firstAns.Created || againAns.Created {
+		t.Errorf("POST answers: created %t then %t", firstAns.Created, againAns.Created)
 	}
 	if other := MustDecode[fjhttp.JobAnswer](t, MustStatus(t, Do(t, http.MethodPost, f.api+"/jobs", jobBody("Other"), nil), http.StatusCreated)).ID; other == j2 {
 		t.Errorf("POST without a key reused job %s", other)
@@ -179,8 +197,12 @@ func TestJobLifecycle(t *testing.T) {
 	// Stop, stop again, a late result, a device deleted after targeting.
 	tok = MustStatus(t, Do(t, http.MethodPut, f.api+"/jobs/j3", jobBody("To stop"), nil), http.StatusCreated).Token()
 	MustStartJob(t, f.es, "j3")
-	if stop := MustStatus(t, Do(t, http.MethodPost, f.api+"/jobs/j3/stop", map[string]any{"reason": "wrong speed"}, nil), http.StatusOK); stop.Token() == "" {
+	stop := MustStatus(t, Do(t, http.MethodPost, f.api+"/jobs/j3/stop", map[string]any{"reason": "wrong speed"}, nil), http.StatusOK)
+	if stop.Token() == "" {
 		t.Error("stop: no consistency token")
+	}
+	if a := MustDecode[fjhttp.JobAnswer](t, stop); a.ID != "j3" || a.Status != "stopped" || a.Reason != "wrong speed" || a.Counts != (fjhttp.JobCounts{Total: 3, Pending: 3}) {
+		t.Errorf("stop answer: %s, want j3 stopped (wrong speed), counts {3 0 0 3}", stop.Body)
 	}
 	p = MustProblem(t, Do(t, http.MethodPost, f.api+"/jobs/j3/stop", nil, nil), http.StatusConflict, "")
 	for _, s := range []string{"cannot be stopped again", "never restarted", "create a new job", "/jobs/j3/copy"} {
@@ -280,6 +302,9 @@ func TestJobLifecycle(t *testing.T) {
 		if ans.ID == "" || ans.ID == "j3" || len(ans.Notes) != 2 || !strings.Contains(ans.Notes[1], "1 device of job") {
 			t.Fatalf("copy: %s", first.Body)
 		}
+		if ans.Status != "pending" || ans.Counts != (fjhttp.JobCounts{Total: 2, Pending: 2}) || !ans.Created || first.Header.Get("Location") != fjhttp.APIBase+"/jobs/"+ans.ID {
+			t.Errorf("copy answer: %s, location %q; want the new job pending on 2 devices", first.Body, first.Header.Get("Location"))
+		}
 		again := MustDecode[fjhttp.JobAnswer](t, MustStatus(t, Do(t, http.MethodPost, f.api+"/jobs/j3/copy", nil, key), http.StatusOK))
 		if again.ID != ans.ID {
 			t.Errorf("copy twice with one key: %s then %s", ans.ID, again.ID)
@@ -290,6 +315,9 @@ func TestJobLifecycle(t *testing.T) {
 			Counts: fjhttp.JobCounts{Total: 2, Pending: 2}}
 		if diff := cmp.Diff(want, got, cmpIgnoreTimes); diff != "" {
 			t.Errorf("the copy (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff(got, ans.Job); diff != "" {
+			t.Errorf("the copy's answer against GET (-want +got):\n%s", diff)
 		}
 		MustProblem(t, Do(t, http.MethodPost, f.api+"/jobs/nope/copy", nil, nil), http.StatusNotFound, "")
 	})
