@@ -38,33 +38,54 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-wait_port() { # wait_port PORT NAME: until something accepts on 127.0.0.1:PORT
+# wait_port PORT PID: until something accepts on 127.0.0.1:PORT (0), or the
+# process PID has exited or 10 s have passed (1).
+wait_port() {
 	for _ in $(seq 1 100); do
 		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+		kill -0 "$2" 2>/dev/null || return 1
 		sleep 0.1
 	done
-	echo "testenv: $2 did not start on port $1; its log:" >&2
-	cat "$dir/$2.log" >&2 || true
-	exit 1
+	return 1
 }
 
-redis_port=$(free_port)
-redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
-	--dir "$dir" --logfile "$dir/redis.log" --daemonize no &
-pids+=($!)
+start_redis() { # start_redis PORT: sets PID
+	redis-server --bind 127.0.0.1 --port "$1" --save "" --appendonly no \
+		--dir "$dir" --logfile "$dir/redis.log" --daemonize no >/dev/null 2>&1 &
+	PID=$!
+}
 
-mqtt_port=$(free_port)
-cat >"$dir/mosquitto.conf" <<CONF
-listener $mqtt_port 127.0.0.1
+start_mosquitto() { # start_mosquitto PORT: sets PID
+	cat >"$dir/mosquitto.conf" <<CONF
+listener $1 127.0.0.1
 allow_anonymous true
 persistence false
 log_dest stderr
 CONF
-"$MOSQUITTO" -c "$dir/mosquitto.conf" 2>"$dir/mosquitto.log" &
-pids+=($!)
+	"$MOSQUITTO" -c "$dir/mosquitto.conf" >/dev/null 2>"$dir/mosquitto.log" &
+	PID=$!
+}
 
-wait_port "$redis_port" redis
-wait_port "$mqtt_port" mosquitto
+# start NAME: starts NAME on a free port, trying another port when the one
+# picked was taken in the meantime (other test runs on the machine); sets
+# the global PORT.
+start() {
+	for _ in 1 2 3 4 5; do
+		PORT=$(free_port)
+		"start_$1" "$PORT"
+		pids+=("$PID")
+		if wait_port "$PORT" "$PID"; then return 0; fi
+		kill "$PID" 2>/dev/null || true
+	done
+	echo "testenv: $1 did not start; its log:" >&2
+	cat "$dir/$1.log" >&2 || true
+	exit 1
+}
+
+start redis
+redis_port=$PORT
+start mosquitto
+mqtt_port=$PORT
 
 export FLEETJOBS_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/0"
 export FLEETJOBS_TEST_MQTT_URL="mqtt://127.0.0.1:$mqtt_port"
