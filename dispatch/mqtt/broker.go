@@ -1,0 +1,238 @@
+package mqtt
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"go.uber.org/zap"
+)
+
+// DeviceKeys checks device keys. Whoever implements it stores only hashes
+// (HashKey), never the keys themselves.
+type DeviceKeys interface {
+	// Verify reports whether key is deviceID's current key. It is called
+	// once per connection attempt.
+	Verify(ctx context.Context, deviceID, key string) bool
+}
+
+// DeviceKeysFunc adapts a function to DeviceKeys.
+type DeviceKeysFunc func(ctx context.Context, deviceID, key string) bool
+
+// Verify calls f.
+func (f DeviceKeysFunc) Verify(ctx context.Context, deviceID, key string) bool {
+	return f(ctx, deviceID, key)
+}
+
+// KeyBytes is the size of a device key before encoding.
+const KeyBytes = 32
+
+// NewKey draws a device key from random (crypto/rand.Reader in production):
+// 32 random bytes, base64url without padding. It is shown to the operator
+// once; only HashKey(key) is stored.
+func NewKey(random io.Reader) (string, error) {
+	var b [KeyBytes]byte
+	if _, err := io.ReadFull(random, b[:]); err != nil {
+		return "", fmt.Errorf("draw a device key: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// HashKey is the stored form of a device key: "sha256:" and the hex SHA-256
+// of the key. A fast hash is enough because keys are 256 random bits, not
+// passwords a person chose: there is nothing to guess.
+func HashKey(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// KeyMatches reports whether key hashes to hash, in constant time.
+func KeyMatches(hash, key string) bool {
+	return subtle.ConstantTimeCompare([]byte(hash), []byte(HashKey(key))) == 1
+}
+
+// DefaultServiceUsername is the username of the service's credential.
+const DefaultServiceUsername = "fleetjobs-service"
+
+// BrokerConfig is what a Broker needs. Addr and Keys are required.
+type BrokerConfig struct {
+	// Addr is where it listens (FLEETJOBS_MQTT_ADDR), e.g. 127.0.0.1:1884;
+	// port 0 picks a free one (Addr tells which).
+	Addr string
+	// Keys checks device keys.
+	Keys DeviceKeys
+	// ServiceUsername defaults to DefaultServiceUsername. It cannot be a
+	// device ID: a device with that ID could not connect.
+	ServiceUsername string
+	// ServicePassword is the service's password; empty draws one from
+	// Random at start (then only this process knows it).
+	ServicePassword []byte
+	// Random is where a drawn service password comes from; default
+	// crypto/rand.Reader.
+	Random io.Reader
+	// VerifyTimeout bounds one Keys.Verify; default 5 s.
+	VerifyTimeout time.Duration
+	Logger        *zap.Logger
+}
+
+// Broker is the embedded MQTT broker. The service connects with
+// ServiceCredential; devices connect as their ID with their key and may
+// only subscribe to their own job topic (JobFilter) and publish their own
+// results (ResultTopic).
+type Broker struct {
+	srv      *mochi.Server
+	listener *listeners.TCP
+	user     string
+	password []byte
+}
+
+// StartBroker starts listening on cfg.Addr and serving; Close stops it.
+func StartBroker(cfg BrokerConfig) (*Broker, error) {
+	if cfg.Keys == nil {
+		return nil, fmt.Errorf("mqtt broker: no DeviceKeys")
+	}
+	if cfg.ServiceUsername == "" {
+		cfg.ServiceUsername = DefaultServiceUsername
+	}
+	if cfg.Random == nil {
+		cfg.Random = rand.Reader
+	}
+	if cfg.VerifyTimeout <= 0 {
+		cfg.VerifyTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if len(cfg.ServicePassword) == 0 {
+		k, err := NewKey(cfg.Random)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt broker: service password: %w", err)
+		}
+		cfg.ServicePassword = []byte(k)
+	}
+	caps := mochi.NewDefaultServerCapabilities()
+	// Answers are small; a huge packet is refused by the broker before it
+	// reaches anyone (the transport still checks its own limit).
+	caps.MaximumPacketSize = 256 << 10
+	// Retained messages would replay an old job to a device that
+	// subscribes later; the topics never need them.
+	caps.RetainAvailable = 0
+	// Each client gets an outbound queue of this many packets, allocated
+	// up front: the default (8,192) costs 64 KiB per device, 640 MiB for
+	// 10,000 devices. A device has a handful of jobs in flight; the
+	// service's connections are few and drain fast.
+	caps.MaximumClientWritesPending = 1024
+	srv := mochi.New(&mochi.Options{
+		Capabilities: caps,
+		// The broker's own slog output is discarded: connection churn
+		// would be noise at info; auth refusals are logged by the hook.
+		Logger:                 slog.New(slog.NewTextHandler(io.Discard, nil)),
+		SysTopicResendInterval: 0,
+	})
+	h := &authHook{cfg: cfg, log: cfg.Logger}
+	if err := srv.AddHook(h, nil); err != nil {
+		return nil, fmt.Errorf("mqtt broker: add auth hook: %w", err)
+	}
+	l := listeners.NewTCP(listeners.Config{ID: "fleetjobs", Address: cfg.Addr})
+	if err := srv.AddListener(l); err != nil {
+		return nil, fmt.Errorf("mqtt broker: listen on %s: %w", cfg.Addr, err)
+	}
+	if err := srv.Serve(); err != nil {
+		_ = srv.Close()
+		return nil, fmt.Errorf("mqtt broker: serve on %s: %w", cfg.Addr, err)
+	}
+	return &Broker{srv: srv, listener: l, user: cfg.ServiceUsername, password: cfg.ServicePassword}, nil
+}
+
+// Addr is the address the broker listens on.
+func (b *Broker) Addr() string { return b.listener.Address() }
+
+// URL is the broker's URL for Config.URL and AgentConfig.URL.
+func (b *Broker) URL() string { return "mqtt://" + b.Addr() }
+
+// ServiceCredential is the username and password the service connects with.
+func (b *Broker) ServiceCredential() (username string, password []byte) {
+	return b.user, append([]byte(nil), b.password...)
+}
+
+// Close disconnects every client and stops listening.
+func (b *Broker) Close() error {
+	if err := b.srv.Close(); err != nil {
+		return fmt.Errorf("mqtt broker: close: %w", err)
+	}
+	return nil
+}
+
+// authHook authenticates connections and enforces the topic ACL.
+type authHook struct {
+	mochi.HookBase
+	cfg BrokerConfig
+	log *zap.Logger
+}
+
+func (h *authHook) ID() string { return "fleetjobs-auth" }
+
+func (h *authHook) Provides(b byte) bool {
+	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck
+}
+
+// OnConnectAuthenticate admits the service with its credential and a device
+// with its ID, its key, and a client ID equal to its ID: a device choosing
+// another client ID could take over another client's session and the
+// messages queued in it.
+func (h *authHook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bool {
+	user := string(pk.Connect.Username)
+	if user == h.cfg.ServiceUsername {
+		ok := subtle.ConstantTimeCompare(pk.Connect.Password, h.cfg.ServicePassword) == 1
+		if !ok {
+			h.log.Warn("mqtt broker: service credential refused", zap.String("remote", cl.Net.Remote))
+		}
+		return ok
+	}
+	if !validID(user) || cl.ID != user {
+		h.log.Debug("mqtt broker: connection refused: username is not a device ID or client ID differs",
+			zap.String("remote", cl.Net.Remote), zap.String("clientId", cl.ID))
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.VerifyTimeout)
+	defer cancel()
+	if !h.cfg.Keys.Verify(ctx, user, string(pk.Connect.Password)) {
+		h.log.Debug("mqtt broker: device key refused", zap.String("deviceId", user), zap.String("remote", cl.Net.Remote))
+		return false
+	}
+	return true
+}
+
+// OnACLCheck lets the service use everything under fleetjobs/ (and its
+// shared subscription), and a device only its own job topic (read) and its
+// own result topics (write). topic is a subscription filter or, for a
+// message about to be delivered, its topic.
+func (h *authHook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
+	user := string(cl.Properties.Username)
+	if user == h.cfg.ServiceUsername {
+		if rest, ok := strings.CutPrefix(topic, "$share/"); ok {
+			_, topic, _ = strings.Cut(rest, "/")
+		}
+		return strings.HasPrefix(topic, TopicRoot)
+	}
+	if write {
+		deviceID, _, ok := parseResultTopic(topic)
+		return ok && deviceID == user
+	}
+	if topic == JobFilter(user) {
+		return true
+	}
+	deviceID, _, ok := parseJobTopic(topic)
+	return ok && deviceID == user
+}

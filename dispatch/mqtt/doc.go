@@ -1,0 +1,31 @@
+// Package mqtt is the MQTT v5 device transport of the dispatcher
+// (FLEETJOBS_DEVICES=mqtt), its embedded broker and a small device agent.
+//
+// Topics (ARCHITECTURE.md, "Dispatch"): the service publishes each delivery
+// at QoS 1 on fleetjobs/devices/{deviceId}/jobs/{jobId} as
+// {jobId, jobType, operations, deadline}; the job ID doubles as the operation
+// ID, so a device drops a duplicate (deliveries are at least once) but still
+// answers. The device answers on fleetjobs/devices/{deviceId}/jobs/{jobId}/result
+// with {status: "succeeded"|"failed", error}.
+//
+// What it owns:
+//   - Transport: a dispatch.Transport over github.com/eclipse/paho.golang
+//     (autopaho reconnects). It reads the answers through a shared
+//     subscription ($share/{group}/...), so several service instances share
+//     the load, and hands them to the dispatcher in batches. A device answer
+//     is untrusted input: a malformed or oversized payload, a topic whose IDs
+//     are invalid or an unknown status is counted (Stats), logged with a rate
+//     limit and dropped; it never stops the transport.
+//   - Broker: the embedded broker (github.com/mochi-mqtt/server/v2) used when
+//     no FLEETJOBS_MQTT_URL is configured. The service connects with a service
+//     credential; a device connects with username = its ID and password = its
+//     device key, checked by DeviceKeys (which stores only hashes: HashKey,
+//     NewKey), and may only subscribe to its own job topic and publish its
+//     own results.
+//   - Agent: a device (fleetjobs device --id ID --key KEY) that receives its
+//     jobs, hands each to a handler, answers, and drops duplicate job IDs.
+//
+// It imports package dispatch (Delivery, Answer, Operation) and nothing else
+// of the project: transports never import the domain, which is why the ID
+// rule of domain.CheckID is repeated here (validID).
+package mqtt

@@ -1,0 +1,318 @@
+package mqtt
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+	"go.uber.org/zap"
+
+	"github.com/fleetjobs/fleetjobs/dispatch"
+)
+
+// Defaults of a Transport.
+const (
+	// DefaultPublishers is how many deliveries of a batch are in flight at
+	// once (each waits for its PUBACK); the broker's receive maximum caps it
+	// further.
+	DefaultPublishers = 512
+	// DefaultAnswerBatch caps the answers handed to the dispatcher at once.
+	DefaultAnswerBatch = 1000
+	// DefaultConnectTimeout bounds each connection attempt.
+	DefaultConnectTimeout = 10 * time.Second
+	// ServiceClientPrefix starts the default client ID of a Transport. It
+	// holds a "/", which no device ID does, so a device (whose client ID is
+	// its ID on the embedded broker) can never take over the service's session.
+	ServiceClientPrefix = "fleetjobs/service/"
+)
+
+// Config is what a Transport needs. URL is required.
+type Config struct {
+	// URL is the broker, e.g. mqtt://127.0.0.1:1883.
+	URL string
+	// Username and Password are the service credential (Broker.ServiceCredential
+	// for the embedded broker); empty for an anonymous broker.
+	Username string
+	Password []byte
+	// ClientID must be unique per service instance; default
+	// ServiceClientPrefix and a random suffix.
+	ClientID string
+	// ShareGroup names the shared subscription; default DefaultShareGroup.
+	// Instances of one service use the same group.
+	ShareGroup string
+	// MaxAnswerBytes bounds an answer's payload; default DefaultMaxAnswerBytes.
+	MaxAnswerBytes int
+	// Publishers bounds the deliveries in flight; default DefaultPublishers.
+	Publishers int
+	// AnswerBatch caps the answers handed over at once; default DefaultAnswerBatch.
+	AnswerBatch int
+	// Now is the clock of the log rate limit; default time.Now.
+	Now    func() time.Time
+	Logger *zap.Logger
+}
+
+// Stats are a Transport's counters since it started.
+type Stats struct {
+	Published     int64 // deliveries acknowledged by the broker
+	PublishFailed int64 // deliveries the broker did not take
+	Answers       int64 // answers handed to the dispatcher
+	Oversized     int64 // answers dropped: payload over MaxAnswerBytes
+	BadTopic      int64 // answers dropped: not a result topic with valid IDs
+	Malformed     int64 // answers dropped: not a JSON result object
+	BadStatus     int64 // answers dropped: status neither succeeded nor failed
+}
+
+// Dropped is the number of answers dropped for any reason.
+func (s Stats) Dropped() int64 { return s.Oversized + s.BadTopic + s.Malformed + s.BadStatus }
+
+// Transport is the MQTT dispatch.Transport. Send may be called from any
+// goroutine; Run must be running for answers to reach the dispatcher.
+type Transport struct {
+	cfg     Config
+	cm      *autopaho.ConnectionManager
+	answers chan<- []dispatch.Answer
+	inbox   chan dispatch.Answer
+	closed  chan struct{} // closed by Close: receive stops waiting for room
+	warn    *rateLog
+	log     *zap.Logger
+
+	closeOnce sync.Once
+
+	published, publishFailed, handed          atomic.Int64
+	oversized, badTopic, malformed, badStatus atomic.Int64
+}
+
+var _ dispatch.Transport = (*Transport)(nil)
+
+// Dial connects to the broker, subscribes to the answers (again after every
+// reconnection) and returns once the first connection is up, or ctx ends.
+// Answers go to answers, which the dispatcher reads (dispatch.Config.Answers),
+// once Run is running. The connection lives until Close.
+func Dial(ctx context.Context, cfg Config, answers chan<- []dispatch.Answer) (*Transport, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("mqtt: broker URL %q: want mqtt://host:port", cfg.URL)
+	}
+	if cfg.ClientID == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:]) // crypto/rand never fails on supported platforms
+		cfg.ClientID = ServiceClientPrefix + hex.EncodeToString(b[:])
+	}
+	if cfg.ShareGroup == "" {
+		cfg.ShareGroup = DefaultShareGroup
+	}
+	if cfg.MaxAnswerBytes <= 0 {
+		cfg.MaxAnswerBytes = DefaultMaxAnswerBytes
+	}
+	if cfg.Publishers <= 0 {
+		cfg.Publishers = DefaultPublishers
+	}
+	if cfg.AnswerBatch <= 0 {
+		cfg.AnswerBatch = DefaultAnswerBatch
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	log := cfg.Logger.With(zap.String("broker", u.Host), zap.String("clientId", cfg.ClientID))
+	t := &Transport{
+		cfg:     cfg,
+		answers: answers,
+		inbox:   make(chan dispatch.Answer, 4*cfg.AnswerBatch),
+		closed:  make(chan struct{}),
+		warn:    &rateLog{log: log, now: cfg.Now, interval: 10 * time.Second},
+		log:     log,
+	}
+	filter := SharedResultFilter(cfg.ShareGroup)
+	pc := autopaho.ClientConfig{
+		ServerUrls:                    []*url.URL{u},
+		KeepAlive:                     30,
+		CleanStartOnInitialConnection: true,
+		ConnectTimeout:                DefaultConnectTimeout,
+		ReconnectBackoff:              autopaho.NewExponentialBackoff(100*time.Millisecond, 10*time.Second, time.Second, 2),
+		ConnectUsername:               cfg.Username,
+		ConnectPassword:               cfg.Password,
+		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+			// Must not block: subscribe in the background. A failed
+			// subscription is retried by dropping the connection.
+			go func() {
+				sctx, cancel := context.WithTimeout(context.Background(), DefaultConnectTimeout)
+				defer cancel()
+				if _, err := cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}}); err != nil {
+					log.Warn("mqtt: subscribe to answers failed", zap.String("filter", filter), zap.Error(err))
+					return
+				}
+				log.Debug("mqtt: connected and subscribed", zap.String("filter", filter))
+			}()
+		},
+		OnConnectError: func(err error) { log.Warn("mqtt: connection attempt failed", zap.Error(err)) },
+		ClientConfig: paho.ClientConfig{
+			ClientID: cfg.ClientID,
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+				func(pr paho.PublishReceived) (bool, error) { t.receive(pr.Packet); return true, nil },
+			},
+			OnClientError: func(err error) { log.Debug("mqtt: client error", zap.Error(err)) },
+		},
+	}
+	cm, err := autopaho.NewConnection(context.Background(), pc)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: connect to %s: %w", u.Host, err)
+	}
+	t.cm = cm
+	if err := cm.AwaitConnection(ctx); err != nil {
+		_ = t.Close(context.Background())
+		return nil, fmt.Errorf("mqtt: connect to %s: %w", u.Host, err)
+	}
+	return t, nil
+}
+
+// receive handles one answer. It runs on the client's receive path: waiting
+// here for room in the inbox holds back the broker (the PUBACK waits), which
+// is the backpressure we want when the dispatcher is busy.
+func (t *Transport) receive(p *paho.Publish) {
+	a, err := decodeAnswer(p.Topic, p.Payload, t.cfg.MaxAnswerBytes)
+	if err != nil {
+		switch {
+		case errors.Is(err, errOversized):
+			t.oversized.Add(1)
+		case errors.Is(err, errBadTopic):
+			t.badTopic.Add(1)
+		case errors.Is(err, errMalformed):
+			t.malformed.Add(1)
+		default:
+			t.badStatus.Add(1)
+		}
+		topic := p.Topic
+		if len(topic) > 200 {
+			topic = topic[:200]
+		}
+		t.warn.warn("mqtt: device answer dropped", zap.String("topic", topic), zap.Int("bytes", len(p.Payload)), zap.Error(err))
+		return
+	}
+	select {
+	case t.inbox <- a:
+	case <-t.closed:
+	}
+}
+
+// Run hands the received answers to the answers channel, in batches of what
+// has arrived (at most AnswerBatch), until ctx ends; then it returns nil.
+func (t *Transport) Run(ctx context.Context) error {
+	for {
+		var batch []dispatch.Answer
+		select {
+		case <-ctx.Done():
+			return nil
+		case a := <-t.inbox:
+			batch = append(make([]dispatch.Answer, 0, 64), a)
+		}
+	drain:
+		for len(batch) < t.cfg.AnswerBatch {
+			select {
+			case a := <-t.inbox:
+				batch = append(batch, a)
+			default:
+				break drain
+			}
+		}
+		select {
+		case t.answers <- batch:
+			t.handed.Add(int64(len(batch)))
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// Send publishes each delivery at QoS 1 and returns once the broker has
+// acknowledged them all. Its error names how many it did not take: the
+// dispatcher retries the batch, and devices drop the duplicates.
+func (t *Transport) Send(ctx context.Context, ds []dispatch.Delivery) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	var ops []byte
+	var opsOf *dispatch.Operation // the batch's shared operations, encoded once
+	payloads := make([][]byte, len(ds))
+	for i, d := range ds {
+		if !validID(d.DeviceID) || !validID(d.JobID) {
+			return fmt.Errorf("mqtt: delivery of job %q to device %q: the IDs cannot form a topic", d.JobID, d.DeviceID)
+		}
+		var first *dispatch.Operation
+		if len(d.Operations) > 0 {
+			first = &d.Operations[0]
+		}
+		if ops == nil || first != opsOf {
+			b, err := encodeOperations(d.Operations)
+			if err != nil {
+				return fmt.Errorf("mqtt: job %s: %w", d.JobID, err)
+			}
+			ops, opsOf = b, first
+		}
+		payloads[i] = appendJob(make([]byte, 0, 96+len(ops)), d, ops)
+	}
+
+	var failed atomic.Int64
+	var firstErr error
+	var errOnce sync.Once
+	next := atomic.Int64{}
+	workers := min(t.cfg.Publishers, len(ds))
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(ds) {
+					return
+				}
+				_, err := t.cm.Publish(ctx, &paho.Publish{QoS: 1, Topic: JobTopic(ds[i].DeviceID, ds[i].JobID), Payload: payloads[i]})
+				if err != nil {
+					failed.Add(1)
+					errOnce.Do(func() { firstErr = err })
+					continue
+				}
+				t.published.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		t.publishFailed.Add(n)
+		return fmt.Errorf("mqtt: %d of %d deliveries not acknowledged by the broker: %w", n, len(ds), firstErr)
+	}
+	return nil
+}
+
+// Stats returns the Transport's counters.
+func (t *Transport) Stats() Stats {
+	return Stats{
+		Published:     t.published.Load(),
+		PublishFailed: t.publishFailed.Load(),
+		Answers:       t.handed.Load(),
+		Oversized:     t.oversized.Load(),
+		BadTopic:      t.badTopic.Load(),
+		Malformed:     t.malformed.Load(),
+		BadStatus:     t.badStatus.Load(),
+	}
+}
+
+// Close disconnects from the broker and waits until the connection is down
+// or ctx ends. Answers received but not yet handed over are lost (the
+// dispatcher resends after a restart).
+func (t *Transport) Close(ctx context.Context) error {
+	t.closeOnce.Do(func() { close(t.closed) })
+	if err := t.cm.Disconnect(ctx); err != nil {
+		return fmt.Errorf("mqtt: disconnect: %w", err)
+	}
+	return nil
+}
