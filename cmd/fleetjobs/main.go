@@ -46,6 +46,10 @@ func run(ctx context.Context, stopSignals func(), args []string, getenv func(str
 		err = runServe(ctx, stopSignals, rest, getenv, stderr)
 	case "eventstore":
 		err = runEventStore(ctx, stopSignals, rest, getenv, stderr)
+	case "export":
+		err = runExport(ctx, rest, getenv, stdout, stderr)
+	case "replay":
+		err = runReplay(ctx, rest, getenv, stdout)
 	case "version":
 		err = runVersion(rest, stdout)
 	default:
@@ -81,6 +85,8 @@ Commands:
                event store unless FLEETJOBS_EVENTSTORE_URL points at a KurrentDB,
                and the embedded Redis unless FLEETJOBS_REDIS_URL is set
   eventstore   run only the embedded KurrentDB-compatible event store
+  export       print every event of the log (or some) as NDJSON
+  replay       print a job's history, or its state at a moment (--as-of)
   version      print the version
 
 Run 'fleetjobs <command> --help' for a command's flags.
@@ -115,6 +121,12 @@ func commandUsage(cmd string) string {
 	case "eventstore":
 		head = "Usage: fleetjobs eventstore [flags]\n\nRuns only the embedded KurrentDB-compatible event store, for other programs\nand tools to use (esdb://HOST:PORT?tls=false). SIGINT or SIGTERM shuts it\ndown cleanly.\n\nFlags:\n"
 		fs, _ = eventStoreFlags(func(string) string { return "" })
+	case "export":
+		head = "Usage: fleetjobs export [flags]\n\nPrints the events of the log as NDJSON on stdout, in log order, one per line:\n{stream, revision, position, id, type, contentType, data, metadata, recordedAt}.\ndata and metadata are the stored JSON, or a base64 string when not JSON.\nAn interrupted export resumes with --since and the last position printed.\nProgress goes to stderr when it is a terminal. The store's own $-streams\nare left out.\n\nReads a running store (--eventstore-url; serve's embedded store by default)\nor a data directory no serve holds (--data).\n\nFlags:\n"
+		fs, _ = exportFlags(func(string) string { return "" })
+	case "replay":
+		head = "Usage: fleetjobs replay --job ID [--as-of TIME] [--json] [flags]\n\nPrints a job's whole history from the log, one line per event (time, actor,\nwhat happened, for which devices), or with --as-of its state at that moment\n(status, counts, each device's status), folded from the events that occurred\nuntil then. An unknown job exits 1.\n\nFlags:\n"
+		fs, _ = replayFlags(func(string) string { return "" })
 	case "version":
 		return "Usage: fleetjobs version\n\nPrints the version of fleetjobs and of the event store protocol it serves.\n"
 	default:

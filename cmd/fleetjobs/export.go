@@ -1,0 +1,323 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+
+	"github.com/fleetjobs/fleetjobs/eventstore"
+)
+
+// ExportConfig is the configuration of `fleetjobs export`.
+type ExportConfig struct {
+	// Streams keeps events of these streams; a name ending in '*' is a
+	// prefix ("job-*"). Empty keeps every stream.
+	Streams []string
+	// Types keeps events of these types. Empty keeps every type.
+	Types []string
+	// Since resumes after this position (exclusive): the last position an
+	// interrupted export printed. The zero Position starts at the beginning.
+	Since eventstore.Position
+	// Until, when not zero, ends the export before the first event recorded
+	// after it.
+	Until time.Time
+}
+
+// exportFlags builds the flag set of `fleetjobs export`.
+func exportFlags(getenv func(string) string) (*flag.FlagSet, func() (ExportConfig, logSource, error)) {
+	fs := newFlagSet("export")
+	var streams, types listFlag
+	fs.Var(&streams, "stream", "keep only this stream (repeatable or comma-separated; a trailing * makes a prefix: job-*)")
+	fs.Var(&types, "type", "keep only this event type (repeatable or comma-separated), e.g. JobStopped")
+	since := fs.String("since", "", "resume after this position (exclusive), as printed in the output: C:<commit>/P:<prepare>")
+	until := fs.String("until", "", "stop before the first event recorded after this time (RFC 3339, e.g. 2026-11-02T10:00:00Z)")
+	source := logSourceFlags(fs, getenv)
+	return fs, func() (ExportConfig, logSource, error) {
+		c := ExportConfig{Streams: streams, Types: types}
+		for _, s := range c.Streams {
+			if s == "" || s == "*" {
+				return c, logSource{}, usageErrorf("invalid --stream %q: want a stream name or a prefix ending in *", s)
+			}
+		}
+		if *since != "" {
+			p, err := eventstore.ParsePosition(*since)
+			if err != nil {
+				return c, logSource{}, usageErrorf("invalid --since %q: want a position as printed by export (C:<commit>/P:<prepare>): %v", *since, err)
+			}
+			c.Since = p
+		}
+		if *until != "" {
+			t, err := time.Parse(time.RFC3339Nano, *until)
+			if err != nil {
+				return c, logSource{}, usageErrorf("invalid --until %q: want an RFC 3339 time such as 2026-11-02T10:00:00Z", *until)
+			}
+			c.Until = t
+		}
+		src, err := source()
+		return c, src, err
+	}
+}
+
+// listFlag is a repeatable, comma-separated string flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	for s := range strings.SplitSeq(v, ",") {
+		*l = append(*l, strings.TrimSpace(s))
+	}
+	return nil
+}
+
+// ExportedEvent is one line of `fleetjobs export`: a stored event as it is
+// in the log. Data and Metadata are the stored JSON when it is JSON, else
+// a base64 string of the stored bytes (ContentType then says
+// application/octet-stream).
+type ExportedEvent struct {
+	Stream      string          `json:"stream"`
+	Revision    uint64          `json:"revision"`
+	Position    string          `json:"position"`
+	ID          string          `json:"id"`
+	Type        string          `json:"type"`
+	ContentType string          `json:"contentType"`
+	Data        json.RawMessage `json:"data"`
+	Metadata    json.RawMessage `json:"metadata"`
+	RecordedAt  time.Time       `json:"recordedAt"`
+}
+
+// DecodeBytes returns the stored bytes of an exported Data or Metadata
+// value: a JSON object, array, number... is stored as is, a JSON string is
+// base64 of the stored bytes, unless asJSON says the value was stored as
+// JSON (Data of an application/json event).
+func DecodeBytes(v json.RawMessage, asJSON bool) ([]byte, error) {
+	if asJSON || len(v) == 0 || v[0] != '"' {
+		return v, nil
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		return nil, fmt.Errorf("exported bytes: %w", err)
+	}
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("exported bytes: %w", err)
+	}
+	return b, nil
+}
+
+// exporter writes the events of one export.
+type exporter struct {
+	cfg   ExportConfig
+	w     *bufio.Writer
+	n     uint64
+	line  []byte
+	types map[string]bool
+}
+
+// keep reports whether ev passes the stream and type filters.
+func (x *exporter) keep(stream, typ string) bool {
+	// The store's own bookkeeping ($-streams: settings, statistics,
+	// scavenges) is not fleetjobs history and cannot be appended back.
+	if strings.HasPrefix(stream, "$") {
+		return false
+	}
+	if len(x.types) > 0 && !x.types[typ] {
+		return false
+	}
+	if len(x.cfg.Streams) == 0 {
+		return true
+	}
+	for _, s := range x.cfg.Streams {
+		if p, ok := strings.CutSuffix(s, "*"); ok {
+			if strings.HasPrefix(stream, p) {
+				return true
+			}
+		} else if stream == s {
+			return true
+		}
+	}
+	return false
+}
+
+// write appends one NDJSON line. It builds the line by hand: the data and
+// metadata go out verbatim, without encoding/json re-validating them.
+func (x *exporter) write(e *esdb.RecordedEvent) error {
+	b := x.line[:0]
+	b = append(b, `{"stream":`...)
+	b = strconv.AppendQuote(b, e.StreamID)
+	b = append(b, `,"revision":`...)
+	b = strconv.AppendUint(b, e.EventNumber, 10)
+	b = append(b, `,"position":"`...)
+	b = append(b, eventstore.Position{Commit: e.Position.Commit, Prepare: e.Position.Prepare}.String()...)
+	b = append(b, `","id":"`...)
+	b = append(b, e.EventID.String()...)
+	b = append(b, `","type":`...)
+	b = appendJSONString(b, e.EventType)
+	isJSON := e.ContentType == "application/json" && json.Valid(e.Data) && len(e.Data) > 0
+	if isJSON {
+		b = append(b, `,"contentType":"application/json","data":`...)
+		b = appendCompact(b, e.Data)
+	} else {
+		b = append(b, `,"contentType":"application/octet-stream","data":"`...)
+		b = base64.StdEncoding.AppendEncode(b, e.Data)
+		b = append(b, '"')
+	}
+	b = append(b, `,"metadata":`...)
+	if len(e.UserMetadata) > 0 && e.UserMetadata[0] != '"' && json.Valid(e.UserMetadata) {
+		b = appendCompact(b, e.UserMetadata)
+	} else {
+		b = append(b, '"')
+		b = base64.StdEncoding.AppendEncode(b, e.UserMetadata)
+		b = append(b, '"')
+	}
+	b = append(b, `,"recordedAt":"`...)
+	b = e.CreatedDate.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, "\"}\n"...)
+	x.line = b
+	_, err := x.w.Write(b)
+	return err
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s) // a string always marshals
+	return append(b, q...)
+}
+
+// appendCompact appends JSON v on one line: NDJSON needs one event a line
+// even when a writer stored indented JSON.
+func appendCompact(b, v []byte) []byte {
+	if !bytes.ContainsAny(v, "\r\n") {
+		return append(b, v...)
+	}
+	buf := bytes.NewBuffer(b)
+	if err := json.Compact(buf, v); err != nil {
+		return append(b, v...) // json.Valid said it is JSON: unreachable
+	}
+	return buf.Bytes()
+}
+
+// runExport is `fleetjobs export`.
+func runExport(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs, load := exportFlags(getenv)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, src, err := load()
+	if err != nil {
+		return err
+	}
+	es, release, err := openLog(ctx, src)
+	if err != nil {
+		return err
+	}
+	defer release()
+	w := bufio.NewWriterSize(stdout, 256<<10)
+	n, err := Export(ctx, es, cfg, w, progressWriter(stderr))
+	// Flush what was exported even after a failure or an interrupt: every
+	// line written is whole, so the last position printed is where a rerun
+	// with --since resumes.
+	if ferr := w.Flush(); ferr != nil && err == nil {
+		err = fmt.Errorf("write output: %w", ferr)
+	}
+	if err != nil {
+		return fmt.Errorf("after %d events: %w", n, err)
+	}
+	return nil
+}
+
+// progressWriter returns stderr when it is a terminal, else nil: progress
+// lines are for people watching, not for logs or pipes.
+func progressWriter(stderr io.Writer) io.Writer {
+	f, ok := stderr.(*os.File)
+	if !ok {
+		return nil
+	}
+	fi, err := f.Stat()
+	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return nil
+	}
+	return stderr
+}
+
+// Export writes the events of the log es that cfg selects to w as NDJSON,
+// in log order, and returns how many it wrote. It reports progress to
+// progress (nil: none) about once a second. w is written line by line;
+// the caller flushes it.
+func Export(ctx context.Context, es *esdb.Client, cfg ExportConfig, w *bufio.Writer, progress io.Writer) (uint64, error) {
+	x := &exporter{cfg: cfg, w: w, line: make([]byte, 0, 4096)}
+	if len(cfg.Types) > 0 {
+		x.types = make(map[string]bool, len(cfg.Types))
+		for _, t := range cfg.Types {
+			x.types[t] = true
+		}
+	}
+	var from esdb.AllPosition = esdb.Start{}
+	if !cfg.Since.IsZero() {
+		from = esdb.Position{Commit: cfg.Since.Commit, Prepare: cfg.Since.Prepare}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rs, err := es.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Forwards, From: from}, math.MaxUint64)
+	if err != nil {
+		return 0, fmt.Errorf("read $all: %w", err)
+	}
+	defer rs.Close()
+	start := time.Now()
+	lastReport := start
+	var seen uint64
+	for {
+		ev, err := rs.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return x.n, fmt.Errorf("read $all: %w", context.Cause(ctx))
+			}
+			return x.n, fmt.Errorf("read $all: %w", err)
+		}
+		e := ev.OriginalEvent()
+		if e == nil {
+			continue
+		}
+		p := eventstore.Position{Commit: e.Position.Commit, Prepare: e.Position.Prepare}
+		if !cfg.Since.IsZero() && p.Compare(cfg.Since) <= 0 {
+			continue // --since is exclusive: that event was printed already
+		}
+		if !cfg.Until.IsZero() && e.CreatedDate.After(cfg.Until) {
+			break
+		}
+		seen++
+		if x.keep(e.StreamID, e.EventType) {
+			if err := x.write(e); err != nil {
+				return x.n, fmt.Errorf("write output: %w", err)
+			}
+			x.n++
+		}
+		if progress != nil && seen%4096 == 0 {
+			if now := time.Now(); now.Sub(lastReport) >= time.Second {
+				lastReport = now
+				rate := float64(seen) / now.Sub(start).Seconds()
+				fmt.Fprintf(progress, "\rexport: %d events read, %d written, %.0f events/s, at %s ", seen, x.n, rate, p)
+			}
+		}
+	}
+	if progress != nil {
+		fmt.Fprintf(progress, "\rexport: %d events read, %d written in %s\n", seen, x.n, time.Since(start).Round(time.Millisecond))
+	}
+	return x.n, nil
+}

@@ -1,0 +1,373 @@
+package main_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
+
+	"github.com/fleetjobs/fleetjobs/domain/job"
+	"github.com/fleetjobs/fleetjobs/eventstore"
+	"github.com/fleetjobs/fleetjobs/eventstore/eventstoretest"
+)
+
+// exported is one line of `fleetjobs export`.
+type exported struct {
+	Stream      string          `json:"stream"`
+	Revision    uint64          `json:"revision"`
+	Position    string          `json:"position"`
+	ID          string          `json:"id"`
+	Type        string          `json:"type"`
+	ContentType string          `json:"contentType"`
+	Data        json.RawMessage `json:"data"`
+	Metadata    json.RawMessage `json:"metadata"`
+	RecordedAt  time.Time       `json:"recordedAt"`
+}
+
+// storedEvent is what the round trip compares: everything of an event but
+// its position and recorded time, which a new store assigns.
+type storedEvent struct {
+	Stream      string
+	Revision    uint64
+	ID          string
+	Type        string
+	ContentType string
+	Data        string
+	Metadata    string
+}
+
+// at is a fixed moment of the test histories.
+func at(min int) time.Time { return time.Date(2026, 11, 2, 10, min, 0, 0, time.UTC) }
+
+// MustAppendJob appends job events to job-{id} with the given actor and
+// occurredAt, one append per call.
+func MustAppendJob(tb testing.TB, es *eventstore.Client, id, actor string, when time.Time, evs ...job.Event) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	batch := make([]eventstore.Event, len(evs))
+	for i, ev := range evs {
+		batch[i] = eventstore.Event{ID: uuid.New(), Data: ev, Metadata: eventstore.Metadata{
+			CommandID: uuid.NewString(), CorrelationID: id, Actor: actor, OccurredAt: when,
+		}}
+	}
+	if _, err := es.Append(ctx, eventstore.JobStream(id), eventstore.Any(), batch); err != nil {
+		tb.Fatalf("append job %s: %v", id, err)
+	}
+}
+
+// MustStoppedJobWithLateResults writes a job on three devices that is
+// started, dispatched, gets one success, is stopped, and then gets a late
+// failure: minutes 0, 1, 2, 3, 4.
+func MustStoppedJobWithLateResults(tb testing.TB, es *eventstore.Client, id string) {
+	tb.Helper()
+	devs := []job.TargetedDevice{{DeviceID: "d1", Name: "one"}, {DeviceID: "d2", Name: "two"}, {DeviceID: "d3", Name: "three"}}
+	MustAppendJob(tb, es, id, "alice", at(0),
+		job.Created{JobID: id, Name: "reboot", DeviceSetID: "fridges", Type: job.TypeCommand,
+			Operations: []job.Operation{{Name: "reboot", Value: true}}, DeviceCount: 3, TimeoutSeconds: 30, BatchSize: 100},
+		job.DevicesTargeted{JobID: id, Devices: devs})
+	MustAppendJob(tb, es, id, "dispatcher", at(1), job.Started{JobID: id}, job.DevicesDispatched{JobID: id, DeviceIDs: []string{"d1", "d2", "d3"}})
+	MustAppendJob(tb, es, id, "d1", at(2), job.OperationSucceeded{JobID: id, DeviceID: "d1"})
+	MustAppendJob(tb, es, id, "bob", at(3), job.Stopped{JobID: id, Reason: "wrong firmware"})
+	MustAppendJob(tb, es, id, "d2", at(4), job.OperationFailed{JobID: id, DeviceID: "d2", Error: "disk full"})
+}
+
+// MustReadLog reads every non-system event of a store, in log order.
+func MustReadLog(tb testing.TB, c *esdb.Client) []storedEvent {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rs, err := c.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Forwards, From: esdb.Start{}}, 1_000_000)
+	if err != nil {
+		tb.Fatalf("read $all: %v", err)
+	}
+	defer rs.Close()
+	var out []storedEvent
+	for {
+		ev, err := rs.Recv()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			tb.Fatalf("read $all: %v", err)
+		}
+		e := ev.OriginalEvent()
+		if strings.HasPrefix(e.StreamID, "$") {
+			continue
+		}
+		out = append(out, storedEvent{e.StreamID, e.EventNumber, e.EventID.String(), e.EventType, e.ContentType, string(e.Data), string(e.UserMetadata)})
+	}
+}
+
+// parseExport parses export's NDJSON output.
+func parseExport(tb testing.TB, out string) []exported {
+	tb.Helper()
+	var evs []exported
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(nil, 16<<20)
+	for sc.Scan() {
+		var e exported
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			tb.Fatalf("export line %q: %v", sc.Text(), err)
+		}
+		evs = append(evs, e)
+	}
+	return evs
+}
+
+// MustImport appends exported events to a store with the official client,
+// stream by stream at their revisions.
+func MustImport(tb testing.TB, c *esdb.Client, evs []exported) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, e := range evs {
+		data, meta := []byte(e.Data), []byte(e.Metadata)
+		ct := esdb.ContentTypeJson
+		if e.ContentType != "application/json" {
+			ct = esdb.ContentTypeBinary
+			if err := json.Unmarshal(e.Data, &data); err != nil {
+				tb.Fatalf("data of %s/%d: %v", e.Stream, e.Revision, err)
+			}
+		}
+		if len(meta) > 0 && meta[0] == '"' {
+			if err := json.Unmarshal(e.Metadata, &meta); err != nil {
+				tb.Fatalf("metadata of %s/%d: %v", e.Stream, e.Revision, err)
+			}
+		}
+		var expected esdb.ExpectedRevision = esdb.NoStream{}
+		if e.Revision > 0 {
+			expected = esdb.Revision(e.Revision - 1)
+		}
+		_, err := c.AppendToStream(ctx, e.Stream, esdb.AppendToStreamOptions{ExpectedRevision: expected}, esdb.EventData{
+			EventID: uuid.MustParse(e.ID), EventType: e.Type, ContentType: ct, Data: data, Metadata: meta,
+		})
+		if err != nil {
+			tb.Fatalf("import %s/%d: %v", e.Stream, e.Revision, err)
+		}
+	}
+}
+
+func streamsAndTypes(evs []exported) []string {
+	out := make([]string, len(evs))
+	for i, e := range evs {
+		out[i] = e.Stream + ":" + e.Type
+	}
+	return out
+}
+
+func TestExportAndReplay(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := MustBuild(t)
+	srv := eventstoretest.MustStartServer(t)
+	es := eventstoretest.MustDial(t, srv.URL(), eventstore.WithCodec(eventstore.NewCatalogCodec()))
+	raw := MustESDB(t, srv.Addr())
+	url := "--eventstore-url=" + srv.URL()
+
+	MustStoppedJobWithLateResults(t, es, "j1")
+	MustAppendOne(t, raw, "thing-1", uuid.New(), `{"n": 1,
+ "indented": true}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := raw.AppendToStream(ctx, "blob-1", esdb.AppendToStreamOptions{}, esdb.EventData{
+		EventID: uuid.New(), EventType: "Blob", ContentType: esdb.ContentTypeBinary, Data: []byte{0, 1, 2, 0xff}, Metadata: []byte("not json"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("export round trip", func(t *testing.T) {
+		r := MustRun(t, bin, nil, "export", url)
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		if r.stderr != "" {
+			t.Errorf("stderr is not a terminal, yet export wrote to it: %q", r.stderr)
+		}
+		evs := parseExport(t, r.stdout)
+		if len(evs) != 9 {
+			t.Fatalf("exported %d events, want 9:\n%s", len(evs), r.stdout)
+		}
+		empty := eventstoretest.MustStartServer(t)
+		dst := MustESDB(t, empty.Addr())
+		MustImport(t, dst, evs)
+		want := MustReadLog(t, raw)
+		// The indented JSON comes back compact: the same JSON value.
+		for i := range want {
+			if want[i].Stream == "thing-1" {
+				want[i].Data = `{"n":1,"indented":true}`
+			}
+		}
+		if diff := cmp.Diff(want, MustReadLog(t, dst)); diff != "" {
+			t.Errorf("imported log differs (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("filters", func(t *testing.T) {
+		r := MustRun(t, bin, nil, "export", url, "--stream", "job-*", "--type", "JobStopped,DeviceOperationFailed")
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		want := []string{"job-j1:JobStopped", "job-j1:DeviceOperationFailed"}
+		if diff := cmp.Diff(want, streamsAndTypes(parseExport(t, r.stdout))); diff != "" {
+			t.Errorf("(-want +got):\n%s", diff)
+		}
+		r = MustRun(t, bin, nil, "export", url, "--stream", "blob-1")
+		got := parseExport(t, r.stdout)
+		if len(got) != 1 || string(got[0].Data) != `"AAEC/w=="` || got[0].ContentType != "application/octet-stream" {
+			t.Errorf("blob export = %+v, want base64 data", got)
+		}
+		r = MustRun(t, bin, nil, "export", url, "--until", "2000-01-01T00:00:00Z")
+		if r.code != 0 || r.stdout != "" {
+			t.Errorf("--until before everything: exit %d, output %q", r.code, r.stdout)
+		}
+	})
+
+	t.Run("resume from --since", func(t *testing.T) {
+		all := parseExport(t, MustRun(t, bin, nil, "export", url).stdout)
+		r := MustRun(t, bin, nil, "export", url, "--since", all[3].Position)
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		if diff := cmp.Diff(streamsAndTypes(all[4:]), streamsAndTypes(parseExport(t, r.stdout))); diff != "" {
+			t.Errorf("resumed export (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("replay history", func(t *testing.T) {
+		r := MustRun(t, bin, nil, "replay", url, "--job", "j1")
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		want := []string{
+			`2026-11-02T10:00:00Z  alice         created "reboot": command job on device set fridges, 3 devices, operations reboot=true`,
+			`2026-11-02T10:00:00Z  alice         targeted 3 devices: d1, d2, d3`,
+			`2026-11-02T10:01:00Z  dispatcher    started`,
+			`2026-11-02T10:01:00Z  dispatcher    dispatched to 3 devices: d1, d2, d3`,
+			`2026-11-02T10:02:00Z  d1            device d1 succeeded`,
+			`2026-11-02T10:03:00Z  bob           stopped: wrong firmware`,
+			`2026-11-02T10:04:00Z  d2            device d2 failed: disk full (late: the job was already stopped)`,
+		}
+		if diff := cmp.Diff(want, strings.Split(strings.TrimSpace(r.stdout), "\n")); diff != "" {
+			t.Errorf("replay (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("replay --as-of", func(t *testing.T) {
+		type device struct {
+			ID, Status, Error string
+			Dispatched        bool
+		}
+		type state struct {
+			Status  string
+			Reason  string
+			Counts  struct{ Total, Pending, Succeeded, Failed, Dispatched int }
+			Devices []device
+		}
+		for _, tc := range []struct {
+			name, asOf string
+			want       state
+		}{
+			{"running, one result", "2026-11-02T10:02:30Z", state{Status: "running",
+				Counts:  struct{ Total, Pending, Succeeded, Failed, Dispatched int }{3, 2, 1, 0, 3},
+				Devices: []device{{"d1", "succeeded", "", true}, {"d2", "pending", "", true}, {"d3", "pending", "", true}}}},
+			{"stopped, then a late failure", "2026-11-02T10:05:00Z", state{Status: "stopped", Reason: "wrong firmware",
+				Counts:  struct{ Total, Pending, Succeeded, Failed, Dispatched int }{3, 1, 1, 1, 3},
+				Devices: []device{{"d1", "succeeded", "", true}, {"d2", "failed", "disk full", true}, {"d3", "pending", "", true}}}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				r := MustRun(t, bin, nil, "replay", url, "--job", "j1", "--as-of", tc.asOf, "--json")
+				if r.code != 0 {
+					t.Fatalf("exit %d: %s", r.code, r.stderr)
+				}
+				var got state
+				if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+					t.Fatalf("%v: %q", err, r.stdout)
+				}
+				if diff := cmp.Diff(tc.want, got); diff != "" {
+					t.Errorf("state (-want +got):\n%s", diff)
+				}
+			})
+		}
+		r := MustRun(t, bin, nil, "replay", url, "--job", "j1", "--as-of", "2026-11-02T10:03:30Z")
+		if !strings.Contains(r.stdout, `job j1 "reboot" as of 2026-11-02T10:03:30Z: stopped (wrong firmware)`) ||
+			!strings.Contains(r.stdout, "devices: 3 total, 2 pending, 1 succeeded, 0 failed, 3 dispatched") {
+			t.Errorf("text state:\n%s", r.stdout)
+		}
+	})
+
+	t.Run("unknown job exits 1", func(t *testing.T) {
+		r := MustRun(t, bin, nil, "replay", url, "--job", "nope")
+		if r.code != 1 || !strings.Contains(r.stderr, `job "nope"`) {
+			t.Errorf("exit %d, stderr %q; want 1 naming the job", r.code, r.stderr)
+		}
+		r = MustRun(t, bin, nil, "replay", url, "--job", "j1", "--as-of", "2000-01-01T00:00:00Z")
+		if r.code != 1 || !strings.Contains(r.stderr, "did not exist yet") {
+			t.Errorf("before creation: exit %d, stderr %q", r.code, r.stderr)
+		}
+	})
+
+	t.Run("bad arguments exit 2", func(t *testing.T) {
+		for _, args := range [][]string{
+			{"export", "--since", "yesterday"},
+			{"export", "--until", "noon"},
+			{"export", "--stream", ""},
+			{"export", "--eventstore-url", "http://127.0.0.1:1"},
+			{"export", "--data", t.TempDir(), url},
+			{"export", "extra"},
+			{"replay"},
+			{"replay", "--job", "j1", "--as-of", "later"},
+			{"replay", "--job", "j1", "--bogus"},
+		} {
+			r := MustRun(t, bin, nil, args...)
+			if r.code != 2 || !strings.Contains(r.stderr, "--help") {
+				t.Errorf("%v: exit %d, stderr %q; want 2 with a message", args, r.code, r.stderr)
+			}
+		}
+	})
+
+	t.Run("help exits 0", func(t *testing.T) {
+		for _, cmd := range []string{"export", "replay"} {
+			r := MustRun(t, bin, nil, cmd, "--help")
+			if r.code != 0 || !strings.Contains(r.stdout, "Usage: fleetjobs "+cmd) {
+				t.Errorf("%s --help: exit %d, output %q", cmd, r.code, r.stdout)
+			}
+		}
+	})
+}
+
+// TestExportDataDir reads a data directory no serve holds.
+func TestExportDataDir(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := MustBuild(t)
+	dir := t.TempDir()
+	srv := eventstoretest.MustStartServerIn(t, dir)
+	es := eventstoretest.MustDial(t, srv.URL(), eventstore.WithCodec(eventstore.NewCatalogCodec()))
+	MustStoppedJobWithLateResults(t, es, "j2")
+
+	r := MustRun(t, bin, nil, "export", "--data", dir)
+	if r.code != 1 || !strings.Contains(r.stderr, "in use") {
+		t.Errorf("while the store holds it: exit %d, stderr %q; want 1, in use", r.code, r.stderr)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r = MustRun(t, bin, nil, "export", "--data", dir, "--type", "JobStopped")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	if diff := cmp.Diff([]string{"job-j2:JobStopped"}, streamsAndTypes(parseExport(t, r.stdout))); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}

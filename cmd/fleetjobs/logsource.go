@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"go.uber.org/zap"
+
+	"github.com/fleetjobs/fleetjobs/eventstore/server"
+)
+
+// logSource says where the auditors' commands (export, replay) read the
+// event log: a running store's address, or the embedded store's data
+// directory opened in process when no serve holds it.
+type logSource struct {
+	URL     string // esdb:// connection string; used when DataDir is empty
+	DataDir string // the embedded store's directory (--data)
+}
+
+// logSourceFlags adds --eventstore-url and --data to fs. The URL defaults to
+// FLEETJOBS_EVENTSTORE_URL, else to the address where serve's embedded store
+// listens (FLEETJOBS_EVENTSTORE_ADDR, 127.0.0.1:2113): while serve runs, it
+// holds the data directory and is the way in.
+func logSourceFlags(fs *flag.FlagSet, getenv func(string) string) func() (logSource, error) {
+	addr := "127.0.0.1:2113"
+	if v, ok := lookup(getenv, "FLEETJOBS_EVENTSTORE_ADDR"); ok {
+		addr = v
+	}
+	def := "esdb://" + addr + "?tls=false"
+	if v, ok := lookup(getenv, "FLEETJOBS_EVENTSTORE_URL"); ok {
+		def = v
+	}
+	url := fs.String("eventstore-url", def, "the event log's KurrentDB connection string ($FLEETJOBS_EVENTSTORE_URL; default: the embedded store of a running serve, at $FLEETJOBS_EVENTSTORE_ADDR)")
+	data := fs.String("data", "", "open the embedded store's data directory directly (e.g. ./data/eventstore), when no serve holds it")
+	return func() (logSource, error) {
+		src := logSource{URL: *url, DataDir: *data}
+		if src.DataDir != "" {
+			if flagSet(fs, "eventstore-url") {
+				return src, usageErrorf("--data and --eventstore-url are exclusive: read either a data directory or a running store")
+			}
+			return src, nil
+		}
+		if !strings.HasPrefix(src.URL, "esdb://") && !strings.HasPrefix(src.URL, "esdb+discover://") {
+			return src, usageErrorf("invalid --eventstore-url %q: want an esdb:// or esdb+discover:// connection string", src.URL)
+		}
+		if _, err := esdb.ParseConnectionString(src.URL); err != nil {
+			return src, usageErrorf("invalid --eventstore-url %q: %v", src.URL, err)
+		}
+		return src, nil
+	}
+}
+
+// openLog connects to the event log src names: it starts the embedded store
+// on a free loopback port for a data directory, and checks the store
+// answers. The returned close releases both.
+func openLog(ctx context.Context, src logSource) (*esdb.Client, func(), error) {
+	url := src.URL
+	var st *server.Embedded
+	if src.DataDir != "" {
+		if _, err := os.Stat(src.DataDir); err != nil {
+			return nil, nil, fmt.Errorf("data directory: %w", err)
+		}
+		var err error
+		st, err = server.Start(ctx, server.Options{
+			Dir:           src.DataDir,
+			Listen:        "127.0.0.1:0",
+			MaxAppendSize: defaultMaxAppendSize,
+			Logger:        zap.NewNop(),
+		})
+		if err != nil {
+			return nil, nil, eventStoreStartError(src.DataDir, err)
+		}
+		url = st.URL()
+	}
+	closeStore := func() {
+		if st != nil {
+			_ = st.Close()
+		}
+	}
+	conf, err := esdb.ParseConnectionString(url)
+	if err != nil {
+		closeStore()
+		return nil, nil, fmt.Errorf("event store url: %w", err)
+	}
+	conf.Logger = esdb.NoopLogging()
+	es, err := esdb.NewClient(conf)
+	if err != nil {
+		closeStore()
+		return nil, nil, fmt.Errorf("connect to event store: %w", err)
+	}
+	release := func() {
+		_ = es.Close()
+		closeStore()
+	}
+	// Without a deadline the official client retries discovery for a long
+	// while against a store that is down; say so quickly instead.
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	rs, err := es.ReadAll(pctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
+	if err == nil {
+		_, err = rs.Recv()
+		rs.Close()
+		if errors.Is(err, io.EOF) {
+			err = nil // an empty log
+		}
+	}
+	if err != nil {
+		release()
+		if src.DataDir == "" {
+			return nil, nil, fmt.Errorf("event store at %s does not answer (is fleetjobs serve running? or read its data directory with --data): %w", url, err)
+		}
+		return nil, nil, fmt.Errorf("embedded event store: %w", err)
+	}
+	return es, release, nil
+}
