@@ -2,49 +2,14 @@ package device_test
 
 import (
 	"encoding/json"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fleetjobs/fleetjobs/domain"
 	"github.com/fleetjobs/fleetjobs/domain/device"
+	"github.com/fleetjobs/fleetjobs/domain/domaintest"
 )
-
-// wantErr pins a refusal: its code, the fields it names, and a phrase of
-// its message an operator relies on.
-type wantErr struct {
-	code   domain.Code
-	fields []string
-	says   string
-}
-
-func checkErr(t *testing.T, got error, want *wantErr) {
-	t.Helper()
-	if want == nil {
-		if got != nil {
-			t.Fatalf("unexpected error: %v", got)
-		}
-		return
-	}
-	if got == nil {
-		t.Fatalf("no error, want %s naming %v", want.code, want.fields)
-	}
-	e, ok := domain.AsError(got)
-	if !ok {
-		t.Fatalf("error %v is not a *domain.Error", got)
-	}
-	var fields []string
-	for _, f := range e.Fields {
-		fields = append(fields, f.Field)
-	}
-	if diff := cmp.Diff(wantErr{code: want.code, fields: want.fields}, wantErr{code: e.Code, fields: fields}, cmp.AllowUnexported(wantErr{})); diff != "" {
-		t.Errorf("error %q (-want +got):\n%s", e.Error(), diff)
-	}
-	if !strings.Contains(e.Error(), want.says) {
-		t.Errorf("error %q does not say %q", e.Error(), want.says)
-	}
-}
 
 var (
 	numberProp = device.Capability{Name: "fanSpeed", Schema: device.SchemaNumber}
@@ -71,7 +36,7 @@ func TestDecideTemplate(t *testing.T) {
 		given []device.TemplateEvent
 		when  device.TemplateCommand
 		then  []device.TemplateEvent
-		err   *wantErr
+		err   *domaintest.Refusal
 	}{
 		{name: "publishing a new template records it with empty lists, not nulls",
 			when: publish("t1", numberProp),
@@ -89,16 +54,16 @@ func TestDecideTemplate(t *testing.T) {
 			then:  []device.TemplateEvent{published("t1", numberProp)}},
 		{name: "a template needs an ID and a name",
 			when: device.PublishTemplate{},
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"templateId", "name"}, says: "is required"}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"templateId", "name"}, Says: "is required"}},
 		{name: "an ID with a slash is refused",
 			when: device.PublishTemplate{TemplateID: "a/b", Name: "x"},
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"templateId"}, says: `contains '/'`}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"templateId"}, Says: `contains '/'`}},
 		{name: "capability names must be present and unique in each list, schemas known",
 			when: device.PublishTemplate{TemplateID: "t1", Name: "x",
 				Settings:   []device.Capability{{Name: "a", Schema: "number"}, {Name: "a", Schema: "string"}},
 				Properties: []device.Capability{{Name: "", Schema: "number"}},
 				Commands:   []device.Capability{{Name: "reboot", Schema: "integer"}}},
-			err: &wantErr{code: domain.CodeInvalid, fields: []string{"settings[1].name", "properties[0].name", "commands[0].schema"}, says: `unknown schema "integer"`}},
+			err: &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"settings[1].name", "properties[0].name", "commands[0].schema"}, Says: `unknown schema "integer"`}},
 		{name: "the same name in two lists is fine",
 			when: device.PublishTemplate{TemplateID: "t1", Name: "x", Settings: []device.Capability{numberProp}, Properties: []device.Capability{numberProp}},
 			then: []device.TemplateEvent{device.TemplatePublished{TemplateID: "t1", Name: "x", Settings: []device.Capability{numberProp}, Properties: []device.Capability{numberProp}, Commands: []device.Capability{}}}},
@@ -111,12 +76,12 @@ func TestDecideTemplate(t *testing.T) {
 			when:  device.DeleteTemplate{TemplateID: "t1"}},
 		{name: "deleting a template never published is not found",
 			when: device.DeleteTemplate{TemplateID: "t1"},
-			err:  &wantErr{code: domain.CodeNotFound, says: `template "t1" does not exist`}},
+			err:  &domaintest.Refusal{Code: domain.CodeNotFound, Says: `template "t1" does not exist`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := device.DecideTemplate(device.FoldTemplate(c.given), c.when)
-			checkErr(t, err, c.err)
+			domaintest.CheckRefusal(t, err, c.err)
 			if diff := cmp.Diff(c.then, got); diff != "" {
 				t.Errorf("events (-want +got):\n%s", diff)
 			}
@@ -139,7 +104,7 @@ func TestDecideDevice(t *testing.T) {
 		given []device.DeviceEvent
 		when  device.DeviceCommand
 		then  []device.DeviceEvent
-		err   *wantErr
+		err   *domaintest.Refusal
 	}{
 		{name: "registering a device records it with normalized values",
 			when: register("d1", map[string]any{"fanSpeed": 1200, "city": "Seattle", "refrigerated": true, "config": map[string]any{"mode": "eco", "level": json.Number("2")}}),
@@ -161,26 +126,26 @@ func TestDecideDevice(t *testing.T) {
 		{name: "a deleted device cannot be registered again",
 			given: []device.DeviceEvent{registered("d1", nil), device.Deleted{DeviceID: "d1"}},
 			when:  register("d1", nil),
-			err:   &wantErr{code: domain.CodeConflict, says: "was deleted"}},
+			err:   &domaintest.Refusal{Code: domain.CodeConflict, Says: "was deleted"}},
 		{name: "an unknown template is refused by field",
 			when: device.Register{DeviceID: "d1", Name: "x", TemplateID: "nope", Template: device.Template{}},
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"templateId"}, says: `template "nope" does not exist`}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"templateId"}, Says: `template "nope" does not exist`}},
 		{name: "a deleted template is refused by field",
 			when: device.Register{DeviceID: "d1", Name: "x", TemplateID: "vending-v2", Template: deletedTemplate},
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"templateId"}, says: "was deleted"}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"templateId"}, Says: "was deleted"}},
 		{name: "a template other than the one named is no template",
 			when: device.Register{DeviceID: "d1", Name: "x", TemplateID: "other", Template: vending()},
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"templateId"}, says: "does not exist"}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"templateId"}, Says: "does not exist"}},
 		{name: "every wrong property is named with what was expected",
 			when: register("d1", map[string]any{"fanSpeed": "fast", "city": 3, "refrigerated": "yes", "config": []any{1}, "colour": "red"}),
-			err: &wantErr{code: domain.CodeInvalid, fields: []string{"properties.city", "properties.colour", "properties.config", "properties.fanSpeed", "properties.refrigerated"},
-				says: `properties.fanSpeed: must be a number, got a string ("fast")`}},
+			err: &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"properties.city", "properties.colour", "properties.config", "properties.fanSpeed", "properties.refrigerated"},
+				Says: `properties.fanSpeed: must be a number, got a string ("fast")`}},
 		{name: "null is not a value of any schema",
 			when: register("d1", map[string]any{"city": nil}),
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"properties.city"}, says: "must be a string, got null"}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"properties.city"}, Says: "must be a string, got null"}},
 		{name: "a device needs an ID and a name",
 			when: device.Register{TemplateID: "vending-v2", Template: vending()},
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"deviceId", "name"}, says: "is required"}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"deviceId", "name"}, Says: "is required"}},
 		{name: "deleting a device records it",
 			given: []device.DeviceEvent{registered("d1", nil)},
 			when:  device.Delete{DeviceID: "d1"},
@@ -190,12 +155,12 @@ func TestDecideDevice(t *testing.T) {
 			when:  device.Delete{DeviceID: "d1"}},
 		{name: "deleting a device never registered is not found",
 			when: device.Delete{DeviceID: "d1"},
-			err:  &wantErr{code: domain.CodeNotFound, says: `device "d1" does not exist`}},
+			err:  &domaintest.Refusal{Code: domain.CodeNotFound, Says: `device "d1" does not exist`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := device.DecideDevice(device.FoldDevice(c.given), c.when)
-			checkErr(t, err, c.err)
+			domaintest.CheckRefusal(t, err, c.err)
 			if diff := cmp.Diff(c.then, got); diff != "" {
 				t.Errorf("events (-want +got):\n%s", diff)
 			}
@@ -227,7 +192,7 @@ func TestDecideSet(t *testing.T) {
 		given []device.SetEvent
 		when  device.SetCommand
 		then  []device.SetEvent
-		err   *wantErr
+		err   *domaintest.Refusal
 	}{
 		{name: "defining a set records it with normalized values",
 			when: define("s1", device.Condition{Property: "fanSpeed", Op: device.OpGe, Value: 1000}, device.Condition{Property: "city", Op: device.OpEq, Value: "Seattle"}),
@@ -248,25 +213,25 @@ func TestDecideSet(t *testing.T) {
 			then:  []device.SetEvent{defined("s1")}},
 		{name: "an unknown op is named with the ops there are",
 			when: define("s1", device.Condition{Property: "city", Op: "like", Value: "S%"}),
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"conditions[0].op"}, says: `unknown op "like": use one of eq, ne, lt, le, gt, ge, contains`}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"conditions[0].op"}, Says: `unknown op "like": use one of eq, ne, lt, le, gt, ge, contains`}},
 		{name: "a condition on a property the template lacks is refused",
 			when: define("s1", device.Condition{Property: "colour", Op: device.OpEq, Value: "red"}),
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"conditions[0].property"}, says: `declares no property "colour"`}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"conditions[0].property"}, Says: `declares no property "colour"`}},
 		{name: "a value of the wrong schema is refused",
 			when: define("s1", device.Condition{Property: "fanSpeed", Op: device.OpEq, Value: "fast"}),
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"conditions[0].value"}, says: "must be a number"}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"conditions[0].value"}, Says: "must be a number"}},
 		{name: "ordering ops need a number or string property",
 			when: define("s1", device.Condition{Property: "refrigerated", Op: device.OpLt, Value: true}, device.Condition{Property: "city", Op: device.OpLt, Value: "M"}),
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"conditions[0].op"}, says: "lt orders numbers or strings"}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"conditions[0].op"}, Says: "lt orders numbers or strings"}},
 		{name: "contains needs a string or object property and a string value",
 			when: define("s1", device.Condition{Property: "fanSpeed", Op: device.OpContains, Value: "1"}, device.Condition{Property: "config", Op: device.OpContains, Value: 1}),
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"conditions[0].op", "conditions[1].value"}, says: "contains looks into a string or an object"}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"conditions[0].op", "conditions[1].value"}, Says: "contains looks into a string or an object"}},
 		{name: "a set on an unknown template is refused",
 			when: device.DefineSet{SetID: "s1", Name: "x", TemplateID: "nope"},
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"templateId"}, says: "does not exist"}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"templateId"}, Says: "does not exist"}},
 		{name: "a set on a deleted template is refused",
 			when: device.DefineSet{SetID: "s1", Name: "x", TemplateID: "vending-v2", Template: device.EvolveTemplate(vending(), device.TemplateDeleted{TemplateID: "vending-v2"})},
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"templateId"}, says: "was deleted"}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"templateId"}, Says: "was deleted"}},
 		{name: "deleting a set records it",
 			given: []device.SetEvent{defined("s1")},
 			when:  device.DeleteSet{SetID: "s1"},
@@ -276,12 +241,12 @@ func TestDecideSet(t *testing.T) {
 			when:  device.DeleteSet{SetID: "s1"}},
 		{name: "deleting a set never defined is not found",
 			when: device.DeleteSet{SetID: "s1"},
-			err:  &wantErr{code: domain.CodeNotFound, says: `device set "s1" does not exist`}},
+			err:  &domaintest.Refusal{Code: domain.CodeNotFound, Says: `device set "s1" does not exist`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := device.DecideSet(device.FoldSet(c.given), c.when)
-			checkErr(t, err, c.err)
+			domaintest.CheckRefusal(t, err, c.err)
 			if diff := cmp.Diff(c.then, got); diff != "" {
 				t.Errorf("events (-want +got):\n%s", diff)
 			}

@@ -10,43 +10,9 @@ import (
 
 	"github.com/fleetjobs/fleetjobs/domain"
 	"github.com/fleetjobs/fleetjobs/domain/device"
+	"github.com/fleetjobs/fleetjobs/domain/domaintest"
 	"github.com/fleetjobs/fleetjobs/domain/job"
 )
-
-// wantErr pins a refusal: its code, the fields it names, and a phrase of
-// its message an operator relies on.
-type wantErr struct {
-	code   domain.Code
-	fields []string
-	says   string
-}
-
-func checkErr(t *testing.T, got error, want *wantErr) {
-	t.Helper()
-	if want == nil {
-		if got != nil {
-			t.Fatalf("unexpected error: %v", got)
-		}
-		return
-	}
-	if got == nil {
-		t.Fatalf("no error, want %s naming %v", want.code, want.fields)
-	}
-	e, ok := domain.AsError(got)
-	if !ok {
-		t.Fatalf("error %v is not a *domain.Error", got)
-	}
-	var fields []string
-	for _, f := range e.Fields {
-		fields = append(fields, f.Field)
-	}
-	if diff := cmp.Diff(wantErr{code: want.code, fields: want.fields}, wantErr{code: e.Code, fields: fields}, cmp.AllowUnexported(wantErr{})); diff != "" {
-		t.Errorf("error %q (-want +got):\n%s", e.Error(), diff)
-	}
-	if !strings.Contains(e.Error(), want.says) {
-		t.Errorf("error %q does not say %q", e.Error(), want.says)
-	}
-}
 
 const jobID = "j1"
 
@@ -125,7 +91,7 @@ type decideCase struct {
 	given []job.Event
 	when  job.Command
 	then  []job.Event
-	err   *wantErr
+	err   *domaintest.Refusal
 }
 
 func runDecide(t *testing.T, cases []decideCase) {
@@ -133,7 +99,7 @@ func runDecide(t *testing.T, cases []decideCase) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := job.Decide(job.Fold(c.given), c.when)
-			checkErr(t, err, c.err)
+			domaintest.CheckRefusal(t, err, c.err)
 			if diff := cmp.Diff(c.then, got); diff != "" {
 				t.Errorf("events (-want +got):\n%s", diff)
 			}
@@ -171,68 +137,68 @@ func TestDecideCreate(t *testing.T) {
 			then: created(members(2))},
 		{name: "a device not a member is refused with its id named",
 			when: create(3, func(c *job.Create) { c.DeviceIDs = []string{"d1", "d9"} }),
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"deviceIds[1]"}, says: `device "d9" is not a member of device set "seattle"`}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"deviceIds[1]"}, Says: `device "d9" is not a member of device set "seattle"`}},
 		{name: "a deleted device cannot be chosen",
 			when: create(3, func(c *job.Create) {
 				c.DeviceIDs = []string{"gone"}
 				c.Chosen = map[string]device.Device{"gone": {ID: "gone", Registered: true, Deleted: true}}
 			}),
-			err: &wantErr{code: domain.CodeInvalid, fields: []string{"deviceIds[0]"}, says: `device "gone" was deleted and cannot be chosen`}},
+			err: &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"deviceIds[0]"}, Says: `device "gone" was deleted and cannot be chosen`}},
 		{name: "an unknown device cannot be chosen",
 			when: create(3, func(c *job.Create) {
 				c.DeviceIDs = []string{"nope"}
 				c.Chosen = map[string]device.Device{"nope": {}}
 			}),
-			err: &wantErr{code: domain.CodeInvalid, fields: []string{"deviceIds[0]"}, says: `device "nope" does not exist`}},
+			err: &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"deviceIds[0]"}, Says: `device "nope" does not exist`}},
 		{name: "a device chosen twice is refused",
 			when: create(3, func(c *job.Create) { c.DeviceIDs = []string{"d1", "d2", "d1"} }),
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"deviceIds[2]"}, says: "already chosen by deviceIds[0]"}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"deviceIds[2]"}, Says: "already chosen by deviceIds[0]"}},
 		{name: "many refused devices are named up to ten, then counted",
 			when: create(3, func(c *job.Create) {
 				for i := range 15 {
 					c.DeviceIDs = append(c.DeviceIDs, fmt.Sprintf("x%d", i))
 				}
 			}),
-			err: &wantErr{code: domain.CodeInvalid, says: "5 more chosen devices are refused",
-				fields: []string{"deviceIds[0]", "deviceIds[1]", "deviceIds[2]", "deviceIds[3]", "deviceIds[4]", "deviceIds[5]", "deviceIds[6]", "deviceIds[7]", "deviceIds[8]", "deviceIds[9]", "deviceIds"}}},
+			err: &domaintest.Refusal{Code: domain.CodeInvalid, Says: "5 more chosen devices are refused",
+				Fields: []string{"deviceIds[0]", "deviceIds[1]", "deviceIds[2]", "deviceIds[3]", "deviceIds[4]", "deviceIds[5]", "deviceIds[6]", "deviceIds[7]", "deviceIds[8]", "deviceIds[9]", "deviceIds"}}},
 		{name: "an empty choice of devices is refused",
 			when: create(3, func(c *job.Create) { c.DeviceIDs = []string{} }),
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"deviceIds"}, says: "choose at least one device"}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"deviceIds"}, Says: "choose at least one device"}},
 		{name: "a broken set cannot be used",
 			when: create(3, func(c *job.Create) { c.Template = deletedTemplate }),
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"deviceSetId"}, says: `device set "seattle" is broken and cannot be used for a job: Template 'vending-v2' was deleted`}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"deviceSetId"}, Says: `device set "seattle" is broken and cannot be used for a job: Template 'vending-v2' was deleted`}},
 		{name: "a set whose condition names a property the template lacks is broken",
 			when: create(3, func(c *job.Create) { c.Template = noCity }),
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"deviceSetId"}, says: "has no property 'city' any more"}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"deviceSetId"}, Says: "has no property 'city' any more"}},
 		{name: "an unknown device set is refused",
 			when: create(3, func(c *job.Create) { c.DeviceSetID = "portland" }),
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"deviceSetId"}, says: `device set "portland" does not exist`}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"deviceSetId"}, Says: `device set "portland" does not exist`}},
 		{name: "a deleted device set is refused",
 			when: create(3, func(c *job.Create) { c.Set = device.EvolveSet(c.Set, device.SetDeleted{SetID: "seattle"}) }),
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"deviceSetId"}, says: "was deleted"}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"deviceSetId"}, Says: "was deleted"}},
 		{name: "a set without members cannot be used",
 			when: create(0),
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"deviceSetId"}, says: "has no devices; a job needs at least one"}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"deviceSetId"}, Says: "has no devices; a job needs at least one"}},
 		{name: "a job needs a name, a known job type and an operation",
 			when: create(3, func(c *job.Create) { c.Name, c.Type, c.Operations = " ", "firmware", nil }),
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"name", "jobType", "operations"}, says: `unknown job type "firmware"`}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"name", "jobType", "operations"}, Says: `unknown job type "firmware"`}},
 		{name: "an operation names a capability of the job's type",
 			when: create(3, func(c *job.Create) { c.Operations = []job.Operation{{Name: "city", Value: "Tacoma"}} }),
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"operations[0].name"}, says: `template "vending-v2" declares no setting "city"`}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"operations[0].name"}, Says: `template "vending-v2" declares no setting "city"`}},
 		{name: "an operation's value has its capability's schema",
 			when: create(3, func(c *job.Create) {
 				c.Operations = []job.Operation{{Name: "fanSpeed", Value: "fast"}, {Name: "mode", Value: 3}, {Name: "", Value: 1}}
 			}),
-			err: &wantErr{code: domain.CodeInvalid, fields: []string{"operations[0].value", "operations[1].value", "operations[2].name"}, says: `must be a number, got a string ("fast")`}},
+			err: &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"operations[0].value", "operations[1].value", "operations[2].name"}, Says: `must be a number, got a string ("fast")`}},
 		{name: "an operation appears once",
 			when: create(3, func(c *job.Create) { c.Operations = append(c.Operations, job.Operation{Name: "fanSpeed", Value: 1}) }),
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"operations[1].name"}, says: "already set by operations[0]"}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"operations[1].name"}, Says: "already set by operations[0]"}},
 		{name: "timeout, batch size and threshold out of bounds are refused",
 			when: create(3, func(c *job.Create) { c.TimeoutSeconds, c.BatchSize, c.CancellationThreshold = 86401, -1, 101 }),
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"timeoutSeconds", "batchSize", "cancellationThreshold"}, says: "between 1 and 86400 seconds"}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"timeoutSeconds", "batchSize", "cancellationThreshold"}, Says: "between 1 and 86400 seconds"}},
 		{name: "a job ID with a slash is refused",
 			when: create(3, func(c *job.Create) { c.JobID = "a/b" }),
-			err:  &wantErr{code: domain.CodeInvalid, fields: []string{"jobId"}, says: `contains '/'`}},
+			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"jobId"}, Says: `contains '/'`}},
 		{name: "creating the same job again records nothing",
 			given: created(members(3)),
 			when:  create(4, func(c *job.Create) { c.Operations = []job.Operation{{Name: "fanSpeed", Value: json.Number("1200")}} })},
@@ -245,11 +211,11 @@ func TestDecideCreate(t *testing.T) {
 		{name: "another definition under the same id is a conflict",
 			given: created(members(3)),
 			when:  create(3, func(c *job.Create) { c.Operations = []job.Operation{{Name: "fanSpeed", Value: 900}} }),
-			err:   &wantErr{code: domain.CodeConflict, says: `job "j1" already exists with another definition`}},
+			err:   &domaintest.Refusal{Code: domain.CodeConflict, Says: `job "j1" already exists with another definition`}},
 		{name: "other chosen devices under the same id is a conflict",
 			given: created(members(3)),
 			when:  create(3, func(c *job.Create) { c.DeviceIDs = []string{"d1", "d2", "d2"} }),
-			err:   &wantErr{code: domain.CodeConflict, says: "another definition"}},
+			err:   &domaintest.Refusal{Code: domain.CodeConflict, Says: "another definition"}},
 	})
 }
 
@@ -266,22 +232,22 @@ func TestDecideStartAndStop(t *testing.T) {
 		{name: "a stopped job cannot be restarted",
 			given: running(2, 0, stopped),
 			when:  job.Start{JobID: jobID},
-			err:   &wantErr{code: domain.CodeConflict, says: "a stopped job is never restarted; create a new job instead (POST /jobs/j1/copy"}},
+			err:   &domaintest.Refusal{Code: domain.CodeConflict, Says: "a stopped job is never restarted; create a new job instead (POST /jobs/j1/copy"}},
 		{name: "a job stopped while pending cannot be started",
 			given: append(created(members(2)), stopped),
 			when:  job.Start{JobID: jobID},
-			err:   &wantErr{code: domain.CodeConflict, says: "was stopped and cannot be started again"}},
+			err:   &domaintest.Refusal{Code: domain.CodeConflict, Says: "was stopped and cannot be started again"}},
 		{name: "a completed job cannot be started again",
 			given: running(1, 0, ok("d1"), job.Completed{JobID: jobID, Succeeded: 1}),
 			when:  job.Start{JobID: jobID},
-			err:   &wantErr{code: domain.CodeConflict, says: "already completed and cannot be started again: a finished job is never restarted; create a new job"}},
+			err:   &domaintest.Refusal{Code: domain.CodeConflict, Says: "already completed and cannot be started again: a finished job is never restarted; create a new job"}},
 		{name: "a job whose targeting is incomplete does not start",
 			given: created(members(2))[:1],
 			when:  job.Start{JobID: jobID},
-			err:   &wantErr{code: domain.CodeConflict, says: "targets 0 of its 2 devices"}},
+			err:   &domaintest.Refusal{Code: domain.CodeConflict, Says: "targets 0 of its 2 devices"}},
 		{name: "starting a job never created is not found",
 			when: job.Start{JobID: jobID},
-			err:  &wantErr{code: domain.CodeNotFound, says: `job "j1" does not exist`}},
+			err:  &domaintest.Refusal{Code: domain.CodeNotFound, Says: `job "j1" does not exist`}},
 		{name: "stopping a pending job records it",
 			given: created(members(2)),
 			when:  job.Stop{JobID: jobID},
@@ -293,18 +259,18 @@ func TestDecideStartAndStop(t *testing.T) {
 		{name: "stopping twice is a conflict that says to create a new job",
 			given: running(2, 0, stopped),
 			when:  job.Stop{JobID: jobID},
-			err:   &wantErr{code: domain.CodeConflict, says: "was stopped and cannot be stopped again: a stopped job is never restarted; create a new job"}},
+			err:   &domaintest.Refusal{Code: domain.CodeConflict, Says: "was stopped and cannot be stopped again: a stopped job is never restarted; create a new job"}},
 		{name: "a failed job cannot be stopped",
 			given: running(1, 0, failed("d1", "boom"), job.Failed{JobID: jobID, Reason: "1 of 1 devices failed", Failed: 1}),
 			when:  job.Stop{JobID: jobID},
-			err:   &wantErr{code: domain.CodeConflict, says: "already failed and cannot be stopped again"}},
+			err:   &domaintest.Refusal{Code: domain.CodeConflict, Says: "already failed and cannot be stopped again"}},
 		{name: "a stop reason is bounded",
 			given: running(1, 0),
 			when:  job.Stop{JobID: jobID, Reason: strings.Repeat("x", 1001)},
-			err:   &wantErr{code: domain.CodeInvalid, fields: []string{"reason"}, says: "at most 1000"}},
+			err:   &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"reason"}, Says: "at most 1000"}},
 		{name: "stopping a job never created is not found",
 			when: job.Stop{JobID: jobID},
-			err:  &wantErr{code: domain.CodeNotFound, says: "does not exist"}},
+			err:  &domaintest.Refusal{Code: domain.CodeNotFound, Says: "does not exist"}},
 	})
 }
 
@@ -326,19 +292,19 @@ func TestDecideDispatch(t *testing.T) {
 		{name: "a stopped job dispatches nothing more",
 			given: running(3, 0, job.Stopped{JobID: jobID, Reason: "r"}),
 			when:  dispatch("d1"),
-			err:   &wantErr{code: domain.CodeConflict, says: "was stopped: no more devices are dispatched"}},
+			err:   &domaintest.Refusal{Code: domain.CodeConflict, Says: "was stopped: no more devices are dispatched"}},
 		{name: "a pending job dispatches nothing",
 			given: created(members(3)),
 			when:  dispatch("d1"),
-			err:   &wantErr{code: domain.CodeConflict, says: "has not started"}},
+			err:   &domaintest.Refusal{Code: domain.CodeConflict, Says: "has not started"}},
 		{name: "dispatching a device not in the job is refused naming it",
 			given: running(3, 0),
 			when:  dispatch("d1", "d7", "d8"),
-			err:   &wantErr{code: domain.CodeNotFound, says: `devices "d7", "d8" are not in job "j1"`}},
+			err:   &domaintest.Refusal{Code: domain.CodeNotFound, Says: `devices "d7", "d8" are not in job "j1"`}},
 		{name: "dispatching no device is refused",
 			given: running(3, 0),
 			when:  dispatch(),
-			err:   &wantErr{code: domain.CodeInvalid, fields: []string{"deviceIds"}, says: "is empty"}},
+			err:   &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"deviceIds"}, Says: "is empty"}},
 	})
 }
 
@@ -378,7 +344,7 @@ func TestDecideResults(t *testing.T) {
 		{name: "a result for a device not in the job is refused",
 			given: running(2, 0),
 			when:  success("d9"),
-			err:   &wantErr{code: domain.CodeNotFound, says: `device "d9" is not in job "j1"`}},
+			err:   &domaintest.Refusal{Code: domain.CodeNotFound, Says: `device "d9" is not in job "j1"`}},
 		{name: "a late result after a stop is recorded without changing the status",
 			given: running(2, 0, ok("d2"), job.Stopped{JobID: jobID, Reason: "r"}),
 			when:  success("d1"),
@@ -386,10 +352,10 @@ func TestDecideResults(t *testing.T) {
 		{name: "a result before the job started is refused",
 			given: created(members(2)),
 			when:  success("d1"),
-			err:   &wantErr{code: domain.CodeConflict, says: "cannot report a result before the job is started"}},
+			err:   &domaintest.Refusal{Code: domain.CodeConflict, Says: "cannot report a result before the job is started"}},
 		{name: "a result for a job never created is not found",
 			when: success("d1"),
-			err:  &wantErr{code: domain.CodeNotFound, says: `job "j1" does not exist`}},
+			err:  &domaintest.Refusal{Code: domain.CodeNotFound, Says: `job "j1" does not exist`}},
 		{name: "the cancellation threshold fails the job early",
 			given: running(4, 50, failed("d1", "x")),
 			when:  failure("d2", "y"),
@@ -418,7 +384,7 @@ func TestDecideResults(t *testing.T) {
 		{name: "a command naming another job finds no job",
 			given: running(2, 0),
 			when:  job.RecordSuccess{JobID: "j2", DeviceID: "d1"},
-			err:   &wantErr{code: domain.CodeNotFound, says: `job "j2" does not exist`}},
+			err:   &domaintest.Refusal{Code: domain.CodeNotFound, Says: `job "j2" does not exist`}},
 		{name: "a long error message is cut on a character boundary",
 			given: running(2, 0),
 			when:  failure("d1", long),
@@ -438,11 +404,11 @@ func TestDecideResults(t *testing.T) {
 		{name: "a batch naming devices not in the job is refused as a whole, naming them",
 			given: running(3, 0),
 			when:  results(succ("d1"), succ("d8"), succ("d9")),
-			err:   &wantErr{code: domain.CodeNotFound, says: `devices "d8", "d9" are not in job "j1"`}},
+			err:   &domaintest.Refusal{Code: domain.CodeNotFound, Says: `devices "d8", "d9" are not in job "j1"`}},
 		{name: "a result of an unknown status is refused",
 			given: running(3, 0),
 			when:  results(succ("d1"), job.DeviceResult{DeviceID: "d2", Status: job.DevicePending}),
-			err:   &wantErr{code: domain.CodeInvalid, fields: []string{"results[1].status"}, says: `unknown result "pending"`}},
+			err:   &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"results[1].status"}, Says: `unknown result "pending"`}},
 	})
 }
 
