@@ -2,6 +2,7 @@ package dispatch_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -437,4 +438,20 @@ func (c *memCheckpoints) Save(_ context.Context, p eventstore.Position) error {
 	defer c.mu.Unlock()
 	c.p = p
 	return nil
+}
+
+// An event the dispatcher cannot decode is skipped, not fatal to the other
+// jobs, and counted so that /metrics shows it (a log line alone would not do).
+func TestUndecodableJobEventIsSkippedAndCounted(t *testing.T) {
+	e := MustEnv(t)
+	bad := eventstore.Event{ID: uuid.New(), Type: eventstore.JobStarted, Data: json.RawMessage(`{"jobId": 42}`)}
+	if _, err := e.store.Append(context.Background(), eventstore.JobStream("broken"), eventstore.Any(), []eventstore.Event{bad}); err != nil {
+		t.Fatal(err)
+	}
+	r := MustRun(t, e, props{}, nil, nil)
+	MustCreate(t, e, "ok", deviceIDs("vm", 10), 30, 100)
+	MustWaitJob(t, e, "ok", 30*time.Second, finished)
+	if got := r.m.Stats().Undecodable; got != 1 {
+		t.Errorf("Stats().Undecodable = %d, want 1", got)
+	}
 }

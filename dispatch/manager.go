@@ -70,6 +70,12 @@ type Stats struct {
 	Answers    int // answers received and recorded
 	TimedOut   int // devices recorded as timed out
 	Dropped    int // answers dropped: duplicates, or for devices not in their job
+	// Undecodable counts job events skipped because they could not be
+	// decoded: their jobs are not dispatched (an operator must look).
+	Undecodable int
+	// CheckpointFailures counts failed checkpoint saves: harmless for
+	// correctness (the next start reads more of the log) but worth a look.
+	CheckpointFailures int
 }
 
 // Manager is the dispatch process manager (see the package documentation).
@@ -271,6 +277,9 @@ func (m *Manager) onEvent(ctx context.Context, r eventstore.Recorded) error {
 	if err != nil {
 		// One unreadable event must not stop every job's dispatch.
 		m.log.Error("dispatch: skipping an event it cannot decode", zap.String("stream", r.Stream), zap.Uint64("revision", r.Revision), zap.Error(err))
+		m.mu.Lock()
+		m.stats.Undecodable++
+		m.mu.Unlock()
 		m.advance(r.Position)
 		return nil
 	}
@@ -435,6 +444,9 @@ func (m *Manager) maybeSave(ctx context.Context) {
 	m.mu.Unlock()
 	if err := m.cfg.Checkpoints.Save(ctx, low); err != nil && ctx.Err() == nil {
 		m.log.Warn("dispatch: save checkpoint", zap.Error(err))
+		m.mu.Lock()
+		m.stats.CheckpointFailures++
+		m.mu.Unlock()
 	}
 }
 

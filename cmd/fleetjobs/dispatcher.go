@@ -251,6 +251,7 @@ func addStats(a, b dispatch.Stats) dispatch.Stats {
 	return dispatch.Stats{
 		Dispatched: a.Dispatched + b.Dispatched, Answers: a.Answers + b.Answers,
 		TimedOut: a.TimedOut + b.TimedOut, Dropped: a.Dropped + b.Dropped,
+		Undecodable: a.Undecodable + b.Undecodable, CheckpointFailures: a.CheckpointFailures + b.CheckpointFailures,
 	}
 }
 
@@ -317,6 +318,12 @@ func registerDispatchMetrics(m *fjhttp.Metrics, d *dispatcher) error {
 		m.CounterFunc("fleetjobs_dispatch_answers_dropped_total",
 			"Answers dropped: duplicates, or for devices not in their job.",
 			func() float64 { return float64(d.stats().Dropped) }),
+		m.CounterFunc("fleetjobs_dispatch_undecodable_events_total",
+			"Job events the dispatcher skipped because it could not decode them (their jobs are not dispatched).",
+			func() float64 { return float64(d.stats().Undecodable) }),
+		m.CounterFunc("fleetjobs_dispatch_checkpoint_failures_total",
+			"Failed saves of the dispatcher's checkpoint (the next start reads more of the log).",
+			func() float64 { return float64(d.stats().CheckpointFailures) }),
 		m.GaugeFunc("fleetjobs_sim_pending_answers",
 			"Answers of the simulated fleet waiting for their moment.",
 			func() float64 { return float64(d.fleet.Pending()) }),
