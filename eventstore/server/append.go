@@ -95,7 +95,8 @@ func (h *streamsService) Append(stream streams.Streams_AppendServer) error {
 	if err != nil {
 		return s.toStatus(ctx, "append", name, err)
 	}
-	return stream.SendAndClose(&streams.AppendResp{Result: appendSuccess(res)})
+	buf.answer = appendAnswer(res)
+	return stream.SendMsg(&buf.answer) // what SendAndClose does, for this form
 }
 
 // appendBuffer is what one Append call decodes into, pooled by the server
@@ -105,6 +106,7 @@ func (h *streamsService) Append(stream streams.Streams_AppendServer) error {
 type appendBuffer struct {
 	frame  appendFrame
 	events []store.Proposed
+	answer appendAnswer // encoded by SendMsg before it returns
 }
 
 // maxPooledEvents bounds the events array a pooled buffer keeps.
@@ -130,23 +132,6 @@ func missingMetadata(ctx context.Context) error {
 	return withTrailer(ctx,
 		status.Error(codes.InvalidArgument, "Required metadata properties are missing: type, content-type"),
 		trailerException, exceptionMissingMetadata, trailerRequiredMetadata, metaType+","+metaContentType)
-}
-
-// appendSuccess encodes a successful append (§4, §14): a zero-event append
-// to a missing stream answers NoStream and NoPosition.
-func appendSuccess(res store.AppendResult) *streams.AppendResp_Success_ {
-	if res.NoStream {
-		return &streams.AppendResp_Success_{Success: &streams.AppendResp_Success{
-			CurrentRevisionOption: &streams.AppendResp_Success_NoStream{NoStream: &shared.Empty{}},
-			PositionOption:        &streams.AppendResp_Success_NoPosition{NoPosition: &shared.Empty{}},
-		}}
-	}
-	return &streams.AppendResp_Success_{Success: &streams.AppendResp_Success{
-		CurrentRevisionOption: &streams.AppendResp_Success_CurrentRevision{CurrentRevision: res.LastRevision},
-		PositionOption: &streams.AppendResp_Success_Position{Position: &streams.AppendResp_Position{
-			CommitPosition: res.Position, PreparePosition: res.Position,
-		}},
-	}}
 }
 
 // wrongExpectedVersion encodes the status-OK body of a refused append,

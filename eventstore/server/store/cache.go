@@ -12,11 +12,17 @@ type stateCache struct {
 	cap   int
 	items map[string]*cacheEntry
 	head  cacheEntry // sentinel of the recency list: head.next is the newest
+	// evictedSeq is the highest seq of an evicted entry (see
+	// writer.prefetch).
+	evictedSeq uint64
 }
 
 type cacheEntry struct {
-	name       string
-	st         streamState
+	name string
+	st   streamState
+	// seq is the writer seq of the request that committed st, 0 when st
+	// was read back from Pebble.
+	seq        uint64
 	prev, next *cacheEntry
 }
 
@@ -38,13 +44,30 @@ func (c *stateCache) get(name string) (streamState, bool) {
 	return e.st, true
 }
 
-// put stores st as the committed state of name, evicting the least recently
+// contains reports whether name is cached, without making it recent.
+func (c *stateCache) contains(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.items[name]
+	return ok
+}
+
+// evictedAfter reports whether an entry committed by a request of a seq
+// above seq has been evicted.
+func (c *stateCache) evictedAfter(seq uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.evictedSeq > seq
+}
+
+// put stores st as the committed state of name, committed by the request
+// of writer seq seq (0: read back from Pebble), evicting the least recently
 // used entry when full (its state stays in Pebble).
-func (c *stateCache) put(name string, st *streamState) {
+func (c *stateCache) put(name string, st *streamState, seq uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.items[name]; ok {
-		e.st = *st
+		e.st, e.seq = *st, max(e.seq, seq)
 		c.moveToFront(e)
 		return
 	}
@@ -55,10 +78,11 @@ func (c *stateCache) put(name string, st *streamState) {
 		e = c.head.prev
 		c.unlink(e)
 		delete(c.items, e.name)
+		c.evictedSeq = max(c.evictedSeq, e.seq)
 	} else {
 		e = &cacheEntry{}
 	}
-	e.name, e.st = name, *st
+	e.name, e.st, e.seq = name, *st, seq
 	c.items[name] = e
 	c.linkFront(e)
 }

@@ -279,6 +279,9 @@ func (s *Store) submit(ctx context.Context, kind opKind, stream string, exp Expe
 	}
 	r := s.reqPool.Get().(*request)
 	r.kind, r.stream, r.exp, r.events = kind, stream, exp, events
+	if kind == opAppend {
+		s.w.prefetch(r)
+	}
 	s.w.do(r)
 	res, err := r.res, r.err
 	s.reqPool.Put(r.reset())

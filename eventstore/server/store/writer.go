@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/google/uuid"
@@ -38,8 +39,16 @@ type request struct {
 	// for the requests applied before it to be durable (see writer.await).
 	waiter bool
 	// published is set, under writer.mu, once the request is durable and
-	// its states and head are visible to readers.
-	published bool
+	// its states and head are visible to readers (or it failed). Its owner
+	// reads it without mu: once it is set, the writer no longer touches
+	// the request.
+	published atomic.Bool
+	// pre is the state of stream read by writer.prefetch before the
+	// request took mu, valid when prefetched is set, read from Pebble once
+	// every request up to seq preSeq was applied.
+	pre        streamState
+	preSeq     uint64
+	prefetched bool
 	// done is signalled when a request that waits without a batch of its
 	// own (see writer.await) is published; capacity 1.
 	done chan struct{}
@@ -62,7 +71,9 @@ func (r *request) reset() *request {
 	r.stream, r.events, r.res, r.err = "", nil, AppendResult{}, nil
 	clear(r.states)
 	r.states = r.states[:0]
-	r.head, r.seq, r.waiter, r.published = 0, 0, false, false
+	r.head, r.seq, r.waiter = 0, 0, false
+	r.published.Store(false)
+	r.pre, r.preSeq, r.prefetched = streamState{}, 0, false
 	if r.batch != nil {
 		r.batch.Reset()
 	}
@@ -99,6 +110,10 @@ type writer struct {
 	nextID   uint64 // next stream index id to assign
 	handedID uint64 // the id counter as last written to a batch
 	created  int64  // commit timestamp of the request being applied (unix ns)
+
+	// applied is the seq of the last request handed to Pebble, whose
+	// reads show its records; read without mu by prefetch.
+	applied atomic.Uint64
 
 	// Scratch state of the request being applied (under mu).
 	r        *request
@@ -213,6 +228,7 @@ func (w *writer) do(r *request) {
 		w.fail(r, err)
 		return
 	}
+	w.applied.Store(r.seq)
 	for i := range r.states {
 		ns := &r.states[i]
 		w.pending[ns.name] = pendingState{st: ns.st, seq: r.seq}
@@ -221,17 +237,23 @@ func (w *writer) do(r *request) {
 	w.mu.Unlock()
 
 	err := r.batch.SyncWait()
+	// The requests of one sync wake together, and the first to take mu
+	// publishes all of those before it: the others usually need not take
+	// mu at all.
+	if r.published.Load() {
+		return
+	}
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if r.published {
+	if r.published.Load() {
 		return // a later request's sync published it
 	}
 	if err != nil {
 		// It stays queued, never to be published: nothing applied after it
 		// can become durable either.
-		r.published = true
 		r.err = fmt.Errorf("commit: %w", err)
+		r.published.Store(true)
 		if w.failed == nil {
 			w.failed = r.err
 			w.s.log.Error("event store commit failed; refusing further writes", zap.Error(err))
@@ -239,9 +261,9 @@ func (w *writer) do(r *request) {
 		// Requests waiting without a batch behind this one can never be
 		// published: answer them now.
 		for _, q := range w.queue {
-			if q.waiter && q.seq >= r.seq && !q.published {
-				q.published = true
+			if q.waiter && q.seq >= r.seq && !q.published.Load() {
 				q.err = w.failed
+				q.published.Store(true)
 				q.done <- struct{}{}
 			}
 		}
@@ -302,22 +324,24 @@ func (w *writer) publishThrough(r *request) {
 // publish makes one durable request visible to readers, or answers it if
 // it is a waiter.
 func (w *writer) publish(q *request) {
-	if q.published {
+	if q.published.Load() {
 		return
 	}
-	q.published = true
 	if q.waiter {
+		q.published.Store(true)
 		q.done <- struct{}{}
 		return
 	}
 	for i := range q.states {
 		ns := &q.states[i]
-		w.s.states.put(ns.name, &ns.st)
+		w.s.states.put(ns.name, &ns.st, q.seq)
 		if p, ok := w.pending[ns.name]; ok && p.seq == q.seq {
 			delete(w.pending, ns.name)
 		}
 	}
 	w.s.head.Store(q.head)
+	// Last: its owner may return, and reuse q, as soon as it sees this.
+	q.published.Store(true)
 }
 
 // writeStates adds the stream states the request changed (once per
@@ -359,12 +383,40 @@ func (w *writer) lookup(name string) (streamState, error) {
 	// Not changed by a request that is not durable yet, so Pebble holds
 	// its committed state, and nobody else caches this name meanwhile
 	// (publishing takes mu too): safe to cache.
-	st, err := w.s.loadState(name)
-	if err != nil {
-		return streamState{}, err
+	var st streamState
+	if r := w.r; r.prefetched && name == r.stream && !w.s.states.evictedAfter(r.preSeq) {
+		st = r.pre
+	} else {
+		var err error
+		if st, err = w.s.loadState(name); err != nil {
+			return streamState{}, err
+		}
 	}
-	w.s.states.put(name, &st)
+	w.s.states.put(name, &st, 0)
 	return st, nil
+}
+
+// prefetch reads the state of r's stream from Pebble before r takes mu,
+// when it is not cached: the Pebble lookup of a stream first written (each
+// device of an import) then runs beside the writer, not inside it.
+//
+// lookup uses the prefetched state only when the stream is neither pending
+// nor cached then, and no cache entry committed after the read has been
+// evicted since. It is then current: a request that changed the stream
+// after the read (seq above preSeq) would still be pending, or would have
+// been cached when published and be cached still, or have raised the
+// cache's evicted seq above preSeq. Otherwise lookup reads Pebble again.
+func (w *writer) prefetch(r *request) {
+	if w.s.states.contains(r.stream) || !w.s.enterRead() {
+		return // cached, or closed: do answers ErrClosed
+	}
+	defer w.s.readers.Done()
+	seq := w.applied.Load()
+	st, err := w.s.loadState(r.stream)
+	if err != nil {
+		return // lookup reads again, and reports the error
+	}
+	r.pre, r.preSeq, r.prefetched = st, seq, true
 }
 
 // save records st as the new state of name in the request being applied.

@@ -18,8 +18,9 @@ import (
 	"github.com/fleetjobs/fleetjobs/eventstore/server"
 )
 
-// Every benchmark here counts events, not calls: b.N is the number of events,
-// so `-benchtime=200000x` means 200,000 events, and each reports events/s.
+// Every benchmark here but AppendNewStreams counts events, not calls: b.N is
+// the number of events, so `-benchtime=200000x` means 200,000 events, and
+// each reports events/s. AppendNewStreams counts appends (appends/s).
 // Each runs its baseline as a sibling sub-benchmark in the same run, because
 // absolute figures on these shared machines mean little across runs.
 
@@ -129,6 +130,58 @@ func BenchmarkAppendBatch100x4Writers(b *testing.B) {
 			appendEvents(b, MustClient(b, srv.Addr()), 4, 100)
 		})
 	}
+}
+
+// BenchmarkAppendNewStreams64Writers is the shape of a device import:
+// 64 goroutines sharing one client each append to a stream of its own,
+// never written before, expecting no stream; events=2 is a registration
+// that also records the device's key in the same append. b.N counts
+// appends (streams) here, not events, and the figure is appends/s.
+func BenchmarkAppendNewStreams64Writers(b *testing.B) {
+	for _, events := range []int{1, 2} {
+		for _, m := range storeModes() {
+			b.Run(fmt.Sprintf("events=%d/%s", events, m.name), func(b *testing.B) {
+				srv := MustStartServer(b, m.options(b))
+				appendNewStreams(b, MustClient(b, srv.Addr()), 64, events)
+			})
+		}
+	}
+}
+
+// appendNewStreams appends to b.N new streams from `writers` goroutines,
+// `events` events per append, each with the user metadata fleetjobs
+// writes.
+func appendNewStreams(b *testing.B, c *esdb.Client, writers, events int) {
+	data := benchPayload()
+	meta := []byte(`{"commandId":"bench-import","correlationId":"bench-import","causationId":"bench-import","actor":"bench","occurredAt":"2026-11-25T10:00:00Z"}`)
+	prefix := uuid.NewString()[:8]
+	var next atomic.Int64
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for w := range writers {
+		wg.Go(func() {
+			batch := make([]esdb.EventData, events)
+			for !failed.Load() {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				for j := range batch {
+					batch[j] = esdb.EventData{EventID: uuid.New(), EventType: "BenchEvent", ContentType: esdb.ContentTypeJson, Data: data, Metadata: meta}
+				}
+				stream := fmt.Sprintf("device-%s-%08d", prefix, i)
+				if _, err := c.AppendToStream(context.Background(), stream, esdb.AppendToStreamOptions{ExpectedRevision: esdb.NoStream{}}, batch...); err != nil {
+					failed.Store(true)
+					b.Errorf("writer %d: append to %s: %v", w, stream, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
 }
 
 // filledStore is a server whose log is grown on demand and kept across the
