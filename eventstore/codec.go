@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
+	"strings"
 )
 
 // ErrUnknownEventType is returned (wrapped) by Codec.Decode for an event type
@@ -31,18 +33,120 @@ type Registration struct {
 // event, a constant of the package defining E, never derived from E's Go
 // name) hold a JSON-encoded E. Decode returns an E (not a *E), and Encode
 // accepts an E.
+//
+// Types whose fields are all strings (most of the catalog by count: device
+// results, JobStarted) are decoded without encoding/json when the data is
+// a flat object of plain strings with exactly their keys, the form
+// encoding/json writes for them; anything else goes through encoding/json,
+// so the result is always json.Unmarshal's.
 func Register[E any](name string) Registration {
+	fast, hasFast := stringFieldsOf(reflect.TypeFor[E]())
 	return Registration{
 		name:   name,
 		goType: reflect.TypeFor[E](),
 		decode: func(data []byte) (any, error) {
 			var ev E
+			if hasFast {
+				if fast.decode(data, reflect.ValueOf(&ev).Elem()) {
+					return ev, nil
+				}
+				var zero E
+				ev = zero
+			}
 			if err := json.Unmarshal(data, &ev); err != nil {
 				return nil, err
 			}
 			return ev, nil
 		},
 	}
+}
+
+// stringFields is the fast decoder of a struct type whose fields are all
+// exported strings with plain JSON names: names[i] is the JSON key of
+// field i.
+type stringFields struct{ names []string }
+
+// stringFieldsOf returns the fast decoder of t, if t is such a type.
+func stringFieldsOf(t reflect.Type) (stringFields, bool) {
+	if t.Kind() != reflect.Struct || t.NumField() == 0 {
+		return stringFields{}, false
+	}
+	var f stringFields
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		if !sf.IsExported() || sf.Anonymous || sf.Type.Kind() != reflect.String {
+			return stringFields{}, false
+		}
+		name, opts, _ := strings.Cut(sf.Tag.Get("json"), ",")
+		if name == "" || name == "-" || opts != "" || !isPlainKey(name) {
+			return stringFields{}, false
+		}
+		f.names = append(f.names, name)
+	}
+	return f, true
+}
+
+func isPlainKey(s string) bool {
+	for i := range len(s) {
+		if c := s[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// decode sets the fields of v (a struct of f's type) from data and
+// reports true if data is an object whose keys are exactly f's names, in
+// any order, each once, with plain string values (no escapes, ASCII only,
+// which encoding/json would read the same), with no space but around the
+// object. Otherwise v may be half set.
+func (f stringFields) decode(data []byte, v reflect.Value) bool {
+	b := bytes.TrimSpace(data)
+	if len(b) < 2 || b[0] != '{' || b[len(b)-1] != '}' {
+		return false
+	}
+	b = b[1 : len(b)-1]
+	var seen uint64
+	for n := 0; ; n++ {
+		key, rest, ok := plainString(b)
+		if !ok || len(rest) == 0 || rest[0] != ':' {
+			return false
+		}
+		val, rest, ok := plainString(rest[1:])
+		if !ok {
+			return false
+		}
+		i := slices.Index(f.names, string(key))
+		if i < 0 || i >= 64 || seen&(1<<i) != 0 {
+			return false
+		}
+		seen |= 1 << i
+		v.Field(i).SetString(string(val))
+		if len(rest) == 0 {
+			return n+1 == len(f.names)
+		}
+		if rest[0] != ',' {
+			return false
+		}
+		b = rest[1:]
+	}
+}
+
+// plainString reads a JSON string at the start of b that holds no escape,
+// control character or non-ASCII byte: its content and what follows.
+func plainString(b []byte) (content, rest []byte, ok bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return nil, nil, false
+	}
+	for i := 1; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return b[1:i], b[i+1:], true
+		case c == '\\' || c < 0x20 || c >= 0x80:
+			return nil, nil, false
+		}
+	}
+	return nil, nil, false
 }
 
 // Name is the event type name this registration binds.

@@ -31,6 +31,7 @@ func (c *Client) ReadStream(ctx context.Context, stream string, from uint64, fn 
 		return readError(stream, err)
 	}
 	defer rs.Close()
+	var mp metadataParser
 	for {
 		ev, err := rs.Recv()
 		if errors.Is(err, io.EOF) {
@@ -43,7 +44,7 @@ func (c *Client) ReadStream(ctx context.Context, stream string, from uint64, fn 
 			}
 			return readError(stream, err)
 		}
-		rec, err := toRecorded(ev)
+		rec, err := toRecorded(ev, &mp)
 		if err != nil {
 			return fmt.Errorf("read %s: %w", stream, err)
 		}
@@ -105,8 +106,9 @@ func (c *Client) Ping(ctx context.Context) error {
 }
 
 // toRecorded copies a delivered event into a Recorded. Links are delivered
-// as the link record itself (reads do not resolve links).
-func toRecorded(ev *esdb.ResolvedEvent) (Recorded, error) {
+// as the link record itself (reads do not resolve links). mp parses the
+// metadata.
+func toRecorded(ev *esdb.ResolvedEvent, mp *metadataParser) (Recorded, error) {
 	e := ev.OriginalEvent()
 	if e == nil {
 		return Recorded{}, errors.New("the store delivered an event without a record")
@@ -114,7 +116,7 @@ func toRecorded(ev *esdb.ResolvedEvent) (Recorded, error) {
 	// Metadata that is not fleetjobs' (events written by other tools, system
 	// events) must not stop a replay or a projector: it stays readable as
 	// RawMetadata and Metadata is left zero.
-	md, _ := parseMetadata(e.UserMetadata)
+	md, _ := mp.parse(e.UserMetadata)
 	return Recorded{
 		Stream:      e.StreamID,
 		Revision:    e.EventNumber,

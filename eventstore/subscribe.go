@@ -9,6 +9,13 @@ import (
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 )
 
+// The server-side filter's search window and checkpoint interval (in
+// windows): a checkpoint every 32 × 32 = 1,024 events considered.
+const (
+	searchWindow       = 32
+	checkpointInterval = 32
+)
+
 // Filter selects the events of a $all subscription. An empty Filter selects
 // every event, system events ($-prefixed streams and types) included.
 type Filter struct {
@@ -58,7 +65,11 @@ func (c *Client) SubscribeAll(ctx context.Context, from Position, filter Filter,
 	if err != nil {
 		return fmt.Errorf("subscribe $all: %w", err)
 	}
-	opts := esdb.SubscribeToAllOptions{From: esdb.Start{}}
+	// A filtered subscription's checkpoints come every checkpointInterval
+	// windows of considered events: often enough for a projector whose
+	// filter matches nothing to make progress, seldom enough not to cut a
+	// catch-up into small batches.
+	opts := esdb.SubscribeToAllOptions{From: esdb.Start{}, MaxSearchWindow: searchWindow, CheckpointInterval: checkpointInterval}
 	if !from.IsZero() {
 		opts.From = esdb.Position{Commit: from.Commit, Prepare: from.Prepare}
 	}
@@ -83,6 +94,7 @@ func (c *Client) SubscribeAll(ctx context.Context, from Position, filter Filter,
 	}
 	defer sub.Close()
 
+	var mp metadataParser
 	for {
 		msg := sub.Recv()
 		switch {
@@ -96,7 +108,7 @@ func (c *Client) SubscribeAll(ctx context.Context, from Position, filter Filter,
 			if h.Event == nil {
 				continue
 			}
-			rec, err := toRecorded(msg.EventAppeared)
+			rec, err := toRecorded(msg.EventAppeared, &mp)
 			if err != nil {
 				return fmt.Errorf("subscribe $all: %w", err)
 			}

@@ -270,7 +270,7 @@ type reader struct {
 	ctx  context.Context
 	req  *readRequest
 	page pager
-	msg  *eventMessage // reused for every event sent
+	enc  *eventEncoder
 }
 
 // name is the stream the call reads, for errors and logs.
@@ -302,17 +302,17 @@ func (rd *reader) done() error {
 
 // sendEvent sends one record, resolving a link when asked (§2).
 func (rd *reader) sendEvent(rec *store.Record) error {
-	if rd.msg == nil {
-		rd.msg = newEventMessage(rd.req.uuidString)
+	if rd.enc == nil {
+		rd.enc = &eventEncoder{uuidString: rd.req.uuidString}
 	}
-	var resp *streams.ReadResp
+	var msg *encodedMessage
 	if rd.req.resolveLinks && rec.Type == linkEventType {
 		target, _ := rd.resolveLink(rec.Data)
-		resp = rd.msg.fill(target, rec)
+		msg = rd.enc.message(target, rec)
 	} else {
-		resp = rd.msg.fill(rec, nil)
+		msg = rd.enc.message(rec, nil)
 	}
-	if err := rd.out.Send(resp); err != nil {
+	if err := rd.out.SendMsg(msg); err != nil {
 		return rd.fail("send", err)
 	}
 	return nil

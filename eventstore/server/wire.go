@@ -17,7 +17,8 @@ import (
 )
 
 // serverCodec is the server's gRPC codec: grpc-go's protobuf codec for
-// every message but appendFrame, the form Append receives its requests in.
+// every message but appendFrame, the form Append receives its requests in,
+// and appendAnswer, the form it answers a successful append in.
 // Decoding an AppendReq with the generated code allocates per event a
 // message, a oneof wrapper, a UUID, a metadata map with its strings and the
 // data and metadata bytes: about a third of the server's CPU for batched
@@ -34,7 +35,56 @@ func newServerCodec() serverCodec {
 // Name is the content subtype of the codec: the client sends "proto".
 func (c serverCodec) Name() string { return grpcproto.Name }
 
-func (c serverCodec) Marshal(v any) (mem.BufferSlice, error) { return c.proto.Marshal(v) }
+func (c serverCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if m, ok := v.(*encodedMessage); ok { // reads encode their events themselves
+		return mem.BufferSlice{mem.SliceBuffer(m.wire)}, nil
+	}
+	if a, ok := v.(*appendAnswer); ok {
+		// A fresh slice: the transport may write it after SendMsg returns.
+		return mem.BufferSlice{mem.SliceBuffer(a.appendTo(make([]byte, 0, maxAnswerSize)))}, nil
+	}
+	return c.proto.Marshal(v)
+}
+
+// appendAnswer is a successful append's result as Append sends it:
+// serverCodec encodes it by hand into the bytes proto.Marshal writes for
+// the equivalent AppendResp (§4, §14): Success with the current revision
+// and the position, or, after a zero-event append to a missing stream,
+// NoStream and NoPosition. Building that message would cost six
+// allocations and a reflective marshal per append.
+type appendAnswer store.AppendResult
+
+// maxAnswerSize bounds the encoding of an appendAnswer: two one-byte tags
+// and lengths, and a tag and varint for each of three numbers.
+const maxAnswerSize = 2 + 2 + 3*(1+binary.MaxVarintLen64)
+
+// appendTo appends the AppendResp encoding of a to b, fields in number
+// order and the zero position fields left out, as proto.Marshal does.
+func (a *appendAnswer) appendTo(b []byte) []byte {
+	var body [maxAnswerSize]byte
+	s := body[:0]
+	if a.NoStream {
+		s = protowire.AppendTag(s, 2, protowire.BytesType) // no_stream: Empty
+		s = protowire.AppendVarint(s, 0)
+		s = protowire.AppendTag(s, 4, protowire.BytesType) // no_position: Empty
+		s = protowire.AppendVarint(s, 0)
+	} else {
+		s = protowire.AppendTag(s, 1, protowire.VarintType) // current_revision
+		s = protowire.AppendVarint(s, a.LastRevision)
+		var pos [2 * (1 + binary.MaxVarintLen64)]byte
+		p := pos[:0]
+		if a.Position != 0 {
+			p = protowire.AppendTag(p, 1, protowire.VarintType) // commit_position
+			p = protowire.AppendVarint(p, a.Position)
+			p = protowire.AppendTag(p, 2, protowire.VarintType) // prepare_position
+			p = protowire.AppendVarint(p, a.Position)
+		}
+		s = protowire.AppendTag(s, 3, protowire.BytesType) // position
+		s = protowire.AppendBytes(s, p)
+	}
+	b = protowire.AppendTag(b, 1, protowire.BytesType) // success
+	return protowire.AppendBytes(b, s)
+}
 
 func (c serverCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	f, ok := v.(*appendFrame)

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"math"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+
+	"github.com/fleetjobs/fleetjobs/eventstore/eventstoretest/benchlog"
+	"github.com/fleetjobs/fleetjobs/eventstore/server"
+	"github.com/fleetjobs/fleetjobs/eventstore/server/store"
+)
+
+// benchEvents is the size of the generated log of the export benchmark:
+// FLEETJOBS_BENCH_EVENTS, default 200,000 (the issue's figure is for
+// 5,000,000).
+func benchEvents(tb testing.TB) int {
+	n := 200_000
+	if v := os.Getenv("FLEETJOBS_BENCH_EVENTS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
+			tb.Fatalf("FLEETJOBS_BENCH_EVENTS=%q: want a positive number", v)
+		}
+	}
+	return n
+}
+
+// BenchmarkExport runs the code of `fleetjobs export` (Export) over a
+// generated production-like log (package benchlog: device registrations
+// and property changes, jobs with their targeting, dispatch and results),
+// through the official client against the embedded server on disk, to
+// io.Discard. Beside it, in the same run: "store" reads the same log with
+// store.ReadAll alone (no gRPC, no client), and "client" reads $all through
+// the same client without encoding anything (what the export cannot beat).
+// Each reports events/s; one iteration reads the whole log.
+//
+//	FLEETJOBS_BENCH_EVENTS=5000000 go test -run '^$' -bench Export -benchtime 1x -count 2 -timeout 30m ./cmd/fleetjobs
+func BenchmarkExport(b *testing.B) {
+	ctx := context.Background()
+	start := time.Now()
+	dir, stats, err := benchlog.Cached(ctx, benchEvents(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("log of %d events (%d devices, %d jobs) in %s, ready after %s: %v", stats.Events, stats.Devices, stats.Jobs, dir,
+		time.Since(start).Round(time.Millisecond), stats.ByType)
+
+	b.Run("store", func(b *testing.B) {
+		s, err := store.Open(store.Options{Dir: dir})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		b.ResetTimer()
+		n := 0
+		for range b.N {
+			if err := s.ReadAll(ctx, 0, false, func(store.Record) bool { n++; return true }); err != nil {
+				b.Fatal(err)
+			}
+		}
+		reportRate(b, n)
+	})
+
+	srv, err := server.Start(ctx, server.Options{Dir: dir, Listen: "127.0.0.1:0"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	conf, err := esdb.ParseConnectionString(srv.URL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	es, err := esdb.NewClient(conf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer es.Close()
+
+	b.Run("client", func(b *testing.B) {
+		n := 0
+		for range b.N {
+			rs, err := es.ReadAll(ctx, esdb.ReadAllOptions{From: esdb.Start{}}, math.MaxUint64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for {
+				_, err := rs.Recv()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			rs.Close()
+		}
+		reportRate(b, n)
+	})
+
+	b.Run("export", func(b *testing.B) {
+		var n uint64
+		for range b.N {
+			w := bufio.NewWriterSize(io.Discard, 256<<10)
+			got, err := Export(ctx, es, ExportConfig{}, w, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += got
+		}
+		reportRate(b, int(n))
+	})
+}
+
+// reportRate reports n events over the benchmark's time as events/s.
+func reportRate(b *testing.B, n int) {
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(0, "ns/op")
+}

@@ -1,0 +1,144 @@
+package benchlog_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math"
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+
+	"github.com/fleetjobs/fleetjobs/eventstore/eventstoretest/benchlog"
+	"github.com/fleetjobs/fleetjobs/eventstore/server"
+	"github.com/fleetjobs/fleetjobs/eventstore/server/store"
+)
+
+// benchEvents is the size of the generated log: FLEETJOBS_BENCH_EVENTS,
+// default 200,000 (the figures are for 5,000,000).
+func benchEvents(tb testing.TB) int {
+	n := 200_000
+	if v := os.Getenv("FLEETJOBS_BENCH_EVENTS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
+			tb.Fatalf("FLEETJOBS_BENCH_EVENTS=%q: want a positive number", v)
+		}
+	}
+	return n
+}
+
+// BenchmarkReadLog reads the whole generated log three ways, each
+// reporting events/s: "store" with store.ReadAll alone (no gRPC),
+// "read" and "subscribe" through the official client against the embedded
+// server on disk ($all read forwards, and a catch-up subscription to $all
+// until the last event), decoding nothing of the events: the ceilings of
+// the export and of a projection rebuild.
+//
+//	FLEETJOBS_BENCH_EVENTS=5000000 go test -run '^$' -bench ReadLog -benchtime 1x -count 2 -timeout 30m ./eventstore/eventstoretest/benchlog
+func BenchmarkReadLog(b *testing.B) {
+	ctx := context.Background()
+	dir, stats, err := benchlog.Cached(ctx, benchEvents(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	b.Run("store", func(b *testing.B) {
+		s, err := store.Open(store.Options{Dir: dir})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		b.ResetTimer()
+		n := 0
+		for range b.N {
+			if err := s.ReadAll(ctx, 0, false, func(store.Record) bool { n++; return true }); err != nil {
+				b.Fatal(err)
+			}
+		}
+		reportRate(b, n)
+	})
+
+	srv, err := server.Start(ctx, server.Options{Dir: dir, Listen: "127.0.0.1:0"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	conf, err := esdb.ParseConnectionString(srv.URL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	conf.Logger = func(esdb.LogLevel, string, ...any) {}
+	es, err := esdb.NewClient(conf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer es.Close()
+
+	b.Run("read", func(b *testing.B) {
+		n := 0
+		for range b.N {
+			rs, err := es.ReadAll(ctx, esdb.ReadAllOptions{From: esdb.Start{}}, math.MaxUint64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for {
+				_, err := rs.Recv()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			rs.Close()
+		}
+		reportRate(b, n)
+	})
+
+	b.Run("subscribe", func(b *testing.B) {
+		n := 0
+		for range b.N {
+			sub, err := es.SubscribeToAll(ctx, esdb.SubscribeToAllOptions{From: esdb.Start{}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for got := 0; got < stats.Events; {
+				m := sub.Recv()
+				switch {
+				case m.SubscriptionDropped != nil:
+					b.Fatalf("dropped after %d events: %v", got, m.SubscriptionDropped.Error)
+				case m.EventAppeared != nil:
+					got++
+				}
+			}
+			n += stats.Events
+			sub.Close()
+		}
+		reportRate(b, n)
+	})
+}
+
+// reportRate reports n events over the benchmark's time as events/s.
+func reportRate(b *testing.B, n int) {
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkWrite generates the log (what Cached does on its first run) into
+// a temporary directory and reports events/s written.
+//
+//	FLEETJOBS_BENCH_EVENTS=5000000 go test -run '^$' -bench Write -benchtime 1x ./eventstore/eventstoretest/benchlog
+func BenchmarkWrite(b *testing.B) {
+	n := 0
+	for range b.N {
+		st, err := benchlog.Write(context.Background(), b.TempDir(), benchEvents(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		n += st.Events
+	}
+	reportRate(b, n)
+}
