@@ -41,11 +41,18 @@
 //	{root}:{projection}:{version}:checkpoint  position in $all applied so far
 //	{root}:{projection}:{version}:...      the projection's keys (below)
 //
-// A rebuild (fleetjobs rebuild) writes a new version beside the live one
-// from the start of the log, catches up, then sets the active key, which
-// switches every reader at once; Queries cache the active version for a
-// second, so old versions are deleted some time after the switch, never at
-// once. A Writer sets the active key only when there is none.
+// A rebuild (fleetjobs rebuild, Rebuild) writes a new version beside the
+// live one from the start of the log, catches up, then sets the active key,
+// which switches every reader at once; Queries cache the active version for
+// a second, so old versions are deleted some time after the switch
+// (RebuildConfig.Grace), never at once. A Writer sets the active key only
+// when there is none. The version being rebuilt is named by
+// {root}:{projection}:rebuild until the switch, so an interrupted rebuild
+// is resumed from its checkpoint. The live Runner follows the active
+// version (Targets without a Version): its commits WATCH the active key,
+// and after a switch it reopens on the new version from that version's
+// checkpoint, which the switch guarantees is at or past its own. Verify
+// compares the live version with a scratch one built to the same position.
 //
 // The devices projection ("devices"), relative to its version prefix; every
 // sorted set has score 0 for all members, so it is ordered by ID and pages

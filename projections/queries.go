@@ -69,6 +69,8 @@ type Queries struct {
 	mu     sync.Mutex
 	active map[string]activeVersion
 
+	versions func(name string) string // nil, or "" for a name: read the active key
+
 	applied func() eventstore.Position // nil: rendered pages are not kept
 	pages   pageCache
 }
@@ -89,12 +91,28 @@ func NewQueries(rdb redis.UniversalClient, root string, now func() time.Time, op
 	return q
 }
 
+// WithVersions gives the Queries the version of each projection to read,
+// by name: the Runner's Version, in the process that runs it. With it,
+// queries read the version that Runner has applied up to its Position,
+// rather than the active key (cached for a second), so a request that
+// waited for its consistency token never reads a version switched away
+// from by a rebuild, which the Runner no longer writes. A name it answers
+// "" for is read from the active key as without it.
+func WithVersions(versions func(name string) string) QueriesOption {
+	return func(q *Queries) { q.versions = versions }
+}
+
 // DefaultVersion is the version a projection is written to when no
 // rebuild has made another one active.
 const DefaultVersion = "1"
 
 // prefix returns the key prefix of the active version of projection name.
 func (q *Queries) prefix(ctx context.Context, name string) (string, error) {
+	if q.versions != nil {
+		if v := q.versions(name); v != "" {
+			return Prefix(q.root, name, v), nil
+		}
+	}
 	now := q.now()
 	q.mu.Lock()
 	a, ok := q.active[name]

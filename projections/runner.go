@@ -32,6 +32,12 @@ type RunnerConfig struct {
 	// MinBackoff and MaxBackoff bound the wait before resubscribing after
 	// a failure; it doubles on each consecutive failure. Defaults 100ms, 5s.
 	MinBackoff, MaxBackoff time.Duration
+	// ActivePoll is how often an idle Runner checks whether a rebuild
+	// switched a projection it follows (a Target without a Version); a
+	// busy one learns it from its next commit. Default 500ms: it must stay
+	// well under RebuildConfig.Grace, after which the old version is
+	// deleted.
+	ActivePoll time.Duration
 }
 
 // Status is a Runner's progress and health, for /readyz and /metrics.
@@ -70,10 +76,11 @@ type Lag struct {
 type Runner struct {
 	cfg RunnerConfig
 
-	mu      sync.Mutex
-	pos     eventstore.Position
-	changed chan struct{} // closed and replaced whenever pos moves
-	status  Status
+	mu       sync.Mutex
+	pos      eventstore.Position
+	changed  chan struct{} // closed and replaced whenever pos moves
+	status   Status
+	versions map[string]string // projection name -> version written, as of the last Open
 }
 
 // NewRunner returns a Runner; start it with Run.
@@ -96,7 +103,22 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		cfg.MaxBackoff = max(5*time.Second, cfg.MinBackoff)
 	}
-	return &Runner{cfg: cfg, changed: make(chan struct{})}, nil
+	if cfg.ActivePoll <= 0 {
+		cfg.ActivePoll = 500 * time.Millisecond
+	}
+	return &Runner{cfg: cfg, changed: make(chan struct{}), versions: make(map[string]string)}, nil
+}
+
+// Version returns the version of projection name the Runner writes: for a
+// followed projection the active one as of the Runner's last (re)open, ""
+// before the first or for a projection it does not write. Every version it
+// names holds at least what Position says is applied, so Queries reading
+// it (WithVersions) keep read-your-writes across a rebuild's switch, and a
+// switched-from version is still there (RebuildConfig.Grace).
+func (r *Runner) Version(name string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.versions[name]
 }
 
 // Position returns the position up to which every projection has applied
@@ -183,6 +205,12 @@ func (r *Runner) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if errors.Is(err, ErrVersionSwitched) {
+			// A rebuild switched a projection: reopen on the new version
+			// at once. Not a failure: health and backoff stay as they are.
+			r.cfg.Logger.Info("projections follow a rebuild's switch", zap.Error(err))
+			continue
+		}
 		r.setHealth(false, err)
 		if progressed {
 			backoff, failing = r.cfg.MinBackoff, false
@@ -229,7 +257,14 @@ func (r *Runner) runOnce(ctx context.Context) (progressed bool, _ error) {
 	if err != nil {
 		return false, err
 	}
+	r.mu.Lock()
+	for _, t := range w.targets {
+		r.versions[t.p.Name()] = t.version
+	}
+	r.mu.Unlock()
 	r.advance(w)
+	poll := time.NewTicker(r.cfg.ActivePoll)
+	defer poll.Stop()
 
 	subCtx, cancel := context.WithCancel(ctx)
 	msgs := make(chan message, 2*r.cfg.BatchSize)
@@ -248,10 +283,11 @@ func (r *Runner) runOnce(ctx context.Context) (progressed bool, _ error) {
 	defer w.abandon() // no commit outlives the run (ctx ends it soon if it is over)
 
 	var (
-		batch   []Event
-		through eventstore.Position
-		opened  time.Time
-		pending bool // batch or through not yet written
+		batch    []Event
+		through  eventstore.Position
+		opened   time.Time
+		pending  bool // batch or through not yet written
+		caughtUp bool
 	)
 	// submit hands the batch to the Writer, which applies it while the
 	// previous one commits; flush also waits for that commit.
@@ -282,15 +318,37 @@ func (r *Runner) runOnce(ctx context.Context) (progressed bool, _ error) {
 		select {
 		case m = <-msgs:
 		default:
+			if !caughtUp && pending {
+				// Catching up, the history comes a little slower than
+				// it is applied: wait for more (up to MaxDelay since
+				// the batch opened) rather than commit a few events at
+				// a time, a round trip each.
+				var more bool
+				if m, more = awaitMessage(ctx, msgs, r.cfg.MaxDelay-r.cfg.Now().Sub(opened)); more {
+					break
+				}
+			}
 			// The subscription has nothing more right now: write what
 			// we have rather than wait for a full batch.
 			if err := flush(); err != nil {
 				return progressed, err
 			}
-			select {
-			case m = <-msgs:
-			case <-ctx.Done():
-				return progressed, ctx.Err()
+			idle := true
+			for idle {
+				select {
+				case m = <-msgs:
+					idle = false
+				case <-poll.C:
+					switched, err := w.Switched(ctx)
+					if err != nil {
+						return progressed, err
+					}
+					if switched {
+						return progressed, fmt.Errorf("while idle: %w", ErrVersionSwitched)
+					}
+				case <-ctx.Done():
+					return progressed, ctx.Err()
+				}
 			}
 		}
 		switch m.kind {
@@ -309,15 +367,23 @@ func (r *Runner) runOnce(ctx context.Context) (progressed bool, _ error) {
 			}
 		case msgCheckpoint:
 			if m.pos.Compare(through) > 0 && m.pos.Compare(w.Position()) > 0 {
+				if !pending {
+					opened = r.cfg.Now()
+				}
 				through, pending = m.pos, true
 			}
-			if err := submit(); err != nil {
-				return progressed, err
+			// While catching up, the batch goes when full or MaxDelay
+			// old, as for events: a checkpoint comes every few events.
+			if caughtUp {
+				if err := submit(); err != nil {
+					return progressed, err
+				}
 			}
 		case msgCaughtUp:
 			if err := flush(); err != nil {
 				return progressed, err
 			}
+			caughtUp = true
 			r.setHealth(true, nil)
 			r.cfg.Logger.Debug("projections caught up", zap.Stringer("position", w.Position()))
 		case msgEnd:
@@ -373,4 +439,20 @@ func (r *Runner) subscribe(ctx context.Context, from eventstore.Position, msgs c
 			return send(message{kind: msgCaughtUp})
 		},
 	})
+}
+
+// awaitMessage receives the next message if one comes within d.
+func awaitMessage(ctx context.Context, msgs <-chan message, d time.Duration) (message, bool) {
+	if d <= 0 {
+		return message{}, false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case m := <-msgs:
+		return m, true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return message{}, false
 }

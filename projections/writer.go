@@ -19,6 +19,13 @@ import (
 // checkpoint.
 var ErrCheckpointMoved = errors.New("projection checkpoint moved under this writer")
 
+// ErrVersionSwitched is returned (wrapped) by Writer.Write when a
+// projection this Writer follows (a Target without a Version) has another
+// active version than the one it writes: a rebuild switched it. Nothing of
+// the batch was written; Open the Writer again, which resumes on the new
+// version from its checkpoint.
+var ErrVersionSwitched = errors.New("projection active version switched under this writer")
+
 // ErrNotOpen is returned by Writer.Write before Open, and after a Write
 // failed: the projectors' in-memory state may no longer match Redis, so the
 // Writer must be opened (reloaded) again.
@@ -29,12 +36,20 @@ type Target struct {
 	Projector Projector
 	// Version is the key-prefix version written (see the package
 	// documentation), e.g. "1"; a rebuild writes a new one beside it.
+	//
+	// Empty means the active version, followed: Open writes the version
+	// the active key names (making DefaultVersion active when none is),
+	// every commit checks it is still the active one, and when a rebuild
+	// has switched it the commit fails with ErrVersionSwitched and the next
+	// Open resumes on the new version from its checkpoint. That is how the
+	// live Runner of `serve` follows rebuilds.
 	Version string
 }
 
 type target struct {
 	p          Projector
-	version    string
+	follow     bool   // Version was empty: version is the active one, read by Open
+	version    string // "" until Open for a followed target
 	prefix     string
 	checkpoint eventstore.Position
 }
@@ -45,7 +60,10 @@ type target struct {
 //
 // It WATCHes the checkpoint keys around each batch, so two Writers on the
 // same keys (two fleetjobs instances) cannot both commit the same batch: the
-// loser gets ErrCheckpointMoved and reopens. A Writer is not safe for
+// loser gets ErrCheckpointMoved and reopens. It WATCHes the active keys of
+// the projections it follows too, so that after a rebuild's switch nothing
+// more is written to the old version: ErrVersionSwitched, and it reopens on
+// the new one. A Writer is not safe for
 // concurrent use: one goroutine (the Runner's) drives it.
 type Writer struct {
 	rdb      redis.UniversalClient
@@ -76,14 +94,20 @@ func NewWriter(rdb redis.UniversalClient, log *zap.Logger, root string, targets 
 		if err := checkName("name", name); err != nil {
 			return nil, err
 		}
-		if err := checkName("version", t.Version); err != nil {
-			return nil, err
+		if t.Version != "" {
+			if err := checkName("version", t.Version); err != nil {
+				return nil, err
+			}
 		}
 		if seen[name] {
 			return nil, fmt.Errorf("projection writer: projection %q given twice", name)
 		}
 		seen[name] = true
-		w.targets = append(w.targets, &target{p: t.Projector, version: t.Version, prefix: Prefix(root, name, t.Version)})
+		tg := &target{p: t.Projector, follow: t.Version == "", version: t.Version}
+		if !tg.follow {
+			tg.prefix = Prefix(root, name, t.Version)
+		}
+		w.targets = append(w.targets, tg)
 	}
 	return w, nil
 }
@@ -109,13 +133,32 @@ func (w *Writer) Filter() eventstore.Filter {
 // without an active version gets the one this Writer writes, so a new
 // deployment serves its first projection without a separate step; an
 // existing pointer is left alone (a rebuild's new version is switched to by
-// the rebuild, not here).
+// the rebuild, not here). A followed target (no Version) writes the active
+// version, DefaultVersion when there was none.
 func (w *Writer) Open(ctx context.Context) (eventstore.Position, error) {
 	w.abandon()
 	for _, t := range w.targets {
 		name := t.p.Name()
-		if err := w.rdb.SetNX(ctx, ActiveKey(w.root, name), t.version, 0).Err(); err != nil {
-			return eventstore.Position{}, fmt.Errorf("activate projection %s version %s: %w", name, t.version, err)
+		want := t.version
+		if t.follow {
+			want = DefaultVersion
+		}
+		if err := w.rdb.SetNX(ctx, ActiveKey(w.root, name), want, 0).Err(); err != nil {
+			return eventstore.Position{}, fmt.Errorf("activate projection %s version %s: %w", name, want, err)
+		}
+		if t.follow {
+			v, err := w.rdb.Get(ctx, ActiveKey(w.root, name)).Result()
+			if err != nil {
+				return eventstore.Position{}, fmt.Errorf("read active version of projection %s: %w", name, err)
+			}
+			if err := checkName("version", v); err != nil {
+				return eventstore.Position{}, fmt.Errorf("active version of projection %s: %w", name, err)
+			}
+			if v != t.version && t.version != "" {
+				w.log.Info("projection follows its rebuilt version", zap.String("projection", name),
+					zap.String("from", t.version), zap.String("to", v))
+			}
+			t.version, t.prefix = v, Prefix(w.root, name, v)
 		}
 		cp, err := readCheckpoint(ctx, w.rdb, CheckpointKey(w.root, name, t.version))
 		if err != nil {
@@ -129,6 +172,61 @@ func (w *Writer) Open(ctx context.Context) (eventstore.Position, error) {
 	w.open = true
 	w.log.Debug("projections opened", zap.Stringer("from", w.Position()), zap.Int("projections", len(w.targets)))
 	return w.Position(), nil
+}
+
+// Version returns the version of projection name this Writer writes (for
+// a followed projection, the one the last Open found active), "" for a
+// projection it does not write or before the first Open.
+func (w *Writer) Version(name string) string {
+	for _, t := range w.targets {
+		if t.p.Name() == name {
+			return t.version
+		}
+	}
+	return ""
+}
+
+// Switched reports whether a projection this Writer follows has another
+// active version now than the one it writes: a rebuild switched it, and
+// the Writer should be opened again. The Runner asks while idle, so that it
+// moves to the new version (and says so through Runner.Version) before the
+// old one is deleted.
+func (w *Writer) Switched(ctx context.Context) (bool, error) {
+	keys, want := w.activeKeys()
+	if len(keys) == 0 {
+		return false, nil
+	}
+	vals, err := w.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return false, fmt.Errorf("read active versions: %w", err)
+	}
+	return activeMoved(vals, want) != "", nil
+}
+
+// activeKeys returns the active keys of the followed targets and the
+// versions this Writer writes for them.
+func (w *Writer) activeKeys() (keys, versions []string) {
+	for _, t := range w.targets {
+		if t.follow {
+			keys = append(keys, ActiveKey(w.root, t.p.Name()))
+			versions = append(versions, t.version)
+		}
+	}
+	return keys, versions
+}
+
+// activeMoved returns the first of the active keys read (vals, in the
+// order of want) that does not name the version wanted, "" if none.
+func activeMoved(vals []any, want []string) string {
+	for i, v := range vals {
+		if s, _ := v.(string); s != want[i] {
+			if s == "" {
+				return "(none)"
+			}
+			return s
+		}
+	}
+	return ""
 }
 
 // Position is how far every projection has got: the lowest checkpoint
@@ -296,14 +394,28 @@ func (w *Writer) abandon() {
 	w.open = false
 }
 
-// commit writes c in one MULTI/EXEC, under a WATCH of the checkpoints.
+// commit writes c in one MULTI/EXEC, under a WATCH of the checkpoints and
+// of the active keys of the followed projections: a rebuild's switch
+// between the check and EXEC fails the commit, so nothing is written to a
+// version no longer active (the rebuilt one has, or will get, those events).
 func (w *Writer) commit(ctx context.Context, c *commit) error {
 	keys := make([]string, len(w.targets))
 	for i, t := range w.targets {
 		keys[i] = t.prefix + checkpointKey
 	}
-	return w.rdb.Watch(ctx, func(tx *redis.Tx) error {
-		if err := checkCheckpoints(ctx, tx, keys, c.expected); err != nil {
+	active, versions := w.activeKeys()
+	watched := append(keys[:len(keys):len(keys)], active...)
+	err := w.rdb.Watch(ctx, func(tx *redis.Tx) error {
+		// One read of the checkpoints and active keys: no round trip
+		// more than without followed projections.
+		vals, err := tx.MGet(ctx, watched...).Result()
+		if err != nil {
+			return fmt.Errorf("read checkpoints: %w", err)
+		}
+		if v := activeMoved(vals[len(keys):], versions); v != "" {
+			return fmt.Errorf("commit batch through %s: active version is now %s: %w", c.through, v, ErrVersionSwitched)
+		}
+		if err := checkCheckpoints(keys, vals[:len(keys)], c.expected); err != nil {
 			return err
 		}
 		cmds, err := tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
@@ -324,19 +436,24 @@ func (w *Writer) commit(ctx context.Context, c *commit) error {
 			return fmt.Errorf("commit batch through %s: %w", c.through, firstErr(cmds, err))
 		}
 		return nil
-	}, keys...)
+	}, watched...)
+	if errors.Is(err, ErrCheckpointMoved) && len(active) > 0 {
+		// EXEC failed on a WATCHed key: say which kind of change it was,
+		// so that the Runner reopens at once after a switch.
+		if moved, serr := w.Switched(ctx); serr == nil && moved {
+			return fmt.Errorf("commit batch through %s: %w", c.through, ErrVersionSwitched)
+		}
+	}
+	return err
 }
 
-// checkCheckpoints fails with ErrCheckpointMoved unless Redis holds the
-// checkpoints this Writer last wrote or read.
-func checkCheckpoints(ctx context.Context, tx *redis.Tx, keys []string, expected []eventstore.Position) error {
-	vals, err := tx.MGet(ctx, keys...).Result()
-	if err != nil {
-		return fmt.Errorf("read checkpoints: %w", err)
-	}
+// checkCheckpoints fails with ErrCheckpointMoved unless the checkpoints
+// read (vals, of keys) are those this Writer last wrote or read.
+func checkCheckpoints(keys []string, vals []any, expected []eventstore.Position) error {
 	for i := range keys {
 		var got eventstore.Position
 		if s, ok := vals[i].(string); ok {
+			var err error
 			if got, err = eventstore.ParsePosition(s); err != nil {
 				return fmt.Errorf("read checkpoint %s: %w", keys[i], err)
 			}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 
+	"github.com/fleetjobs/fleetjobs/domain/job"
 	"github.com/fleetjobs/fleetjobs/eventstore"
 )
 
@@ -34,6 +36,11 @@ type ExportConfig struct {
 	// Until, when not zero, ends the export before the first event recorded
 	// after it.
 	Until time.Time
+	// JobID keeps the events of that job's stream (NDJSON), or names the
+	// job whose per-device results Format "csv" writes.
+	JobID string
+	// Format is "ndjson" (the default: events) or "csv" (a job's results).
+	Format string
 }
 
 // exportFlags builds the flag set of `fleetjobs export`.
@@ -44,9 +51,31 @@ func exportFlags(getenv func(string) string) (*flag.FlagSet, func() (ExportConfi
 	fs.Var(&types, "type", "keep only this event type (repeatable or comma-separated), e.g. JobStopped")
 	since := fs.String("since", "", "resume after this position (exclusive), as printed in the output: C:<commit>/P:<prepare>")
 	until := fs.String("until", "", "stop before the first event recorded after this time (RFC 3339, e.g. 2026-11-02T10:00:00Z)")
+	jobID := fs.String("job", "", "only this job's events; with --format csv, the job whose per-device results to write")
+	format := fs.String("format", "ndjson", "ndjson: events, one JSON object a line; csv: the per-device results of --job (device, name, status, error, time)")
 	source := logSourceFlags(fs, getenv)
 	return fs, func() (ExportConfig, logSource, error) {
-		c := ExportConfig{Streams: streams, Types: types}
+		c := ExportConfig{Streams: streams, Types: types, JobID: *jobID, Format: *format}
+		switch c.Format {
+		case "ndjson":
+			if c.JobID != "" {
+				if len(c.Streams) > 0 {
+					return c, logSource{}, usageErrorf("--job and --stream are exclusive: --job ID is --stream %s", eventstore.JobStream(c.JobID))
+				}
+				c.Streams = []string{eventstore.JobStream(c.JobID)}
+			}
+		case "csv":
+			if c.JobID == "" {
+				return c, logSource{}, usageErrorf("--format csv needs --job: it writes one job's per-device results")
+			}
+			for _, f := range []string{"stream", "type", "since", "until"} {
+				if flagSet(fs, f) {
+					return c, logSource{}, usageErrorf("--%s does not apply to --format csv (a job's results as they are now)", f)
+				}
+			}
+		default:
+			return c, logSource{}, usageErrorf("invalid --format %q: want ndjson or csv", c.Format)
+		}
 		for _, s := range c.Streams {
 			if s == "" || s == "*" {
 				return c, logSource{}, usageErrorf("invalid --stream %q: want a stream name or a prefix ending in *", s)
@@ -166,7 +195,7 @@ func (x *exporter) write(e *esdb.RecordedEvent) error {
 	b = append(b, e.EventID.String()...)
 	b = append(b, `","type":`...)
 	b = appendJSONString(b, e.EventType)
-	isJSON := e.ContentType == "application/json" && json.Valid(e.Data) && len(e.Data) > 0
+	isJSON := e.ContentType == "application/json" && validJSON(e.Data) && len(e.Data) > 0
 	if isJSON {
 		b = append(b, `,"contentType":"application/json","data":`...)
 		b = appendCompact(b, e.Data)
@@ -176,7 +205,7 @@ func (x *exporter) write(e *esdb.RecordedEvent) error {
 		b = append(b, '"')
 	}
 	b = append(b, `,"metadata":`...)
-	if len(e.UserMetadata) > 0 && e.UserMetadata[0] != '"' && json.Valid(e.UserMetadata) {
+	if len(e.UserMetadata) > 0 && e.UserMetadata[0] != '"' && validJSON(e.UserMetadata) {
 		b = appendCompact(b, e.UserMetadata)
 	} else {
 		b = append(b, '"')
@@ -193,6 +222,9 @@ func (x *exporter) write(e *esdb.RecordedEvent) error {
 
 // appendJSONString appends s as a JSON string.
 func appendJSONString(b []byte, s string) []byte {
+	if plainJSONString(s) {
+		return append(append(append(b, '"'), s...), '"')
+	}
 	q, _ := json.Marshal(s) // a string always marshals
 	return append(b, q...)
 }
@@ -226,6 +258,14 @@ func runExport(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	defer release()
 	w := bufio.NewWriterSize(stdout, 256<<10)
+	if cfg.Format == "csv" {
+		client := eventstore.New(es, eventstore.WithCodec(eventstore.NewCatalogCodec()))
+		err := ExportJobCSV(ctx, client, cfg.JobID, w)
+		if ferr := w.Flush(); ferr != nil && err == nil {
+			err = fmt.Errorf("write output: %w", ferr)
+		}
+		return err
+	}
 	n, err := Export(ctx, es, cfg, w, progressWriter(stderr))
 	// Flush what was exported even after a failure or an interrupt: every
 	// line written is whole, so the last position printed is where a rerun
@@ -320,4 +360,109 @@ func Export(ctx context.Context, es *esdb.Client, cfg ExportConfig, w *bufio.Wri
 		fmt.Fprintf(progress, "\rexport: %d events read, %d written in %s\n", seen, x.n, time.Since(start).Round(time.Millisecond))
 	}
 	return x.n, nil
+}
+
+// csvHeader is the first line of `export --format csv`.
+var csvHeader = []string{"device", "name", "status", "error", "time"}
+
+// ExportJobCSV writes job id's per-device results to w as CSV (RFC 4180,
+// for spreadsheets): the header csvHeader, then one row per device the job
+// targeted, in targeting order: its ID, its name when targeted (deleted
+// devices keep theirs), its status (Pending, Succeeded or Failed), the
+// failure's error and the RFC 3339 time of its result (empty while
+// pending). It folds the job's stream with job.Evolve, so a result counts
+// as the job's state says (the first one; later ones are ignored). A cell
+// that a spreadsheet would take for a formula (starting with =, +, -, @,
+// tab or carriage return: device errors are written by devices) gets a
+// leading apostrophe. A job the log does not have is an error wrapping
+// errJobNotFound.
+func ExportJobCSV(ctx context.Context, es *eventstore.Client, id string, w io.Writer) error {
+	codec := eventstore.NewCatalogCodec()
+	var (
+		state *job.State
+		names = make(map[string]string)
+		order []string
+		times = make(map[string]time.Time)
+	)
+	err := es.ReadStream(ctx, eventstore.JobStream(id), 0, func(r eventstore.Recorded) error {
+		v, err := r.Decode(codec)
+		if err != nil {
+			return fmt.Errorf("job %s revision %d: %w", id, r.Revision, err)
+		}
+		ev, ok := v.(job.Event)
+		if !ok {
+			return fmt.Errorf("job %s revision %d: %s is not a job event", id, r.Revision, r.Type)
+		}
+		var device string
+		switch e := ev.(type) {
+		case job.DevicesTargeted:
+			for _, d := range e.Devices {
+				if _, seen := names[d.DeviceID]; !seen {
+					order = append(order, d.DeviceID)
+				}
+				names[d.DeviceID] = d.Name
+			}
+		case job.OperationSucceeded:
+			device = e.DeviceID
+		case job.OperationFailed:
+			device = e.DeviceID
+		}
+		before, _ := state.Device(device)
+		state = job.Evolve(state, ev)
+		if after, ok := state.Device(device); ok && device != "" && before.Status == job.DevicePending && after.Status != job.DevicePending {
+			at := r.Metadata.OccurredAt
+			if at.IsZero() {
+				at = r.RecordedAt
+			}
+			times[device] = at
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, eventstore.ErrStreamNotFound):
+		return fmt.Errorf("job %q: %w in the event log", id, errJobNotFound)
+	case err != nil:
+		return fmt.Errorf("export job %s: %w", id, err)
+	case !state.Exists():
+		return fmt.Errorf("job %q: %w in the event log", id, errJobNotFound)
+	}
+	cw := csv.NewWriter(w)
+	if err := cw.Write(csvHeader); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	for _, dev := range order {
+		d, _ := state.Device(dev)
+		row := []string{dev, names[dev], csvStatus(d.Status), d.Error, ""}
+		if t, ok := times[dev]; ok {
+			row[4] = t.UTC().Format(time.RFC3339Nano)
+		}
+		for i := range row {
+			row[i] = csvCell(row[i])
+		}
+		if err := cw.Write(row); err != nil {
+			return fmt.Errorf("write output: %w", err)
+		}
+	}
+	cw.Flush()
+	if err := cw.Error(); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
+}
+
+// csvStatus is a device status as the CSV shows it: Pending, Succeeded,
+// Failed.
+func csvStatus(s job.DeviceStatus) string {
+	if s == "" {
+		return ""
+	}
+	return strings.ToUpper(string(s[:1])) + string(s[1:])
+}
+
+// csvCell defuses a cell a spreadsheet would evaluate as a formula.
+func csvCell(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
 }

@@ -3,6 +3,7 @@ package main_test
 import (
 	"bufio"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 
+	"github.com/fleetjobs/fleetjobs/domain/device"
 	"github.com/fleetjobs/fleetjobs/domain/job"
 	"github.com/fleetjobs/fleetjobs/eventstore"
 	"github.com/fleetjobs/fleetjobs/eventstore/eventstoretest"
@@ -370,4 +372,87 @@ func TestExportDataDir(t *testing.T) {
 	if diff := cmp.Diff([]string{"job-j2:JobStopped"}, streamsAndTypes(parseExport(t, r.stdout))); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
+}
+
+// TestExportJobCSV writes a job's per-device results as CSV: a success
+// with a late second result ignored, a failure whose error holds a comma,
+// quotes and a formula, a device deleted since it was targeted, and one
+// still pending.
+func TestExportJobCSV(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := MustBuild(t)
+	srv := eventstoretest.MustStartServer(t)
+	es := eventstoretest.MustDial(t, srv.URL(), eventstore.WithCodec(eventstore.NewCatalogCodec()))
+	url := "--eventstore-url=" + srv.URL()
+	devs := []job.TargetedDevice{{DeviceID: "d1", Name: "one"}, {DeviceID: "d2", Name: `two, "the second"`},
+		{DeviceID: "d3", Name: "three"}, {DeviceID: "d4", Name: "=four"}}
+	MustAppendJob(t, es, "j3", "alice", at(0),
+		job.Created{JobID: "j3", Name: "reboot", DeviceSetID: "fridges", Type: job.TypeCommand,
+			Operations: []job.Operation{{Name: "reboot", Value: true}}, DeviceCount: 4, TimeoutSeconds: 30, BatchSize: 100},
+		job.DevicesTargeted{JobID: "j3", Devices: devs[:2]}, job.DevicesTargeted{JobID: "j3", Devices: devs[2:]})
+	MustAppendJob(t, es, "j3", "dispatcher", at(1), job.Started{JobID: "j3"}, job.DevicesDispatched{JobID: "j3", DeviceIDs: []string{"d1", "d2", "d3", "d4"}})
+	MustAppendJob(t, es, "j3", "d1", at(2), job.OperationSucceeded{JobID: "j3", DeviceID: "d1"})
+	MustAppendJob(t, es, "j3", "d3", at(3), job.OperationSucceeded{JobID: "j3", DeviceID: "d3"})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := es.Append(ctx, eventstore.DeviceStream("d3"), eventstore.Any(), []eventstore.Event{{ID: uuid.New(),
+		Data: device.Deleted{DeviceID: "d3"}, Metadata: eventstore.Metadata{Actor: "bob", OccurredAt: at(4)}}}); err != nil {
+		t.Fatal(err)
+	}
+	MustAppendJob(t, es, "j3", "bob", at(5), job.Stopped{JobID: "j3", Reason: "enough"})
+	MustAppendJob(t, es, "j3", "d2", at(6), job.OperationFailed{JobID: "j3", DeviceID: "d2", Error: `valve "B" stuck, retry`})
+	MustAppendJob(t, es, "j3", "d1", at(7), job.OperationFailed{JobID: "j3", DeviceID: "d1", Error: "too late"})
+
+	r := MustRun(t, bin, nil, "export", url, "--job", "j3", "--format", "csv")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	rows, err := csv.NewReader(strings.NewReader(r.stdout)).ReadAll()
+	if err != nil {
+		t.Fatalf("not CSV: %v\n%s", err, r.stdout)
+	}
+	want := [][]string{
+		{"device", "name", "status", "error", "time"},
+		{"d1", "one", "Succeeded", "", "2026-11-02T10:02:00Z"},
+		{"d2", `two, "the second"`, "Failed", `valve "B" stuck, retry`, "2026-11-02T10:06:00Z"},
+		{"d3", "three", "Succeeded", "", "2026-11-02T10:03:00Z"},
+		{"d4", "'=four", "Pending", "", ""},
+	}
+	if diff := cmp.Diff(want, rows); diff != "" {
+		t.Errorf("CSV (-want +got):\n%s\n%s", diff, r.stdout)
+	}
+	if !strings.Contains(r.stdout, `"two, ""the second"""`) {
+		t.Errorf("the comma and quotes are not quoted as RFC 4180 says:\n%s", r.stdout)
+	}
+
+	t.Run("--job alone exports the job's events", func(t *testing.T) {
+		r := MustRun(t, bin, nil, "export", url, "--job", "j3", "--type", "JobStopped")
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		if diff := cmp.Diff([]string{"job-j3:JobStopped"}, streamsAndTypes(parseExport(t, r.stdout))); diff != "" {
+			t.Errorf("(-want +got):\n%s", diff)
+		}
+	})
+	t.Run("an unknown job exits 1", func(t *testing.T) {
+		r := MustRun(t, bin, nil, "export", url, "--job", "nope", "--format", "csv")
+		if r.code != 1 || !strings.Contains(r.stderr, `job "nope"`) || r.stdout != "" {
+			t.Errorf("exit %d, stdout %q, stderr %q; want 1 naming the job", r.code, r.stdout, r.stderr)
+		}
+	})
+	t.Run("bad arguments exit 2", func(t *testing.T) {
+		for _, args := range [][]string{
+			{"--format", "csv"},
+			{"--format", "xml", "--job", "j3"},
+			{"--format", "csv", "--job", "j3", "--since", "C:1/P:1"},
+			{"--job", "j3", "--stream", "job-j1"},
+		} {
+			r := MustRun(t, bin, nil, append([]string{"export", url}, args...)...)
+			if r.code != 2 || !strings.Contains(r.stderr, "--help") {
+				t.Errorf("%v: exit %d, stderr %q; want 2 with a message", args, r.code, r.stderr)
+			}
+		}
+	})
 }
