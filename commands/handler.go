@@ -54,6 +54,9 @@ type Result struct {
 	Events int
 	// Created is true when the call recorded the stream's first events.
 	Created bool
+	// DeviceKey is the device key this call issued (registering a new
+	// device, IssueDeviceKey), to be shown once; empty otherwise.
+	DeviceKey string
 }
 
 // Handler runs commands: the one command-handling path of fleetjobs. It is
@@ -71,6 +74,8 @@ type Handler struct {
 	maxAppendBytes int
 	// jobs runs the per-job workers (jobworker.go).
 	jobs *jobWorkers
+	// drawKey draws device keys (WithDeviceKeys); nil issues none.
+	drawKey KeyDrawer
 }
 
 // Option configures a Handler.
@@ -326,7 +331,7 @@ func envelope[E any](h *Handler, stream string, meta Meta, events []E, first int
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", stream, err)
 		}
-		out[i] = eventstore.Event{ID: EventID(meta.CommandID, stream, first+i), Type: name, Data: json.RawMessage(data), Metadata: md}
+		out[i] = eventstore.Event{ID: eventID(meta.CommandID, stream, first+i, ev), Type: name, Data: json.RawMessage(data), Metadata: md}
 		sizes[i] = len(name) + len(data) + mdSize
 	}
 	return out, sizes, nil

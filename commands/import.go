@@ -26,6 +26,20 @@ type ImportResult struct {
 	// already so (same body, or recorded by an earlier try of the same
 	// import).
 	Changed int
+	// Registered counts the rows, among Changed, that registered a new
+	// device (the others changed an existing one).
+	Registered int
+	// Keys are the keys of the devices this call registered, in row order
+	// (with WithDeviceKeys): shown once. A device an earlier try of the
+	// same import registered is not among them (its key was in that try's
+	// answer); issue it a new key if that answer was lost.
+	Keys []DeviceKey
+}
+
+// DeviceKey is the key a command issued to a device.
+type DeviceKey struct {
+	DeviceID string
+	Key      string
 }
 
 // RowError is what is wrong with one row of an import.
@@ -75,11 +89,14 @@ type row struct {
 	stream string
 	snap   *snapshot
 	events []device.DeviceEvent
+	key    string // the key drawn for a new device (its hash is in cmd)
+	issued bool   // this call recorded the device's registration and key
 }
 
 // ImportDevices registers (or changes) many devices as one command: all or
 // nothing (POST /devices:import). Each row is a Register command; its
-// Template is filled in here.
+// Template is filled in here, and for a device that does not exist yet its
+// KeyHash, from a key drawn here (returned in Keys if this call recorded it).
 //
 // Every row is validated first: on its own, against its template, against
 // the device's current state (a deleted device is refused) and against the
@@ -137,8 +154,15 @@ func (h *Handler) ImportDevices(ctx context.Context, meta Meta, cmds []device.Re
 		if _, done := r.snap.recorded(meta.CommandID); done {
 			continue
 		}
+		d := r.snap.state.(device.Device)
+		if !d.Registered {
+			var err error
+			if r.key, r.cmd.KeyHash, err = h.newKey(); err != nil {
+				return ImportResult{}, fmt.Errorf("import: %w", err)
+			}
+		}
 		var err error
-		if r.events, err = device.DecideDevice(r.snap.state.(device.Device), r.cmd); err != nil {
+		if r.events, err = device.DecideDevice(d, r.cmd); err != nil {
 			bad = append(bad, rowError(i, r.cmd.DeviceID, err))
 		}
 	}
@@ -147,7 +171,7 @@ func (h *Handler) ImportDevices(ctx context.Context, meta Meta, cmds []device.Re
 	}
 
 	// Record every row.
-	var changed, done atomic.Int64
+	var changed, registered, done atomic.Int64
 	positions := make([]eventstore.Position, len(rows))
 	err := h.each(ctx, len(rows), func(ctx context.Context, i int) error {
 		r := &rows[i]
@@ -177,6 +201,10 @@ func (h *Handler) ImportDevices(ctx context.Context, meta Meta, cmds []device.Re
 		if res.Events > 0 {
 			changed.Add(1)
 		}
+		if res.Created && res.Events > 0 {
+			registered.Add(1)
+			r.issued = issuedOnRegister(res, r.cmd.KeyHash)
+		}
 		done.Add(1)
 		return nil
 	})
@@ -184,7 +212,12 @@ func (h *Handler) ImportDevices(ctx context.Context, meta Meta, cmds []device.Re
 		return ImportResult{}, fmt.Errorf("import %s: recorded %d of %d devices, then: %w; retry the import with the same command ID to finish it",
 			meta.CommandID, done.Load(), len(rows), err)
 	}
-	out := ImportResult{Rows: len(rows), Changed: int(changed.Load())}
+	out := ImportResult{Rows: len(rows), Changed: int(changed.Load()), Registered: int(registered.Load())}
+	for i := range rows {
+		if rows[i].issued {
+			out.Keys = append(out.Keys, DeviceKey{DeviceID: rows[i].cmd.DeviceID, Key: rows[i].key})
+		}
+	}
 	for _, p := range positions {
 		if p.Compare(out.Position) > 0 {
 			out.Position = p

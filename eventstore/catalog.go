@@ -13,6 +13,7 @@ const (
 	DeviceTemplateDeleted   = "DeviceTemplateDeleted"
 	DeviceRegistered        = "DeviceRegistered"
 	DevicePropertiesChanged = "DevicePropertiesChanged"
+	DeviceKeyIssued         = "DeviceKeyIssued"
 	DeviceDeleted           = "DeviceDeleted"
 	DeviceSetDefined        = "DeviceSetDefined"
 	DeviceSetDeleted        = "DeviceSetDeleted"
@@ -57,6 +58,7 @@ func DeviceRegistrations() []Registration {
 		Register[device.TemplateDeleted](DeviceTemplateDeleted),
 		Register[device.Registered](DeviceRegistered),
 		Register[device.PropertiesChanged](DevicePropertiesChanged),
+		Register[device.KeyIssued](DeviceKeyIssued),
 		Register[device.Deleted](DeviceDeleted),
 		Register[device.SetDefined](DeviceSetDefined),
 		Register[device.SetDeleted](DeviceSetDeleted),

@@ -30,6 +30,9 @@ type DeviceCommands interface {
 	DefineDeviceSet(ctx context.Context, cmd DefineDeviceSet) (CommandResult, error)
 	DeleteDeviceSet(ctx context.Context, cmd DeleteDeviceSet) (CommandResult, error)
 	ImportDevices(ctx context.Context, cmd ImportDevices) (ImportResult, error)
+	// IssueDeviceKey gives an existing device a new key (its result's
+	// DeviceKey), replacing the old one at once.
+	IssueDeviceKey(ctx context.Context, cmd IssueDeviceKey) (CommandResult, error)
 }
 
 // DeviceQueries answers the device routes from the read models. Get
@@ -73,6 +76,9 @@ type CommandResult struct {
 	// Notes are sentences for the operator about consequences ("2 devices
 	// and 1 device set use this template: they become unusable").
 	Notes []string
+	// DeviceKey is the device key the command issued (registering a new
+	// device, issuing a new key): shown in this answer only.
+	DeviceKey string
 }
 
 // SchemaItem is one setting, property or command of a template.
@@ -110,6 +116,12 @@ type RegisterDevice struct {
 	// Properties are the device's property values, as JSON decodes them
 	// (float64, string, bool, map[string]any...).
 	Properties map[string]any
+}
+
+// IssueDeviceKey gives a device a new key.
+type IssueDeviceKey struct {
+	Meta     CommandMeta
+	DeviceID string
 }
 
 // DeleteDevice deletes a device.
@@ -166,6 +178,16 @@ type ImportResult struct {
 	Registered int    // devices that did not exist
 	Updated    int    // devices that existed and changed
 	Unchanged  int    // devices already exactly so
+	// Keys are the keys of the devices this import registered: shown in
+	// its answer only.
+	Keys []DeviceKey
+}
+
+// DeviceKey is a device's key, in the answer of the command that issued
+// it (and nowhere else: the service keeps only its hash).
+type DeviceKey struct {
+	DeviceID  string `json:"deviceId"`
+	DeviceKey string `json:"deviceKey"`
 }
 
 // DeviceFilter narrows GET /devices.
@@ -230,6 +252,14 @@ type Deleted struct {
 	ID      string   `json:"id"`
 	Deleted bool     `json:"deleted"`
 	Notes   []string `json:"notes,omitempty"`
+}
+
+// registeredDevice is the answer to a PUT of a device: the device, and the
+// key of a device this PUT registered (shown once; a later PUT, or a retry
+// of this one, answers without it).
+type registeredDevice struct {
+	Device
+	DeviceKey string `json:"deviceKey,omitempty"`
 }
 
 // Request bodies. They are the API's JSON, kept apart from the command
@@ -426,7 +456,40 @@ func (s *Server) putDevice(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return commandAnswer(c, res, Device{ID: id, Name: b.Name, TemplateID: b.TemplateID, Properties: props, Notes: res.Notes})
+	return commandAnswer(c, res, registeredDevice{
+		Device:    Device{ID: id, Name: b.Name, TemplateID: b.TemplateID, Properties: props, Notes: res.Notes},
+		DeviceKey: res.DeviceKey,
+	})
+}
+
+// issueKeySuffix ends the path of POST /devices/{deviceId}:issueKey.
+const issueKeySuffix = ":issueKey"
+
+// issueDeviceKey is POST /devices/{deviceId}:issueKey: a new key for a
+// device that lost its own (or whose key leaked); the old key stops working
+// at once. Echo cannot route a parameter followed by a literal, so the
+// route is POST /devices/{deviceId} and the suffix is checked here (device
+// IDs may hold ':', so only the last ":issueKey" is the verb).
+func (s *Server) issueDeviceKey(c echo.Context) error {
+	raw, ok := strings.CutSuffix(c.Param("deviceId"), issueKeySuffix)
+	if !ok {
+		return echo.ErrNotFound
+	}
+	var fe fieldErrors
+	checkID(&fe, "deviceId", raw)
+	if err := fe.err(); err != nil {
+		return err
+	}
+	meta, err := s.meta(c)
+	if err != nil {
+		return err
+	}
+	res, err := s.devices.IssueDeviceKey(c.Request().Context(), IssueDeviceKey{Meta: meta, DeviceID: raw})
+	if err != nil {
+		return err
+	}
+	setConsistencyToken(c, res.Token)
+	return c.JSON(http.StatusOK, DeviceKey{DeviceID: raw, DeviceKey: res.DeviceKey})
 }
 
 // deleteDevice is DELETE /devices/{deviceId}.

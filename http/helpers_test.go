@@ -110,6 +110,7 @@ type recorder struct {
 	token    string
 	created  bool
 	notes    []string
+	key      string // the DeviceKey of every answer
 	err      error
 }
 
@@ -120,7 +121,7 @@ func (r *recorder) record(cmd any) (fjhttp.CommandResult, error) {
 		return fjhttp.CommandResult{}, r.err
 	}
 	r.commands = append(r.commands, cmd)
-	return fjhttp.CommandResult{Token: r.token, Created: r.created, Notes: r.notes}, nil
+	return fjhttp.CommandResult{Token: r.token, Created: r.created, Notes: r.notes, DeviceKey: r.key}, nil
 }
 
 func (r *recorder) Commands() []any {
@@ -136,6 +137,9 @@ func (r *recorder) DeleteTemplate(_ context.Context, c fjhttp.DeleteTemplate) (f
 	return r.record(c)
 }
 func (r *recorder) RegisterDevice(_ context.Context, c fjhttp.RegisterDevice) (fjhttp.CommandResult, error) {
+	return r.record(c)
+}
+func (r *recorder) IssueDeviceKey(_ context.Context, c fjhttp.IssueDeviceKey) (fjhttp.CommandResult, error) {
 	return r.record(c)
 }
 func (r *recorder) DeleteDevice(_ context.Context, c fjhttp.DeleteDevice) (fjhttp.CommandResult, error) {

@@ -38,6 +38,9 @@ type importAnswer struct {
 	Registered int `json:"registered"`
 	Updated    int `json:"updated"`
 	Unchanged  int `json:"unchanged"`
+	// DeviceKeys are the keys of the devices this import registered,
+	// shown once (a retry of the import answers without them).
+	DeviceKeys []DeviceKey `json:"deviceKeys"`
 }
 
 // importDevices is POST /devices:import. Every row is parsed and checked
@@ -76,7 +79,7 @@ func (s *Server) importDevices(c echo.Context) error {
 		return err
 	}
 	setConsistencyToken(c, res.Token)
-	return c.JSON(http.StatusOK, importAnswer{Total: len(rows), Registered: res.Registered, Updated: res.Updated, Unchanged: res.Unchanged})
+	return c.JSON(http.StatusOK, importAnswer{Total: len(rows), Registered: res.Registered, Updated: res.Updated, Unchanged: res.Unchanged, DeviceKeys: orEmpty(res.Keys)})
 }
 
 // rowField names a field of row i.

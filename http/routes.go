@@ -26,6 +26,7 @@ func (s *Server) routes() {
 		s.handle(http.MethodDelete, APIBase+"/device-templates/:templateId", accessCommand, s.deleteTemplate)
 		s.handle(http.MethodPut, APIBase+"/devices/:deviceId", accessCommand, s.putDevice)
 		s.handle(http.MethodDelete, APIBase+"/devices/:deviceId", accessCommand, s.deleteDevice)
+		s.handleAs(http.MethodPost, APIBase+"/devices/:deviceId", APIBase+"/devices/{deviceId}"+issueKeySuffix, accessCommand, s.issueDeviceKey)
 		// The colon of "devices:import" is escaped: unescaped, Echo would
 		// read it as a path parameter named "import".
 		s.handle(http.MethodPost, APIBase+`/devices\:import`, accessCommand, s.importDevices)
@@ -77,9 +78,14 @@ func (s *Server) Routes() []Route { return append([]Route(nil), s.routeList...) 
 // handle registers one route: access check first, then the route's own
 // middleware (consistency waits), then the handler.
 func (s *Server) handle(method, path string, a access, h echo.HandlerFunc, mw ...echo.MiddlewareFunc) {
+	s.handleAs(method, path, openAPIPath(path), a, h, mw...)
+}
+
+// handleAs is handle for a route whose OpenAPI path is not its Echo path
+// (a parameter followed by a ":verb", which the handler parses).
+func (s *Server) handleAs(method, path, tmpl string, a access, h echo.HandlerFunc, mw ...echo.MiddlewareFunc) {
 	mws := append([]echo.MiddlewareFunc{s.authorize(a)}, mw...)
 	s.echo.Add(method, path, h, mws...)
-	tmpl := openAPIPath(path)
 	s.routeList = append(s.routeList, Route{Method: method, Path: tmpl})
 	s.routeLabels[routeKey{method, path}] = tmpl
 }

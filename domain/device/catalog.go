@@ -108,6 +108,19 @@ type Register struct {
 	// Template is the current state of the template TemplateID names (the
 	// zero Template if it was never published), looked up by the handler.
 	Template Template
+	// KeyHash is the stored form of a device key the handler drew for the
+	// device (the key itself never reaches the domain). It is recorded
+	// (DeviceKeyIssued, with DeviceRegistered) only when the command
+	// registers a new device; empty records no key.
+	KeyHash string
+}
+
+// IssueKey gives a device a new key, replacing its current one (a lost or
+// leaked key).
+type IssueKey struct {
+	DeviceID string
+	// KeyHash is the stored form of the new key, drawn by the handler.
+	KeyHash string
 }
 
 // Delete deletes a device.
@@ -134,6 +147,7 @@ type DeleteSet struct {
 func (PublishTemplate) isCommand() {}
 func (DeleteTemplate) isCommand()  {}
 func (Register) isCommand()        {}
+func (IssueKey) isCommand()        {}
 func (Delete) isCommand()          {}
 func (DefineSet) isCommand()       {}
 func (DeleteSet) isCommand()       {}
@@ -141,6 +155,7 @@ func (DeleteSet) isCommand()       {}
 func (PublishTemplate) isTemplateCommand() {}
 func (DeleteTemplate) isTemplateCommand()  {}
 func (Register) isDeviceCommand()          {}
+func (IssueKey) isDeviceCommand()          {}
 func (Delete) isDeviceCommand()            {}
 func (DefineSet) isSetCommand()            {}
 func (DeleteSet) isSetCommand()            {}
@@ -206,6 +221,17 @@ type PropertiesChanged struct {
 	Properties map[string]any `json:"properties"`
 }
 
+// KeyIssued is the catalog's DeviceKeyIssued: the device's key is now the
+// one whose stored form is KeyHash ("sha256:" and the hex SHA-256 of the
+// key); any earlier key stops working. It is recorded with DeviceRegistered
+// when a device is registered, and alone when a new key is issued. The key
+// itself is never recorded: it is shown once, in the answer of the command
+// that drew it.
+type KeyIssued struct {
+	DeviceID string `json:"deviceId"`
+	KeyHash  string `json:"keyHash"`
+}
+
 // Deleted is the catalog's DeviceDeleted.
 type Deleted struct {
 	DeviceID string `json:"deviceId"`
@@ -229,6 +255,7 @@ func (TemplatePublished) isEvent() {}
 func (TemplateDeleted) isEvent()   {}
 func (Registered) isEvent()        {}
 func (PropertiesChanged) isEvent() {}
+func (KeyIssued) isEvent()         {}
 func (Deleted) isEvent()           {}
 func (SetDefined) isEvent()        {}
 func (SetDeleted) isEvent()        {}
@@ -237,6 +264,7 @@ func (TemplatePublished) isTemplateEvent() {}
 func (TemplateDeleted) isTemplateEvent()   {}
 func (Registered) isDeviceEvent()          {}
 func (PropertiesChanged) isDeviceEvent()   {}
+func (KeyIssued) isDeviceEvent()           {}
 func (Deleted) isDeviceEvent()             {}
 func (SetDefined) isSetEvent()             {}
 func (SetDeleted) isSetEvent()             {}

@@ -21,6 +21,9 @@ type Device struct {
 	Registered bool
 	// Deleted is true after DeviceDeleted; it stays so.
 	Deleted bool
+	// KeyHash is the stored form of the device's current key (the latest
+	// DeviceKeyIssued); empty when it was never given one.
+	KeyHash string
 }
 
 // Exists reports whether the device is registered and not deleted.
@@ -35,9 +38,13 @@ func (d Device) Exists() bool { return d.Registered && !d.Deleted }
 // the value has its schema; every problem is reported at once, by field
 // ("properties.fanSpeed"). It then records DeviceRegistered for a new device
 // or a new name or template, DevicePropertiesChanged for new property
-// values only, and nothing for the same body. Delete records DeviceDeleted
-// once; deleting again decides nothing; deleting a device never registered
-// is a CodeNotFound error.
+// values only, and nothing for the same body. A new device is also given
+// its key: DeviceKeyIssued with cmd.KeyHash follows DeviceRegistered in the
+// same decision (when the handler drew one). IssueKey records
+// DeviceKeyIssued on an existing device every time it is decided (each is
+// a new key); a device never registered is CodeNotFound, a deleted one
+// CodeConflict. Delete records DeviceDeleted once; deleting again decides
+// nothing; deleting a device never registered is a CodeNotFound error.
 func DecideDevice(d Device, cmd DeviceCommand) ([]DeviceEvent, error) {
 	switch c := cmd.(type) {
 	case Register:
@@ -49,12 +56,28 @@ func DecideDevice(d Device, cmd DeviceCommand) ([]DeviceEvent, error) {
 			return nil, err
 		}
 		switch {
+		case !d.Registered && c.KeyHash != "":
+			return []DeviceEvent{ev, KeyIssued{DeviceID: ev.DeviceID, KeyHash: c.KeyHash}}, nil
 		case !d.Registered, d.Name != ev.Name, d.TemplateID != ev.TemplateID:
 			return []DeviceEvent{ev}, nil
 		case !equalProperties(d.Properties, ev.Properties):
 			return []DeviceEvent{PropertiesChanged{DeviceID: ev.DeviceID, Properties: ev.Properties}}, nil
 		}
 		return nil, nil
+	case IssueKey:
+		bad := checkID(nil, "deviceId", c.DeviceID)
+		if c.KeyHash == "" {
+			bad = append(bad, domain.FieldError{Field: "keyHash", Message: "is required"})
+		}
+		switch {
+		case len(bad) > 0:
+			return nil, domain.InvalidFields(bad)
+		case !d.Registered:
+			return nil, domain.NotFound("device %q does not exist", c.DeviceID)
+		case d.Deleted:
+			return nil, domain.Conflict("device %q was deleted: it has no key and cannot be given one", c.DeviceID)
+		}
+		return []DeviceEvent{KeyIssued{DeviceID: c.DeviceID, KeyHash: c.KeyHash}}, nil
 	case Delete:
 		if err := domain.CheckID("deviceId", c.DeviceID); err != nil {
 			return nil, err
@@ -126,9 +149,11 @@ func checkTemplateRef(bad []domain.FieldError, id string, t Template) []domain.F
 func EvolveDevice(d Device, ev DeviceEvent) Device {
 	switch e := ev.(type) {
 	case Registered:
-		return Device{ID: e.DeviceID, Name: e.Name, TemplateID: e.TemplateID, Properties: e.Properties, Registered: true, Deleted: d.Deleted}
+		return Device{ID: e.DeviceID, Name: e.Name, TemplateID: e.TemplateID, Properties: e.Properties, Registered: true, Deleted: d.Deleted, KeyHash: d.KeyHash}
 	case PropertiesChanged:
 		d.Properties = e.Properties
+	case KeyIssued:
+		d.KeyHash = e.KeyHash
 	case Deleted:
 		d.Deleted = true
 	}

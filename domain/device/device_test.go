@@ -146,6 +146,31 @@ func TestDecideDevice(t *testing.T) {
 		{name: "a device needs an ID and a name",
 			when: device.Register{TemplateID: "vending-v2", Template: vending()},
 			err:  &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"deviceId", "name"}, Says: "is required"}},
+		{name: "a new device is given the key the handler drew, in the same decision",
+			when: device.Register{DeviceID: "d1", Name: "Machine d1", TemplateID: "vending-v2", Template: vending(), KeyHash: "sha256:k1"},
+			then: []device.DeviceEvent{registered("d1", map[string]any{}), device.KeyIssued{DeviceID: "d1", KeyHash: "sha256:k1"}}},
+		{name: "changing an existing device issues no key",
+			given: []device.DeviceEvent{registered("d1", nil), device.KeyIssued{DeviceID: "d1", KeyHash: "sha256:k1"}},
+			when:  device.Register{DeviceID: "d1", Name: "Renamed", TemplateID: "vending-v2", Template: vending(), KeyHash: "sha256:k2"},
+			then:  []device.DeviceEvent{device.Registered{DeviceID: "d1", Name: "Renamed", TemplateID: "vending-v2", Properties: map[string]any{}}}},
+		{name: "the same body again issues no key either",
+			given: []device.DeviceEvent{registered("d1", map[string]any{}), device.KeyIssued{DeviceID: "d1", KeyHash: "sha256:k1"}},
+			when:  device.Register{DeviceID: "d1", Name: "Machine d1", TemplateID: "vending-v2", Template: vending(), KeyHash: "sha256:k2"}},
+		{name: "issuing a key records the new one",
+			given: []device.DeviceEvent{registered("d1", nil), device.KeyIssued{DeviceID: "d1", KeyHash: "sha256:k1"}},
+			when:  device.IssueKey{DeviceID: "d1", KeyHash: "sha256:k2"},
+			then:  []device.DeviceEvent{device.KeyIssued{DeviceID: "d1", KeyHash: "sha256:k2"}}},
+		{name: "a device never registered has no key to replace",
+			when: device.IssueKey{DeviceID: "d1", KeyHash: "sha256:k2"},
+			err:  &domaintest.Refusal{Code: domain.CodeNotFound, Says: `device "d1" does not exist`}},
+		{name: "a deleted device is given no key",
+			given: []device.DeviceEvent{registered("d1", nil), device.Deleted{DeviceID: "d1"}},
+			when:  device.IssueKey{DeviceID: "d1", KeyHash: "sha256:k2"},
+			err:   &domaintest.Refusal{Code: domain.CodeConflict, Says: "was deleted"}},
+		{name: "a key needs its hash",
+			given: []device.DeviceEvent{registered("d1", nil)},
+			when:  device.IssueKey{DeviceID: "d1"},
+			err:   &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"keyHash"}, Says: "is required"}},
 		{name: "deleting a device records it",
 			given: []device.DeviceEvent{registered("d1", nil)},
 			when:  device.Delete{DeviceID: "d1"},
@@ -172,6 +197,18 @@ func TestEvolveDeviceKeepsDeletedDevicesDeleted(t *testing.T) {
 	d := device.FoldDevice([]device.DeviceEvent{registered("d1", nil), device.Deleted{DeviceID: "d1"}, registered("d1", map[string]any{"city": "x"})})
 	if d.Exists() || !d.Deleted {
 		t.Errorf("device after delete and re-register = %+v, want it still deleted", d)
+	}
+}
+
+func TestEvolveDeviceKeepsTheLatestKey(t *testing.T) {
+	d := device.FoldDevice([]device.DeviceEvent{
+		registered("d1", nil), device.KeyIssued{DeviceID: "d1", KeyHash: "sha256:k1"},
+		device.KeyIssued{DeviceID: "d1", KeyHash: "sha256:k2"},
+		registered("d1", map[string]any{"city": "x"}), // a new name or template keeps the key
+		device.PropertiesChanged{DeviceID: "d1", Properties: map[string]any{}},
+	})
+	if d.KeyHash != "sha256:k2" {
+		t.Errorf("key hash %q, want the latest issued, sha256:k2", d.KeyHash)
 	}
 }
 

@@ -34,6 +34,11 @@
 //     or template records DeviceRegistered again with the whole device, so
 //     the catalog keeps its fields and a reader of DeviceRegistered always
 //     gets a complete device (projectors treat it as an upsert).
+//   - Device keys: a device authenticates to the broker with a key that
+//     the command handler draws when it registers the device (or when a
+//     new key is issued: IssueKey, which replaces the old one). Only its
+//     stored form, a hash, is recorded (DeviceKeyIssued) and kept in the
+//     state (Device.KeyHash); the key itself never reaches the domain.
 //   - Condition ops: eq and ne compare a value of the property's schema; lt,
 //     le, gt and ge need a number property (numeric order) or a string
 //     property (byte-wise lexical order, which orders ISO dates and
