@@ -49,7 +49,7 @@ func token(p eventstore.Position) string {
 }
 
 func commandResult(r commands.Result) fjhttp.CommandResult {
-	return fjhttp.CommandResult{Token: token(r.Position), Created: r.Created}
+	return fjhttp.CommandResult{Token: token(r.Position), Created: r.Created, DeviceKey: r.DeviceKey}
 }
 
 func capabilities(items []fjhttp.SchemaItem) []device.Capability {
@@ -161,9 +161,7 @@ func (a *deviceCommands) DeleteDeviceSet(ctx context.Context, cmd fjhttp.DeleteD
 	return commandResult(r), err
 }
 
-// ImportDevices runs the all-or-nothing import. commands.ImportResult
-// counts changed rows without telling new devices from changed ones, so
-// every changed row is reported as registered.
+// ImportDevices runs the all-or-nothing import.
 func (a *deviceCommands) ImportDevices(ctx context.Context, cmd fjhttp.ImportDevices) (fjhttp.ImportResult, error) {
 	rows := make([]device.Register, len(cmd.Rows))
 	for i, r := range cmd.Rows {
@@ -173,7 +171,17 @@ func (a *deviceCommands) ImportDevices(ctx context.Context, cmd fjhttp.ImportDev
 	if err != nil {
 		return fjhttp.ImportResult{}, err
 	}
-	return fjhttp.ImportResult{Token: token(r.Position), Registered: r.Changed, Unchanged: r.Rows - r.Changed}, nil
+	keys := make([]fjhttp.DeviceKey, len(r.Keys))
+	for i, k := range r.Keys {
+		keys[i] = fjhttp.DeviceKey{DeviceID: k.DeviceID, DeviceKey: k.Key}
+	}
+	return fjhttp.ImportResult{Token: token(r.Position), Registered: r.Registered, Updated: r.Changed - r.Registered,
+		Unchanged: r.Rows - r.Changed, Keys: keys}, nil
+}
+
+func (a *deviceCommands) IssueDeviceKey(ctx context.Context, cmd fjhttp.IssueDeviceKey) (fjhttp.CommandResult, error) {
+	r, err := a.h.IssueDeviceKey(ctx, commandMeta(cmd.Meta), cmd.DeviceID)
+	return commandResult(r), err
 }
 
 // deviceQueries is fjhttp.DeviceQueries over the read models.

@@ -27,9 +27,9 @@ type Config struct {
 	EventStoreURL  string        // FLEETJOBS_EVENTSTORE_URL: empty means the embedded store
 	EventStoreAddr string        // FLEETJOBS_EVENTSTORE_ADDR: where the embedded store listens
 	RedisURL       string        // FLEETJOBS_REDIS_URL: empty means the embedded Redis
-	Devices        string        // FLEETJOBS_DEVICES: "mqtt" (no transport yet: jobs stay pending) or "sim"
-	MQTTURL        string        // FLEETJOBS_MQTT_URL: empty means the embedded broker (not used yet)
-	MQTTAddr       string        // FLEETJOBS_MQTT_ADDR (not used yet)
+	Devices        string        // FLEETJOBS_DEVICES: "mqtt", "sim" (the simulated fleet) or "none" (no dispatcher)
+	MQTTURL        string        // FLEETJOBS_MQTT_URL: empty means the embedded broker
+	MQTTAddr       string        // FLEETJOBS_MQTT_ADDR: where the embedded broker listens
 	APIKeys        []APIKey      // FLEETJOBS_API_KEYS
 	LogLevel       zapcore.Level // FLEETJOBS_LOG_LEVEL
 
@@ -107,15 +107,15 @@ func settings() []setting {
 				_, err := redisOptions(v)
 				return err
 			}},
-		{"FLEETJOBS_DEVICES", "devices", "mqtt", "device transport: mqtt or sim",
+		{"FLEETJOBS_DEVICES", "devices", "mqtt", "device transport: mqtt (devices over MQTT), sim (a simulated fleet in process) or none (no dispatcher: jobs stay pending, gateways report results over HTTP)",
 			func(c *Config, v string) error {
 				c.Devices = v
-				if v != "mqtt" && v != "sim" {
-					return errors.New("want mqtt or sim")
+				if v != devicesMQTT && v != devicesSim && v != devicesNone {
+					return errors.New("want mqtt, sim or none")
 				}
 				return nil
 			}},
-		{"FLEETJOBS_MQTT_URL", "mqtt-url", "", "MQTT broker URL, e.g. mqtt://127.0.0.1:1883; empty: embedded broker",
+		{"FLEETJOBS_MQTT_URL", "mqtt-url", "", "MQTT broker URL, mqtt://[user:password@]host:port or mqtts://...; empty: the embedded broker",
 			func(c *Config, v string) error { c.MQTTURL = v; return checkMQTTURL(v) }},
 		{"FLEETJOBS_MQTT_ADDR", "mqtt-addr", "127.0.0.1:1884", "where the embedded MQTT broker listens (host:port)",
 			func(c *Config, v string) error { c.MQTTAddr = v; return checkHostPort(v) }},
@@ -220,8 +220,11 @@ func lookup(getenv func(string) string, key string) (string, bool) {
 
 // redact keeps secrets out of error messages.
 func redact(env, v string) string {
-	if env == "FLEETJOBS_API_KEYS" {
+	switch env {
+	case "FLEETJOBS_API_KEYS":
 		return "<redacted>"
+	case "FLEETJOBS_MQTT_URL":
+		return redactURL(v)
 	}
 	return v
 }
@@ -262,6 +265,9 @@ func checkMQTTURL(v string) error {
 	}
 	if !slices.Contains([]string{"mqtt", "mqtts", "tcp", "ssl", "ws", "wss"}, u.Scheme) {
 		return fmt.Errorf("scheme %q: want mqtt, mqtts, tcp, ssl, ws or wss", u.Scheme)
+	}
+	if u.Port() == "" {
+		return errors.New("no port: want host:port")
 	}
 	if u.Host == "" {
 		return errors.New("no host")

@@ -119,6 +119,7 @@ func MustMainConfig(tb testing.TB, dataDir string) main.Config {
 		"FLEETJOBS_DATA_DIR":        dataDir,
 		"FLEETJOBS_HTTP_ADDR":       "127.0.0.1:0",
 		"FLEETJOBS_EVENTSTORE_ADDR": "127.0.0.1:0",
+		"FLEETJOBS_MQTT_ADDR":       "127.0.0.1:0",
 	}))
 	if err != nil {
 		tb.Fatal(err)

@@ -143,7 +143,7 @@ func printDemo(w io.Writer, baseURL string, sim bool) {
 	api := baseURL + fjhttp.APIBase
 	fmt.Fprintf(w, "\nfleetjobs demo: the API is at %s (try %s/device-sets and %s/jobs)\n", api, api, api)
 	if !sim {
-		fmt.Fprintf(w, "FLEETJOBS_DEVICES is not sim: jobs stay pending (no device transport). Run with FLEETJOBS_DEVICES=sim to see them run.\n")
+		fmt.Fprintf(w, "FLEETJOBS_DEVICES is not sim: the demo fridges are not simulated, so jobs on them stay pending (none) or time out (mqtt: no fridge is connected). Run with FLEETJOBS_DEVICES=sim to see them run.\n")
 	}
 	fmt.Fprintf(w, "Set the fan speed of the Seattle fridges:\n\n  %s\n\nthen watch it:\n\n  curl %s/jobs/fan-1200\n  curl '%s/jobs/fan-1200/devices?status=failed'\n\n", demoCurl(api), api, api)
 }

@@ -352,9 +352,8 @@ func TestDemoSeedsOnceAndRunsTheReadmeJob(t *testing.T) {
 	}
 }
 
-// TestNoTransportLeavesJobsPending: with FLEETJOBS_DEVICES=mqtt (the
-// default, not implemented yet) serve starts no dispatcher, says once that
-// jobs stay pending, and a job does.
+// TestNoTransportLeavesJobsPending: with FLEETJOBS_DEVICES=none serve
+// starts no dispatcher, says once that jobs stay pending, and a job does.
 func TestNoTransportLeavesJobsPending(t *testing.T) {
 	t.Parallel()
 	url, root := MustRedisURL(t)

@@ -20,17 +20,28 @@ import (
 	"github.com/fleetjobs/fleetjobs/projections"
 )
 
-// This file wires the dispatcher (dispatch.Manager) with a device transport:
-// the adapter that lets the Manager report outcomes through the command
-// handler, its checkpoint in Redis, the simulated fleet's property lookup in
-// the devices read model, and the supervisor that runs it, restarts it after
-// a failure and reports its state to /readyz and /metrics.
+// This file wires the dispatcher (dispatch.Manager) with a device transport
+// (the simulated fleet or MQTT: mqtt.go): the adapter that lets the Manager
+// report outcomes through the command handler, its checkpoint in Redis, the
+// simulated fleet's property lookup in the devices read model, and the
+// supervisor that runs it, restarts it after a failure and reports its
+// state to /readyz and /metrics.
 
 // Device transports (FLEETJOBS_DEVICES).
 const (
 	devicesMQTT = "mqtt"
 	devicesSim  = "sim"
+	// devicesNone runs no dispatcher: jobs stay pending, and device
+	// gateways report results over HTTP.
+	devicesNone = "none"
 )
+
+// deviceTransport is a dispatch.Transport that must run (Run, until its
+// context ends) to hand the devices' answers to the Manager.
+type deviceTransport interface {
+	dispatch.Transport
+	Run(ctx context.Context) error
+}
 
 // deviceNotFound is the error a simulated device that the read models do not
 // know (deleted after it was targeted) fails with.
@@ -157,15 +168,15 @@ func (p *deviceProperties) Properties(ctx context.Context, ids []string) ([]map[
 	return out, nil
 }
 
-// dispatcher runs a dispatch.Manager over the simulated fleet, beside the
+// dispatcher runs a dispatch.Manager and its device transport, beside the
 // projections runner. Run may be called only once per Manager, so after a
 // failure (its checkpoint could not be loaded) the supervisor builds a new
 // one; the counters of the Managers it replaced are kept, so /metrics
 // counters never go back.
 type dispatcher struct {
-	cfg    dispatch.Config // Transport and Answers filled in by newDispatcher
-	fleet  *sim.Fleet
-	logger *zap.Logger
+	cfg       dispatch.Config // Transport and Answers filled in by newDispatcher
+	transport deviceTransport
+	logger    *zap.Logger
 
 	mu      sync.Mutex
 	current *dispatch.Manager
@@ -177,12 +188,12 @@ type dispatcher struct {
 	done chan struct{}
 }
 
-// newDispatcher builds the simulated fleet and checks the Manager's
-// configuration (a mistake there is a start-up error, not a retry loop).
-func newDispatcher(cfg dispatch.Config, props sim.Properties) (*dispatcher, error) {
-	answers := make(chan []dispatch.Answer, 64)
-	d := &dispatcher{fleet: sim.New(props, answers, sim.Config{Now: cfg.Now}), logger: cfg.Logger}
-	cfg.Transport, cfg.Answers = d.fleet, answers
+// newDispatcher checks the Manager's configuration (a mistake there is a
+// start-up error, not a retry loop) over transport, whose answers arrive on
+// answers.
+func newDispatcher(cfg dispatch.Config, transport deviceTransport, answers chan []dispatch.Answer) (*dispatcher, error) {
+	d := &dispatcher{transport: transport, logger: cfg.Logger}
+	cfg.Transport, cfg.Answers = transport, answers
 	d.cfg = cfg
 	m, err := dispatch.New(cfg)
 	if err != nil {
@@ -192,12 +203,12 @@ func newDispatcher(cfg dispatch.Config, props sim.Properties) (*dispatcher, erro
 	return d, nil
 }
 
-// start runs the fleet and the Manager in the background until close.
+// start runs the transport and the Manager in the background until close.
 func (d *dispatcher) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	d.stop, d.done = cancel, make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = d.fleet.Run(ctx) })
+	wg.Go(func() { _ = d.transport.Run(ctx) })
 	wg.Go(func() { d.supervise(ctx) })
 	go func() { wg.Wait(); close(d.done) }()
 }
@@ -280,8 +291,8 @@ func (d *dispatcher) ready(context.Context) error {
 }
 
 // close stops the Manager (its batch in flight is recorded or abandoned:
-// the next start resends what has no result) and the fleet, and waits for
-// them.
+// the next start resends what has no result) and the transport's Run, and
+// waits for them.
 func (d *dispatcher) close() {
 	if d.stop == nil {
 		return
@@ -324,8 +335,12 @@ func registerDispatchMetrics(m *fjhttp.Metrics, d *dispatcher) error {
 		m.CounterFunc("fleetjobs_dispatch_checkpoint_failures_total",
 			"Failed saves of the dispatcher's checkpoint (the next start reads more of the log).",
 			func() float64 { return float64(d.stats().CheckpointFailures) }),
-		m.GaugeFunc("fleetjobs_sim_pending_answers",
-			"Answers of the simulated fleet waiting for their moment.",
-			func() float64 { return float64(d.fleet.Pending()) }),
 	)
+}
+
+// registerSimMetrics exposes the simulated fleet's gauge on /metrics.
+func registerSimMetrics(m *fjhttp.Metrics, fleet *sim.Fleet) error {
+	return m.GaugeFunc("fleetjobs_sim_pending_answers",
+		"Answers of the simulated fleet waiting for their moment.",
+		func() float64 { return float64(fleet.Pending()) })
 }

@@ -2,21 +2,29 @@
 //
 //	fleetjobs serve        the service (HTTP, projections, commands; embedded event store and Redis unless configured)
 //	fleetjobs eventstore   only the embedded KurrentDB-compatible event store
+//	fleetjobs export       the log as NDJSON, or a job's per-device results as CSV
+//	fleetjobs replay       a job's history, or its state at a moment
+//	fleetjobs rebuild      the Redis read models rebuilt from the log without downtime, or verified (--verify)
+//	fleetjobs device       a small MQTT device agent, to try the transport by hand
 //	fleetjobs version      the version
 //
 // serve wires, in order: the event store (embedded or FLEETJOBS_EVENTSTORE_URL),
 // the official client with the catalog codec, Redis (embedded miniredis or
 // FLEETJOBS_REDIS_URL), the projections Writer and Runner (a goroutine whose
-// health /readyz and /metrics report), the command handler, the dispatcher
-// (FLEETJOBS_DEVICES=sim: a dispatch.Manager over the simulated fleet, in a
-// goroutine beside the runner, its checkpoint in one Redis key, its state in
-// /readyz and /metrics; with the default mqtt, not implemented yet, none runs
-// and jobs stay pending), the demo fleet (--demo, seeded through the command
-// path) and the HTTP server; adapters.go and jobs.go fit the commands and
-// projections packages to the small interfaces package http declares, and
-// dispatcher.go fits the command handler and the read models to those of
-// package dispatch. Close undoes it in reverse: the dispatcher stops before
-// the command handler it sends commands to.
+// health /readyz and /metrics report), the command handler (which gives new
+// devices their keys), the device transport and the dispatcher
+// (FLEETJOBS_DEVICES=mqtt, the default: the embedded MQTT broker unless
+// FLEETJOBS_MQTT_URL names one, checking device keys through the command
+// handler, and the MQTT transport, mqtt.go; sim: the simulated fleet; none:
+// no dispatcher, jobs stay pending) with a dispatch.Manager in a goroutine
+// beside the runner, its checkpoint in one Redis key, its state in /readyz
+// and /metrics, the demo fleet (--demo, seeded through the command path) and
+// the HTTP server; adapters.go and jobs.go fit the commands and projections
+// packages to the small interfaces package http declares, and dispatcher.go
+// fits the command handler and the read models to those of package
+// dispatch. Close undoes it in reverse: the dispatcher stops before the
+// transport it sends through, the broker before the command handler it
+// checks keys with.
 //
 // It owns all the wiring, in the shape of benbjohnson/wtf: Main (serve) and
 // EventStoreMain (eventstore) build every component from their Config, start

@@ -50,6 +50,10 @@ func run(ctx context.Context, stopSignals func(), args []string, getenv func(str
 		err = runExport(ctx, rest, getenv, stdout, stderr)
 	case "replay":
 		err = runReplay(ctx, rest, getenv, stdout)
+	case "rebuild":
+		err = runRebuild(ctx, rest, getenv, stdout, stderr)
+	case "device":
+		err = runDevice(ctx, rest, getenv, stdout, stderr)
 	case "version":
 		err = runVersion(rest, stdout)
 	default:
@@ -85,8 +89,12 @@ Commands:
                event store unless FLEETJOBS_EVENTSTORE_URL points at a KurrentDB,
                and the embedded Redis unless FLEETJOBS_REDIS_URL is set
   eventstore   run only the embedded KurrentDB-compatible event store
-  export       print every event of the log (or some) as NDJSON
+  export       print every event of the log (or some) as NDJSON, or a job's
+               per-device results as CSV (--job ID --format csv)
   replay       print a job's history, or its state at a moment (--as-of)
+  rebuild      rebuild the read models in Redis from the log without downtime,
+               or check them against a rebuild (--verify)
+  device       act as a device over MQTT: print the jobs it receives, answer them
   version      print the version
 
 Run 'fleetjobs <command> --help' for a command's flags.
@@ -122,11 +130,37 @@ func commandUsage(cmd string) string {
 		head = "Usage: fleetjobs eventstore [flags]\n\nRuns only the embedded KurrentDB-compatible event store, for other programs\nand tools to use (esdb://HOST:PORT?tls=false). SIGINT or SIGTERM shuts it\ndown cleanly.\n\nFlags:\n"
 		fs, _ = eventStoreFlags(func(string) string { return "" })
 	case "export":
-		head = "Usage: fleetjobs export [flags]\n\nPrints the events of the log as NDJSON on stdout, in log order, one per line:\n{stream, revision, position, id, type, contentType, data, metadata, recordedAt}.\ndata and metadata are the stored JSON, or a base64 string when not JSON.\nAn interrupted export resumes with --since and the last position printed.\nProgress goes to stderr when it is a terminal. The store's own $-streams\nare left out.\n\nReads a running store (--eventstore-url; serve's embedded store by default)\nor a data directory no serve holds (--data).\n\nFlags:\n"
+		head = "Usage: fleetjobs export [flags]\n       fleetjobs export --job ID --format csv [flags]\n\nPrints the events of the log as NDJSON on stdout, in log order, one per line:\n{stream, revision, position, id, type, contentType, data, metadata, recordedAt}.\ndata and metadata are the stored JSON, or a base64 string when not JSON.\nAn interrupted export resumes with --since and the last position printed.\nProgress goes to stderr when it is a terminal. The store's own $-streams\nare left out.\n\nWith --job ID --format csv it writes instead that job's per-device results\nfor spreadsheets: a header, then one row per targeted device (deleted ones\nincluded): device,name,status,error,time (status Pending, Succeeded or\nFailed; time the RFC 3339 time of the result, empty while pending). Cells a\nspreadsheet would run as a formula get a leading '. An unknown job exits 1.\n\nReads a running store (--eventstore-url; serve's embedded store by default)\nor a data directory no serve holds (--data).\n\nFlags:\n"
 		fs, _ = exportFlags(func(string) string { return "" })
 	case "replay":
 		head = "Usage: fleetjobs replay --job ID [--as-of TIME] [--json] [flags]\n\nPrints a job's whole history from the log, one line per event (time, actor,\nwhat happened, for which devices), or with --as-of its state at that moment\n(status, counts, each device's status), folded from the events that occurred\nuntil then. An unknown job exits 1.\n\nFlags:\n"
 		fs, _ = replayFlags(func(string) string { return "" })
+	case "device":
+		head = "Usage: fleetjobs device --id ID --key KEY [--broker URL] [--fail MESSAGE] [--ignore]\n\nConnects to the MQTT broker as device ID with its key (shown when the device was\nregistered), prints each job it receives (one line, then its operations) and\nanswers it: succeeded, failed with --fail's message, or never with --ignore.\nA duplicate delivery of a job is not applied again. SIGINT disconnects and\nexits 0; a refused key exits 1.\n\nFlags:\n"
+		fs, _ = deviceFlags(func(string) string { return "" })
+	case "rebuild":
+		head = `Usage: fleetjobs rebuild [--projection NAME] [--verify] [flags]
+
+Rebuilds read models in Redis from the event log without downtime: writes a
+new version of each projection beside the live one from the start of the
+log, catches up with the head, switches the active version atomically (the
+running serve instances follow it), then deletes the old version after
+--grace. Progress goes to stderr: a bar on a terminal, a line every 5 s
+otherwise, nothing with --quiet. Safe to interrupt (Ctrl-C, kill): the live
+read models are untouched, and running it again resumes the interrupted
+rebuild from its checkpoint.
+
+With --verify it changes nothing: it builds a scratch copy up to the live
+version's position, compares them key by key (type, content, expiry),
+prints the drift, deletes the copy, and exits 1 on drift.
+
+Needs the Redis serve uses (FLEETJOBS_REDIS_URL): with the embedded Redis
+the read models are rebuilt at every start of serve. Reads the log like
+export does (a running serve's store by default, --eventstore-url, --data).
+
+Flags:
+`
+		fs, _ = rebuildFlags(func(string) string { return "" })
 	case "version":
 		return "Usage: fleetjobs version\n\nPrints the version of fleetjobs and of the event store protocol it serves.\n"
 	default:

@@ -36,15 +36,10 @@ func TestBinary(t *testing.T) {
 	t.Run("eventstore alone", func(t *testing.T) { testEventStore(t, bin) })
 }
 
-// MustBuild builds the binary into a temporary directory.
+// MustBuild builds the binary once per test process (binary_test.go).
 func MustBuild(tb testing.TB) string {
 	tb.Helper()
-	bin := filepath.Join(tb.TempDir(), "fleetjobs")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+	return mustSharedBinary(tb)
 }
 
 // baseEnv is the environment of every run: nothing of the developer's own
@@ -286,7 +281,7 @@ func testHelp(t *testing.T, bin string) {
 				t.Errorf("usage lacks %q", want)
 			}
 		}
-		for _, unwanted := range []string{"rebuild", "bench"} {
+		for _, unwanted := range []string{"bench"} {
 			if strings.Contains(r.stdout, unwanted) {
 				t.Errorf("usage lists %q, which is not implemented", unwanted)
 			}
@@ -302,7 +297,7 @@ func testBadUsage(t *testing.T, bin string) {
 		mention string
 	}{
 		{"no command", nil, nil, "Usage"},
-		{"unknown command", nil, []string{"rebuild"}, `unknown command "rebuild"`},
+		{"unknown command", nil, []string{"frobnicate"}, `unknown command "frobnicate"`},
 		{"unknown flag", nil, []string{"serve", "--bogus"}, "-bogus"},
 		{"positional argument", nil, []string{"serve", "now"}, `"now"`},
 		{"bad log level", []string{"FLEETJOBS_LOG_LEVEL=loud"}, []string{"serve"}, "FLEETJOBS_LOG_LEVEL"},
@@ -350,6 +345,7 @@ func testServe(t *testing.T, bin string) {
 			"FLEETJOBS_DATA_DIR=" + data,
 			"FLEETJOBS_HTTP_ADDR=" + httpAddr,
 			"FLEETJOBS_EVENTSTORE_ADDR=" + esAddr,
+			"FLEETJOBS_MQTT_ADDR=" + freeAddr(t),
 		}, httpAddr, esAddr
 	}
 

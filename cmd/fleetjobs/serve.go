@@ -15,6 +15,7 @@ import (
 
 	"github.com/fleetjobs/fleetjobs/commands"
 	"github.com/fleetjobs/fleetjobs/dispatch"
+	"github.com/fleetjobs/fleetjobs/dispatch/sim"
 	"github.com/fleetjobs/fleetjobs/eventstore"
 	"github.com/fleetjobs/fleetjobs/eventstore/server"
 	"github.com/fleetjobs/fleetjobs/eventstore/server/store"
@@ -49,6 +50,7 @@ type Main struct {
 	runDone   chan struct{}         // closed when the runner's goroutine returned
 	commands  *commands.Handler     // the one command-handling path
 	dispatch  *dispatcher           // the dispatcher and its device transport; nil without one
+	mqtt      *mqttDevices          // the MQTT transport and embedded broker; nil unless FLEETJOBS_DEVICES=mqtt
 	http      *fjhttp.Server        // the HTTP edge
 	closed    bool
 }
@@ -62,9 +64,11 @@ func NewMain(cfg Config, logger *zap.Logger) *Main {
 // serve: the embedded event store (unless an external one is configured),
 // the event store client, Redis (embedded unless configured), the
 // projections runner (in the background: it catches up while /readyz says
-// so), the command handler, the dispatcher with the simulated fleet (with
-// FLEETJOBS_DEVICES=sim, in the background too), the demo fleet (--demo)
-// and the HTTP server. On error, what was started is closed again.
+// so), the command handler, the device transport (the embedded MQTT broker
+// unless FLEETJOBS_MQTT_URL is set, and the MQTT connection; or the
+// simulated fleet) and the dispatcher over it (in the background too; none
+// with FLEETJOBS_DEVICES=none), the demo fleet (--demo) and the HTTP
+// server. On error, what was started is closed again.
 func (m *Main) Run(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
@@ -117,9 +121,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 
 	root := cfg.KeyRoot()
+	// No Version: the runner writes the active versions and follows
+	// `fleetjobs rebuild` when it switches them.
 	writer, err := projections.NewWriter(m.redis, m.Logger.Named("projections"), root,
-		projections.Target{Projector: projections.NewDevicesProjector(0), Version: projections.DefaultVersion},
-		projections.Target{Projector: projections.NewJobsProjector(), Version: projections.DefaultVersion})
+		projections.Target{Projector: projections.NewDevicesProjector(0)},
+		projections.Target{Projector: projections.NewJobsProjector()})
 	if err != nil {
 		return fmt.Errorf("projections: %w", err)
 	}
@@ -138,7 +144,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		_ = m.runner.Run(runCtx)
 	}()
 
-	m.commands = commands.New(m.events, codec, m.Now, m.NewID, m.Logger.Named("commands"))
+	m.commands = commands.New(m.events, codec, m.Now, m.NewID, m.Logger.Named("commands"), commands.WithDeviceKeys(drawDeviceKey))
 
 	metrics := fjhttp.NewMetrics()
 	if err := registerProjectionMetrics(metrics, m.runner); err != nil {
@@ -149,14 +155,37 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		{Name: "redis", Check: func(ctx context.Context) error { return m.redis.Ping(ctx).Err() }},
 		{Name: "projections", Check: m.projectionsReady},
 	}
+	dcfg := dispatch.Config{
+		Events: m.events, Codec: codec, Outcomes: outcomes{m.commands},
+		Checkpoints: &redisCheckpoints{rdb: m.redis, key: dispatchCheckpointKey(root)},
+		Now:         m.Now, NewID: m.NewID, Logger: m.Logger.Named("dispatch"),
+	}
+	answers := make(chan []dispatch.Answer, 64)
+	var transport deviceTransport
 	switch cfg.Devices {
 	case devicesSim:
-		m.dispatch, err = newDispatcher(dispatch.Config{
-			Events: m.events, Codec: codec, Outcomes: outcomes{m.commands},
-			Checkpoints: &redisCheckpoints{rdb: m.redis, key: dispatchCheckpointKey(root)},
-			Now:         m.Now, NewID: m.NewID, Logger: m.Logger.Named("dispatch"),
-		}, &deviceProperties{rdb: m.redis, root: root})
+		fleet := sim.New(&deviceProperties{rdb: m.redis, root: root}, answers, sim.Config{Now: m.Now})
+		if err := registerSimMetrics(metrics, fleet); err != nil {
+			return err
+		}
+		transport = fleet
+		m.Logger.Info("dispatching jobs to the simulated fleet (FLEETJOBS_DEVICES=sim)")
+	case devicesMQTT:
+		m.mqtt, err = startMQTT(ctx, cfg, m.commands, m.events, answers, m.Logger.Named("mqtt"))
 		if err != nil {
+			return err
+		}
+		if err := registerMQTTMetrics(metrics, m.mqtt.transport); err != nil {
+			return err
+		}
+		checks = append(checks, fjhttp.Check{Name: "mqtt", Check: m.mqtt.ready})
+		transport = m.mqtt.transport
+		m.Logger.Info("dispatching jobs to devices over MQTT", zap.String("broker", m.mqtt.url))
+	default:
+		m.Logger.Warn("no device transport (FLEETJOBS_DEVICES=none): jobs stay pending; device gateways report results over HTTP")
+	}
+	if transport != nil {
+		if m.dispatch, err = newDispatcher(dcfg, transport, answers); err != nil {
 			return err
 		}
 		if err := registerDispatchMetrics(metrics, m.dispatch); err != nil {
@@ -164,13 +193,6 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 		checks = append(checks, fjhttp.Check{Name: "dispatcher", Check: m.dispatch.ready})
 		m.dispatch.start()
-		m.Logger.Info("dispatching jobs to the simulated fleet (FLEETJOBS_DEVICES=sim)")
-	default:
-		m.Logger.Warn("no device transport: jobs stay pending until one is configured (MQTT is not implemented yet; FLEETJOBS_DEVICES=sim runs them on a simulated fleet)",
-			zap.String("devices", cfg.Devices))
-	}
-	if cfg.MQTTURL != "" {
-		m.Logger.Info("FLEETJOBS_MQTT_URL is validated but unused: the MQTT transport is not implemented yet")
 	}
 	if cfg.Demo {
 		if _, err := seedDemo(ctx, m.commands, m.Logger.Named("demo")); err != nil {
@@ -181,7 +203,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// The queries keep rendered job pages while the runner's applied
 	// position stays put: a request with a consistency token has waited
 	// for the runner first, so it never gets a page older than its write.
-	readModels := projections.NewQueries(m.redis, root, m.Now, projections.WithApplied(m.runner.Position))
+	// They read the versions the runner writes, so a rebuild's switch
+	// never shows them a version older than the runner's position.
+	readModels := projections.NewQueries(m.redis, root, m.Now, projections.WithApplied(m.runner.Position),
+		projections.WithVersions(m.runner.Version))
 	queries := &deviceQueries{q: readModels, rdb: m.redis, root: root}
 
 	m.http = fjhttp.NewServer(fjhttp.Config{
@@ -206,7 +231,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.Logger.Info("serving HTTP", zap.String("addr", m.http.Addr()), zap.String("url", m.http.URL()))
 	if cfg.Demo {
 		m.Logger.Info("demo fleet: the API is here", zap.String("api", m.http.URL()+fjhttp.APIBase))
-		printDemo(m.Out, m.http.URL(), m.dispatch != nil)
+		printDemo(m.Out, m.http.URL(), cfg.Devices == devicesSim)
 	}
 	return nil
 }
@@ -246,6 +271,15 @@ func (m *Main) EventStoreURL() string {
 	return m.Config.EventStoreURL
 }
 
+// MQTTURL is the MQTT broker devices connect to (without credentials), once
+// Run succeeded with FLEETJOBS_DEVICES=mqtt; "" otherwise.
+func (m *Main) MQTTURL() string {
+	if m.mqtt == nil {
+		return ""
+	}
+	return m.mqtt.url
+}
+
 // HTTPErr delivers an error if the HTTP server stops on its own.
 func (m *Main) HTTPErr() <-chan error {
 	if m.http == nil {
@@ -256,8 +290,9 @@ func (m *Main) HTTPErr() <-chan error {
 
 // Close shuts down in dependency order: stop accepting HTTP requests and let
 // those in flight finish, stop the dispatcher (it sends commands, so before
-// the handler; what it left unanswered is resent at the next start), stop
-// the command handler's per-job workers (an
+// the handler; what it left unanswered is resent at the next start), close
+// the MQTT connection and the embedded broker (which checks device keys
+// through the handler), stop the command handler's per-job workers (an
 // append in flight ends first), stop the projections runner (its batch in
 // flight commits or is abandoned whole), then Redis, the event store client
 // and the embedded store (which ends its subscriptions and lets in-flight
@@ -275,6 +310,12 @@ func (m *Main) Close() error {
 	}
 	if m.dispatch != nil {
 		m.dispatch.close()
+	}
+	if m.mqtt != nil {
+		// Before the command handler: the broker checks keys through it.
+		if err := m.mqtt.close(); err != nil {
+			errs = append(errs, fmt.Errorf("close MQTT: %w", err))
+		}
 	}
 	if m.commands != nil {
 		if err := m.commands.Close(); err != nil {

@@ -74,7 +74,8 @@ func MustDeleteKeys(tb testing.TB, url, pattern string) {
 }
 
 // ServeConfig is a serve configuration on free loopback ports, data in a
-// temporary directory, Redis as given ("" for the embedded one).
+// temporary directory, Redis as given ("" for the embedded one), and no
+// device transport (jobs stay pending; tests report results over HTTP).
 func ServeConfig(tb testing.TB, redisURL, root string) main.Config {
 	tb.Helper()
 	return main.Config{
@@ -83,7 +84,7 @@ func ServeConfig(tb testing.TB, redisURL, root string) main.Config {
 		EventStoreAddr: "127.0.0.1:0",
 		RedisURL:       redisURL,
 		RedisKeyRoot:   root,
-		Devices:        "mqtt",
+		Devices:        "none",
 		MQTTAddr:       "127.0.0.1:0",
 		MaxAppendSize:  1 << 20,
 	}

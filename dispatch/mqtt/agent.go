@@ -25,6 +25,22 @@ type Handler func(ctx context.Context, job dispatch.Delivery) error
 // ErrNoAnswer, returned by a Handler, sends no answer.
 var ErrNoAnswer = errors.New("mqtt agent: no answer")
 
+// ErrRefused is the error of ConnectAgent when the broker refuses the
+// device's credentials (a wrong key, a device it does not know or a deleted
+// one): trying again would not help.
+var ErrRefused = errors.New("the broker refused the device's credentials")
+
+// refusedCodes are the CONNACK reason codes that mean the credentials (or
+// the client ID) are refused: 0x85 client identifier not valid, 0x86 bad
+// user name or password, 0x87 not authorized.
+func refused(err error) (*autopaho.ConnackError, bool) {
+	var ce *autopaho.ConnackError
+	if errors.As(err, &ce) && ce.ReasonCode >= 0x85 && ce.ReasonCode <= 0x87 {
+		return ce, true
+	}
+	return nil, false
+}
+
 // DefaultRemember is how many job IDs an Agent remembers to drop duplicates.
 const DefaultRemember = 1024
 
@@ -40,7 +56,10 @@ type AgentConfig struct {
 	SessionExpiry time.Duration
 	// Remember is how many applied job IDs it keeps; default DefaultRemember.
 	Remember int
-	Logger   *zap.Logger
+	// MaxReconnectDelay caps the pause between reconnection attempts
+	// (exponential backoff from 100 ms); default 10 s, at least 200 ms.
+	MaxReconnectDelay time.Duration
+	Logger            *zap.Logger
 }
 
 // Agent is a device: it receives its jobs, applies each once through the
@@ -83,7 +102,8 @@ type AgentStats struct {
 }
 
 // ConnectAgent connects as cfg.DeviceID, subscribes to its jobs and returns
-// once subscribed, or ctx ends. It serves until Close.
+// once subscribed, or ctx ends, or the broker refuses the credentials (an
+// error wrapping ErrRefused). It serves until Close, reconnecting as needed.
 func ConnectAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil || u.Host == "" {
@@ -98,12 +118,17 @@ func ConnectAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) {
 	if cfg.Remember <= 0 {
 		cfg.Remember = DefaultRemember
 	}
+	if cfg.MaxReconnectDelay <= 0 {
+		cfg.MaxReconnectDelay = 10 * time.Second
+	}
+	cfg.MaxReconnectDelay = max(cfg.MaxReconnectDelay, 200*time.Millisecond)
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With(zap.String("deviceId", cfg.DeviceID)), answered: map[string]*applied{}, ready: make(chan struct{})}
 	a.life, a.end = context.WithCancel(context.Background())
 	subscribed := make(chan error, 1)
+	refusal := make(chan error, 1)
 	filter := JobFilter(cfg.DeviceID)
 	pc := autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{u},
@@ -111,7 +136,7 @@ func ConnectAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) {
 		CleanStartOnInitialConnection: cfg.SessionExpiry == 0,
 		SessionExpiryInterval:         uint32(cfg.SessionExpiry / time.Second),
 		ConnectTimeout:                DefaultConnectTimeout,
-		ReconnectBackoff:              autopaho.NewExponentialBackoff(100*time.Millisecond, 10*time.Second, time.Second, 2),
+		ReconnectBackoff:              autopaho.NewExponentialBackoff(100*time.Millisecond, cfg.MaxReconnectDelay, min(time.Second, cfg.MaxReconnectDelay), 2),
 		ConnectUsername:               cfg.DeviceID,
 		ConnectPassword:               []byte(cfg.Key),
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
@@ -128,7 +153,18 @@ func ConnectAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) {
 				}
 			}()
 		},
-		OnConnectError: func(err error) { a.log.Debug("mqtt agent: connection attempt failed", zap.Error(err)) },
+		OnConnectError: func(err error) {
+			if ce, ok := refused(err); ok {
+				a.log.Warn("mqtt agent: the broker refused the device's credentials (a wrong key, a replaced one, or a deleted device)",
+					zap.Uint8("reason", ce.ReasonCode), zap.String("message", ce.Reason))
+				select {
+				case refusal <- fmt.Errorf("%w (CONNACK reason 0x%02x)", ErrRefused, ce.ReasonCode):
+				default:
+				}
+				return
+			}
+			a.log.Debug("mqtt agent: connection attempt failed", zap.Error(err))
+		},
 		ClientConfig: paho.ClientConfig{
 			ClientID: cfg.DeviceID, // the embedded broker requires it
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){
@@ -144,6 +180,7 @@ func ConnectAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) {
 	close(a.ready)
 	select {
 	case err = <-subscribed:
+	case err = <-refusal:
 	case <-ctx.Done():
 		err = ctx.Err()
 	}

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -123,4 +125,216 @@ func BenchmarkDeviceRoundTrips(b *testing.B) {
 	elapsed := time.Since(start)
 	b.ReportMetric(float64(n*b.N)/elapsed.Seconds(), "roundtrips/s")
 	b.ReportMetric(float64(n), "devices")
+}
+
+// BenchmarkFleetRoundTrips measures device round trips through the
+// Transport with FLEETJOBS_BENCH_MQTT_DEVICES simulated devices (default
+// 10,000; target: at least 20,000 round trips/s) connected to the embedded
+// broker with their device keys: a delivery published by Transport.Send,
+// received by the device, its answer published, and the Transport handing
+// it over on the answers channel. The devices run in a child process (a
+// light MQTT client each, rawConn) so that their sockets and the broker's
+// fit the limit of open files. Each run sends every device
+// FLEETJOBS_BENCH_MQTT_ROUNDS jobs (default 5) in batches of 1,000, with up
+// to 8 batches being sent at once.
+//
+// The baseline, in the same run before and after: the same round trips
+// with a bare MQTT client (rawConn) in place of the Transport, publishing
+// pipelined at QoS 1 and reading the answers from a shared subscription at
+// QoS 0: about what the broker and the devices allow.
+//
+//	go test -run '^$' -bench FleetRoundTrips -benchtime 1x ./dispatch/mqtt/
+func BenchmarkFleetRoundTrips(b *testing.B) {
+	n := 10_000
+	if v := os.Getenv("FLEETJOBS_BENCH_MQTT_DEVICES"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
+			b.Fatalf("FLEETJOBS_BENCH_MQTT_DEVICES=%q: want a positive number", v)
+		}
+	}
+	rounds := 5
+	if v := os.Getenv("FLEETJOBS_BENCH_MQTT_ROUNDS"); v != "" {
+		var err error
+		if rounds, err = strconv.Atoi(v); err != nil || rounds <= 0 {
+			b.Fatalf("FLEETJOBS_BENCH_MQTT_ROUNDS=%q: want a positive number", v)
+		}
+	}
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("vm-%06d", i)
+	}
+	bk := MustBroker(b, ids...)
+	t0 := time.Now()
+	mustSimDevices(b, bk, ids)
+	b.Logf("%d simulated devices connected and subscribed in %s", n, time.Since(t0).Round(time.Millisecond))
+
+	before := rawRoundTrips(b, bk, ids, rounds, "raw-before")
+	var rate float64
+	for i := 0; b.Loop(); i++ {
+		rate = transportRoundTrips(b, bk, ids, rounds, fmt.Sprintf("tr-%d", i))
+	}
+	b.StopTimer()
+	after := rawRoundTrips(b, bk, ids, rounds, "raw-after")
+	b.Logf("%d devices × %d jobs: Transport %.0f round trips/s; bare client %.0f / %.0f round trips/s (%.0f%% of their mean)",
+		n, rounds, rate, before, after, 200*rate/(before+after))
+	b.ReportMetric(rate, "roundtrips/s")
+	b.ReportMetric((before+after)/2, "bare-roundtrips/s")
+	b.ReportMetric(float64(n), "devices")
+}
+
+// transportRoundTrips sends every device rounds jobs through a Transport
+// and waits for every answer; it returns the round trips per second.
+func transportRoundTrips(tb testing.TB, bk backend, ids []string, rounds int, name string) float64 {
+	tb.Helper()
+	answers := make(chan []dispatch.Answer, 1024)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tr, err := mqtt.Dial(ctx, mqtt.Config{URL: bk.url, Username: bk.user, Password: bk.password, ShareGroup: name, Logger: zap.NewNop()}, answers)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	var rw sync.WaitGroup
+	rw.Go(func() { _ = tr.Run(runCtx) })
+	defer func() {
+		stop()
+		rw.Wait()
+		_ = tr.Close(context.Background())
+	}()
+	mustSubscribed(tb, bk, tr, name, answers)
+
+	ops := []dispatch.Operation{{Name: "fanSpeed", Value: 1200}}
+	var batches [][]dispatch.Delivery
+	jobs := make(map[string]bool, rounds)
+	for r := range rounds {
+		job := fmt.Sprintf("%s-%d", name, r)
+		jobs[job] = true
+		ds := make([]dispatch.Delivery, len(ids))
+		for i, id := range ids {
+			ds[i] = dispatch.Delivery{JobID: job, DeviceID: id, JobType: "setting", Operations: ops, Deadline: time.Now().Add(time.Minute)}
+		}
+		for i := 0; i < len(ds); i += 1000 {
+			batches = append(batches, ds[i:min(i+1000, len(ds))])
+		}
+	}
+	want := rounds * len(ids)
+	start := time.Now()
+	sent := make(chan error, 1)
+	go func() {
+		var sw sync.WaitGroup
+		var once sync.Once
+		sem := make(chan struct{}, 8)
+		for _, batch := range batches {
+			sem <- struct{}{}
+			sw.Go(func() {
+				defer func() { <-sem }()
+				if err := tr.Send(context.Background(), batch); err != nil {
+					once.Do(func() { sent <- err })
+				}
+			})
+		}
+		sw.Wait()
+		once.Do(func() { sent <- nil })
+	}()
+	timeout := time.After(2 * time.Minute)
+	for got := 0; got < want; {
+		select {
+		case as := <-answers:
+			for _, a := range as {
+				if jobs[a.JobID] {
+					got++
+				}
+			}
+		case <-timeout:
+			tb.Fatalf("%s: %d of %d answers after 2 minutes", name, got, want)
+		}
+	}
+	elapsed := time.Since(start)
+	if err := <-sent; err != nil {
+		tb.Fatal(err)
+	}
+	return float64(want) / elapsed.Seconds()
+}
+
+// rawRoundTrips is transportRoundTrips with a bare MQTT client as the
+// service: deliveries published at QoS 1, up to 1,000 unacknowledged (the
+// broker's receive maximum is 1,024), answers read from a shared
+// subscription at QoS 0 (no acknowledgements to send back). The embedded
+// broker drops what it cannot queue for a connection (1,024 packets), so
+// some answers may never come: it waits until every delivery is
+// acknowledged and no answer has come for two seconds, logs how many were
+// lost, and returns the answers per second up to the last one.
+func rawRoundTrips(tb testing.TB, bk backend, ids []string, rounds int, name string) float64 {
+	tb.Helper()
+	rc, err := rawDial(strings.TrimPrefix(bk.url, "mqtt://"), mqtt.ServiceClientPrefix+name, bk.user, bk.password, 64<<10)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer rc.Close()
+	if err := rc.subscribe(mqtt.SharedResultFilter(name), 0); err != nil {
+		tb.Fatal(err)
+	}
+	want := rounds * len(ids)
+	inflight := make(chan struct{}, 1000)
+	var got, acked, last atomic.Int64 // last: when the latest answer came, Unix ns
+	failed := make(chan error, 1)
+	go func() {
+		for {
+			first, body, err := rc.readPacket()
+			if err != nil {
+				failed <- err
+				return
+			}
+			switch first >> 4 {
+			case pktPuback:
+				acked.Add(1)
+				<-inflight
+			case pktPublish:
+				topic, _, _, err := parsePublish(first, body)
+				if err != nil {
+					failed <- err
+					return
+				}
+				if strings.Contains(topic, "/jobs/"+name+"-") {
+					got.Add(1)
+					last.Store(time.Now().UnixNano())
+				}
+			}
+		}
+	}()
+	start := time.Now()
+	deadline := time.Now().Add(time.Minute).UTC().Format(time.RFC3339)
+	for r := range rounds {
+		job := fmt.Sprintf("%s-%d", name, r)
+		for _, id := range ids {
+			select {
+			case inflight <- struct{}{}:
+			default:
+				_ = rc.Flush()
+				inflight <- struct{}{}
+			}
+			payload := `{"jobId":"` + job + `","jobType":"setting","operations":[{"name":"fanSpeed","value":1200}],"deadline":"` + deadline + `"}`
+			rc.publish(mqtt.JobTopic(id, job), []byte(payload), 1)
+		}
+	}
+	_ = rc.Flush()
+	for giveUp := time.Now().Add(2 * time.Minute); got.Load() < int64(want); {
+		select {
+		case err := <-failed:
+			tb.Fatalf("%s: %v", name, err)
+		case <-time.After(100 * time.Millisecond): // polling interval
+		}
+		idle := time.Since(time.Unix(0, last.Load()))
+		if acked.Load() == int64(want) && got.Load() > 0 && idle > 2*time.Second || time.Now().After(giveUp) {
+			break
+		}
+	}
+	n := got.Load()
+	if n == 0 {
+		tb.Fatalf("%s: no answer", name)
+	}
+	if lost := int64(want) - n; lost > 0 {
+		tb.Logf("%s: %d of %d answers never came (dropped by the broker)", name, lost, want)
+	}
+	return float64(n) / time.Unix(0, last.Load()).Sub(start).Seconds()
 }

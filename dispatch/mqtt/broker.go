@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -95,6 +96,9 @@ type Broker struct {
 	listener *listeners.TCP
 	user     string
 	password []byte
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // StartBroker starts listening on cfg.Addr and serving; Close stops it.
@@ -166,12 +170,28 @@ func (b *Broker) ServiceCredential() (username string, password []byte) {
 	return b.user, append([]byte(nil), b.password...)
 }
 
-// Close disconnects every client and stops listening.
-func (b *Broker) Close() error {
-	if err := b.srv.Close(); err != nil {
-		return fmt.Errorf("mqtt broker: close: %w", err)
+// Disconnect ends the connection of device deviceID, if it has one (its
+// key was replaced or it was deleted): it must connect again, and the
+// new connection is checked against its current key. It reports whether
+// the device was connected.
+func (b *Broker) Disconnect(deviceID string) bool {
+	cl, ok := b.srv.Clients.Get(deviceID)
+	if !ok || cl.Closed() || string(cl.Properties.Username) != deviceID {
+		return false
 	}
-	return nil
+	_ = b.srv.DisconnectClient(cl, packets.ErrNotAuthorized) // the error is the code itself
+	return true
+}
+
+// Close disconnects every client and stops listening. It is safe to call
+// more than once.
+func (b *Broker) Close() error {
+	b.closeOnce.Do(func() {
+		if err := b.srv.Close(); err != nil {
+			b.closeErr = fmt.Errorf("mqtt broker: close: %w", err)
+		}
+	})
+	return b.closeErr
 }
 
 // authHook authenticates connections and enforces the topic ACL.

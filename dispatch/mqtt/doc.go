@@ -21,9 +21,11 @@
 //     credential; a device connects with username = its ID and password = its
 //     device key, checked by DeviceKeys (which stores only hashes: HashKey,
 //     NewKey), and may only subscribe to its own job topic and publish its
-//     own results.
+//     own results. Keys are checked when a device connects; Disconnect ends
+//     the connection of a device whose key was replaced or which was deleted.
 //   - Agent: a device (fleetjobs device --id ID --key KEY) that receives its
 //     jobs, hands each to a handler, answers, and drops duplicate job IDs.
+//     A refused key ends ConnectAgent at once (ErrRefused).
 //
 // It imports package dispatch (Delivery, Answer, Operation) and nothing else
 // of the project: transports never import the domain, which is why the ID

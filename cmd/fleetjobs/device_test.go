@@ -1,0 +1,127 @@
+package main_test
+
+import (
+	"net/http"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/fleetjobs/fleetjobs/dispatch"
+	fjhttp "github.com/fleetjobs/fleetjobs/http"
+)
+
+// agentProc is a running `fleetjobs device`.
+type agentProc struct {
+	cmd            *exec.Cmd
+	stdout, stderr *syncBuffer
+	done           chan struct{}
+	err            error
+}
+
+// MustStartDevice starts `fleetjobs device` with args; the test's end kills
+// it if it still runs.
+func MustStartDevice(tb testing.TB, bin string, args ...string) *agentProc {
+	tb.Helper()
+	p := &agentProc{cmd: exec.Command(bin, append([]string{"device"}, args...)...), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd.Env = baseEnv()
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	tb.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if tb.Failed() {
+			tb.Logf("device %v:\nstdout:\n%s\nstderr:\n%s", args, p.stdout.String(), p.stderr.String())
+		}
+	})
+	return p
+}
+
+// TestDeviceCommand runs `fleetjobs device` against serve's embedded
+// broker: agents that succeed, fail (--fail) and never answer (--ignore)
+// print their job and answer it; SIGINT exits 0; a wrong key exits 1 with
+// a message, bad usage exits 2.
+func TestDeviceCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	t.Parallel()
+	bin := MustBuild(t)
+	m := MustServe(t, MQTTServeConfig(t, broker{name: "embedded"}), nil)
+	ds := []fleetDevice{{"cli-ok", "ok"}, {"cli-bad", "fail"}, {"cli-off", "ignore"}}
+	api, token, keys := MustMQTTFleet(t, m.HTTPURL(), ds)
+	url := m.MQTTURL()
+
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		mention string
+	}{
+		{"no id", []string{"device", "--key", "k"}, "--id"},
+		{"no key", []string{"device", "--id", "cli-ok"}, "--key"},
+		{"fail and ignore", []string{"device", "--id", "cli-ok", "--key", "k", "--fail", "x", "--ignore"}, "exclude"},
+		{"bad broker", []string{"device", "--id", "cli-ok", "--key", "k", "--broker", "http://x"}, "--broker"},
+		{"positional", []string{"device", "--id", "cli-ok", "--key", "k", "now"}, `"now"`},
+	} {
+		r := MustRun(t, bin, nil, tc.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.mention) {
+			t.Errorf("%s: exit %d, stderr %q; want 2 mentioning %s", tc.name, r.code, r.stderr, tc.mention)
+		}
+	}
+	if r := MustRun(t, bin, nil, "device", "--help"); r.code != 0 || !strings.Contains(r.stdout, "Usage: fleetjobs device") {
+		t.Errorf("device --help: exit %d, stdout %q", r.code, r.stdout)
+	}
+	r := MustRun(t, bin, nil, "device", "--id", "cli-ok", "--key", "wrong", "--broker", url)
+	if r.code != 1 || !strings.Contains(r.stderr, "refused") || !strings.Contains(r.stderr, "--key") {
+		t.Errorf("a wrong key: exit %d, stderr %q; want 1 saying the key was refused", r.code, r.stderr)
+	}
+
+	agents := map[string]*agentProc{
+		"cli-ok":  MustStartDevice(t, bin, "--id", "cli-ok", "--key", keys["cli-ok"], "--broker", url),
+		"cli-bad": MustStartDevice(t, bin, "--id", "cli-bad", "--key", keys["cli-bad"], "--broker", url, "--fail", "compressor fault"),
+		"cli-off": MustStartDevice(t, bin, "--id", "cli-off", "--key", keys["cli-off"], "--broker", url, "--ignore"),
+	}
+	for id, a := range agents {
+		MustPoll(t, id+" connected", func() bool { return strings.Contains(a.stdout.String(), "waiting for jobs") })
+	}
+	MustCreateSimJob(t, api, token, "j-cli", 2, 0)
+	j := MustJobEnds(t, api, "j-cli")
+	l := MustDecode[fjhttp.List[fjhttp.JobDevice]](t, MustStatus(t, Do(t, http.MethodGet, api+"/jobs/j-cli/devices", nil, nil), http.StatusOK))
+	got := map[string]string{}
+	for _, d := range l.Items {
+		got[d.DeviceID] = d.Status + " " + d.Error
+	}
+	want := map[string]string{"cli-ok": "succeeded ", "cli-bad": "failed compressor fault", "cli-off": "failed " + dispatch.TimedOut(2)}
+	if diff := cmp.Diff(want, got); diff != "" || j.Status != "failed" {
+		t.Errorf("job %s; device statuses (-want +got):\n%s", j.Status, diff)
+	}
+	for id, says := range map[string]string{"cli-ok": "answering succeeded", "cli-bad": "answering failed: compressor fault", "cli-off": "not answering"} {
+		out := agents[id].stdout.String()
+		if !strings.Contains(out, "job j-cli (setting") || !strings.Contains(out, says) || !strings.Contains(out, "  fanSpeed = 1200\n") {
+			t.Errorf("%s printed:\n%s\nwant the job, %q and its operation", id, out, says)
+		}
+	}
+	for id, a := range agents {
+		if err := a.cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-a.done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s still runs 10 s after SIGINT", id)
+		}
+		if a.err != nil {
+			t.Errorf("%s after SIGINT: %v, want exit 0", id, a.err)
+		}
+	}
+}
