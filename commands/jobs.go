@@ -112,6 +112,71 @@ func (h *Handler) RecordDispatch(ctx context.Context, meta Meta, cmd job.RecordD
 	return h.jobCommand(ctx, meta, cmd.JobID, cmd)
 }
 
+// RecordDispatches records several batches as dispatched in one append,
+// each batch its own JobDevicesDispatched event (the dispatcher's entry
+// point: one round trip for many batches). Every command must name the
+// same job; each is decided as RecordDispatch decides it, and a device
+// named by an earlier batch of the call is left out of the later ones. On
+// a job that is not running the whole call is a CodeConflict. Keep a
+// call's device IDs well under the store's append limit
+// (DefaultMaxAppendBytes): a call split over several appends is not
+// atomic, and its retry would record only what the first try did not.
+func (h *Handler) RecordDispatches(ctx context.Context, meta Meta, cmds []job.RecordDispatch) (Result, error) {
+	if len(cmds) == 0 {
+		return Result{}, nil
+	}
+	id := cmds[0].JobID
+	for _, c := range cmds[1:] {
+		if c.JobID != id {
+			return Result{}, domain.Invalid("jobId", "one call records batches of one job: %q and %q", id, c.JobID)
+		}
+	}
+	if err := domain.CheckID("jobId", id); err != nil {
+		return Result{}, err
+	}
+	meta = h.fill(meta)
+	return h.onJob(ctx, id, &jobRequest{meta: meta, do: func(w *jobWorker) (Result, error) {
+		return w.command(meta, func(s *job.State) ([]job.Event, int, error) {
+			return decideDispatches(s, cmds)
+		})
+	}})
+}
+
+// decideDispatches decides each command on s (which Decide only reads)
+// and leaves out of each event the devices an earlier one named.
+func decideDispatches(s *job.State, cmds []job.RecordDispatch) ([]job.Event, int, error) {
+	out := make([]job.Event, 0, len(cmds))
+	var seen map[string]struct{}
+	if len(cmds) > 1 {
+		seen = make(map[string]struct{})
+	}
+	for _, c := range cmds {
+		events, err := job.Decide(s, c)
+		if err != nil {
+			return nil, 0, err
+		}
+		for _, ev := range events {
+			d, ok := ev.(job.DevicesDispatched)
+			if !ok || seen == nil {
+				out = append(out, ev)
+				continue
+			}
+			ids := d.DeviceIDs[:0:0]
+			for _, dev := range d.DeviceIDs {
+				if _, dup := seen[dev]; !dup {
+					seen[dev] = struct{}{}
+					ids = append(ids, dev)
+				}
+			}
+			if len(ids) > 0 {
+				d.DeviceIDs = ids
+				out = append(out, d)
+			}
+		}
+	}
+	return out, 0, nil
+}
+
 // StopJob stops a pending or running job (POST /jobs/{id}/stop). A finished
 // job, stopped ones included, is a CodeConflict that says to create a new
 // job: a stopped job is never restarted. A retried stop with the same

@@ -29,10 +29,11 @@ type Outcomes interface {
 	// StartJob records JobStarted on a pending job whose targeting is
 	// complete (nothing on a running job).
 	StartJob(ctx context.Context, meta Meta, cmd job.Start) error
-	// RecordDispatch records JobDevicesDispatched: called before the devices
-	// are sent the job. A refusal (the job is no longer running) means the
-	// batch is not sent.
-	RecordDispatch(ctx context.Context, meta Meta, cmd job.RecordDispatch) error
+	// RecordDispatches records JobDevicesDispatched, one event per batch
+	// (every command names the same job), in one append: called before the
+	// devices are sent the job. A refusal (the job is no longer running)
+	// means the batches are not sent.
+	RecordDispatches(ctx context.Context, meta Meta, cmds []job.RecordDispatch) error
 	// RecordResults records a batch of device results (answers or timeouts)
 	// of one job; it returns once they are durable.
 	RecordResults(ctx context.Context, meta Meta, jobID string, results []job.DeviceResult) error

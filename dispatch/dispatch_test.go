@@ -36,8 +36,8 @@ func (o outcomes) StartJob(ctx context.Context, m dispatch.Meta, cmd job.Start) 
 	return err
 }
 
-func (o outcomes) RecordDispatch(ctx context.Context, m dispatch.Meta, cmd job.RecordDispatch) error {
-	_, err := o.h.RecordDispatch(ctx, meta(m), cmd)
+func (o outcomes) RecordDispatches(ctx context.Context, m dispatch.Meta, cmds []job.RecordDispatch) error {
+	_, err := o.h.RecordDispatches(ctx, meta(m), cmds)
 	return err
 }
 
@@ -58,10 +58,14 @@ func (p props) Properties(_ context.Context, ids []string) ([]map[string]any, er
 }
 
 // recordingTransport forwards to a sim fleet and records what it sent;
-// before lets a test act on the n-th Send (1-based) before it goes out.
+// before lets a test act on the n-th Send (1-based) before it goes out, and
+// lose, when set, loses the deliveries it returns true for (given how many
+// times the device was sent the job, this one included): they are recorded
+// as sent but never reach the fleet.
 type recordingTransport struct {
 	next   dispatch.Transport
 	before func(n int)
+	lose   func(d dispatch.Delivery, n int) bool
 
 	mu    sync.Mutex
 	calls int
@@ -77,11 +81,21 @@ func (t *recordingTransport) Send(ctx context.Context, ds []dispatch.Delivery) e
 		t.before(n)
 	}
 	t.mu.Lock()
+	kept := ds
+	if t.lose != nil {
+		kept = make([]dispatch.Delivery, 0, len(ds))
+	}
 	for _, d := range ds {
 		t.sent[d.DeviceID]++
+		if t.lose != nil && !t.lose(d, t.sent[d.DeviceID]) {
+			kept = append(kept, d)
+		}
 	}
 	t.mu.Unlock()
-	return t.next.Send(ctx, ds)
+	if len(kept) == 0 {
+		return nil
+	}
+	return t.next.Send(ctx, kept)
 }
 
 func (t *recordingTransport) Sent() map[string]int {
@@ -121,12 +135,29 @@ type running struct {
 // MustRun starts a Manager over a sim fleet with devices' properties p.
 func MustRun(tb testing.TB, e *env, p props, before func(int), cps dispatch.Checkpoints) *running {
 	tb.Helper()
+	return MustRunWith(tb, e, p, runOptions{before: before, checkpoints: cps})
+}
+
+// runOptions are MustRunWith's options: the recordingTransport's before and
+// lose, the Manager's Checkpoints and ResendAfter.
+type runOptions struct {
+	before      func(int)
+	lose        func(d dispatch.Delivery, n int) bool
+	checkpoints dispatch.Checkpoints
+	resendAfter time.Duration
+	window      int
+}
+
+// MustRunWith is MustRun with more options.
+func MustRunWith(tb testing.TB, e *env, p props, o runOptions) *running {
+	tb.Helper()
 	answers := make(chan []dispatch.Answer, 64)
 	fleet := sim.New(p, answers, sim.Config{MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond, Rand: rand.New(rand.NewPCG(1, 2))})
-	tr := &recordingTransport{next: fleet, before: before, sent: make(map[string]int)}
+	tr := &recordingTransport{next: fleet, before: o.before, lose: o.lose, sent: make(map[string]int)}
 	m, err := dispatch.New(dispatch.Config{
 		Events: e.store, Codec: e.codec, Outcomes: outcomes{e.h}, Transport: tr, Answers: answers,
-		Checkpoints: cps, Now: time.Now, NewID: uuid.NewString, Logger: zaptest.NewLogger(tb),
+		Checkpoints: o.checkpoints, Now: time.Now, NewID: uuid.NewString, Logger: zaptest.NewLogger(tb),
+		ResendAfter: o.resendAfter, Window: o.window,
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -299,21 +330,21 @@ func TestAllSucceedingJobCompletes(t *testing.T) {
 
 func TestStopHaltsSendingAndRecordsAnswersInFlight(t *testing.T) {
 	e := MustEnv(t)
-	const batch = 10
+	const batch, window = 10, 30
 	stopped := make(chan struct{})
 	before := func(n int) {
-		if n != 3 {
+		if n != 1 {
 			return
 		}
-		// The third batch is recorded as dispatched: stop the job before
-		// it leaves. It is still sent (the log says it was dispatched),
-		// but nothing after it is.
+		// The first batches are recorded as dispatched: stop the job
+		// before they leave. They are still sent (the log says they were
+		// dispatched), but nothing after them is.
 		if _, err := e.h.StopJob(context.Background(), commands.Meta{Actor: "test"}, job.Stop{JobID: "stop-me"}); err != nil {
 			t.Errorf("stop: %v", err)
 		}
 		close(stopped)
 	}
-	r := MustRun(t, e, props{}, before, nil)
+	r := MustRunWith(t, e, props{}, runOptions{before: before, window: window})
 	MustCreate(t, e, "stop-me", deviceIDs("vm", 500), 30, batch)
 	<-stopped
 
@@ -324,10 +355,17 @@ func TestStopHaltsSendingAndRecordsAnswersInFlight(t *testing.T) {
 	if l.state.Status != job.StatusStopped {
 		t.Errorf("status %s, want stopped", l.state.Status)
 	}
+	// Every device sent was recorded as dispatched before the stop, no
+	// more than the window, and each one's answer is recorded.
 	c := l.state.Counts()
 	sent := r.transport.Sent()
-	if len(sent) != c.Dispatched || c.Dispatched != 3*batch || c.Succeeded != 3*batch {
-		t.Errorf("sent %d devices, dispatched %d, succeeded %d: want the %d of three batches each", len(sent), c.Dispatched, c.Succeeded, 3*batch)
+	if len(sent) != c.Dispatched || c.Dispatched > window || c.Succeeded != c.Dispatched {
+		t.Errorf("sent %d devices, dispatched %d, succeeded %d: want the same number, at most the window of %d", len(sent), c.Dispatched, c.Succeeded, window)
+	}
+	for id := range sent {
+		if d, _ := l.state.Device(id); !d.Dispatched {
+			t.Errorf("device %s was sent but not recorded as dispatched", id)
+		}
 	}
 	stopAt := -1
 	for i, ev := range l.events {
@@ -348,10 +386,12 @@ func TestRestartMidJobFinishesWithEachResultOnce(t *testing.T) {
 	p := props{ids[5]: {sim.FailProperty: "door open"}, ids[2500]: {sim.OfflineProperty: true}}
 	cps := &memCheckpoints{}
 
+	// Cut once some results are recorded and a send is on its way (so
+	// that not all are).
 	cut := make(chan struct{})
 	var once sync.Once
 	first := MustRun(t, e, p, func(n int) {
-		if n == 8 {
+		if n > 1 && len(results(MustReadJob(t, e, "restart"))) > 0 {
 			once.Do(func() { close(cut) })
 		}
 	}, cps)
@@ -453,5 +493,101 @@ func TestUndecodableJobEventIsSkippedAndCounted(t *testing.T) {
 	MustWaitJob(t, e, "ok", 30*time.Second, finished)
 	if got := r.m.Stats().Undecodable; got != 1 {
 		t.Errorf("Stats().Undecodable = %d, want 1", got)
+	}
+}
+
+// A delivery lost on its way (a device offline, a broker that dropped its
+// session) is sent again while the device has no result: the devices whose
+// first delivery was lost still succeed, long before they would time out.
+func TestLostDeliveriesAreResentUntilAnswered(t *testing.T) {
+	e := MustEnv(t)
+	ids := deviceIDs("vm", 300)
+	// Every third device loses its first delivery, every seventh its first
+	// three: they answer only a resend.
+	lost := func(i int) int {
+		switch {
+		case i%7 == 0:
+			return 3
+		case i%3 == 0:
+			return 1
+		}
+		return 0
+	}
+	index := make(map[string]int, len(ids))
+	for i, id := range ids {
+		index[id] = i
+	}
+	r := MustRunWith(t, e, props{}, runOptions{
+		resendAfter: 20 * time.Millisecond,
+		lose:        func(d dispatch.Delivery, n int) bool { return n <= lost(index[d.DeviceID]) },
+	})
+	MustCreate(t, e, "lossy", ids, 300, 50) // a timeout far beyond the test's wait
+
+	l := MustWaitJob(t, e, "lossy", 60*time.Second, finished)
+	if diff := cmp.Diff(job.Counts{Total: len(ids), Succeeded: len(ids), Dispatched: len(ids)}, l.state.Counts()); l.state.Status != job.StatusCompleted || diff != "" {
+		t.Errorf("status %s, want completed; counts (-want +got):\n%s", l.state.Status, diff)
+	}
+	sent := r.transport.Sent()
+	for i, id := range ids {
+		if sent[id] <= lost(i) {
+			t.Errorf("device %s was sent the job %d times, want more than the %d lost", id, sent[id], lost(i))
+		}
+	}
+	for id, n := range results(l) {
+		if n != 1 {
+			t.Errorf("device %s has %d results, want 1", id, n)
+		}
+	}
+	if got := r.m.Stats().Resent; got == 0 {
+		t.Error("Stats().Resent = 0, want the resends counted")
+	}
+}
+
+// Once the Manager has seen a job's stop, it sends that job nothing more,
+// resends included, though its dispatched devices still wait for their
+// answers (and time out).
+func TestNoResendAfterStop(t *testing.T) {
+	e := MustEnv(t)
+	ids := deviceIDs("mute", 40)
+	mute := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		mute[id] = true
+	}
+	var resent sync.Once
+	resending := make(chan struct{})
+	r := MustRunWith(t, e, props{}, runOptions{
+		resendAfter: 20 * time.Millisecond,
+		lose: func(d dispatch.Delivery, n int) bool {
+			if n > 1 && d.JobID == "muted" {
+				resent.Do(func() { close(resending) })
+			}
+			return mute[d.DeviceID]
+		},
+	})
+	MustCreate(t, e, "muted", ids, 3, 10)
+	<-resending // the muted devices are being sent the job again
+	if _, err := e.h.StopJob(context.Background(), commands.Meta{Actor: "test"}, job.Stop{JobID: "muted"}); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	// The Manager handles the log in order: once it has run a job created
+	// after the stop, it has seen the stop.
+	MustCreate(t, e, "after", deviceIDs("ok", 1), 30, 10)
+	MustWaitJob(t, e, "after", 30*time.Second, finished)
+	atStop := r.transport.Sent()
+
+	l := MustWaitJob(t, e, "muted", 30*time.Second, func(l jobLog) bool {
+		c := l.state.Counts()
+		return c.Dispatched > 0 && c.Failed == c.Dispatched
+	})
+	if diff := cmp.Diff(atStop, r.transport.Sent()); diff != "" {
+		t.Errorf("deliveries sent after the stop was seen (-at stop +after the timeouts):\n%s", diff)
+	}
+	if l.state.Status != job.StatusStopped {
+		t.Errorf("status %s, want stopped", l.state.Status)
+	}
+	for id, d := range deviceStates(l) {
+		if d.Dispatched && d.Error != dispatch.TimedOut(3) {
+			t.Errorf("device %s: %+v, want timed out", id, d)
+		}
 	}
 }

@@ -4,18 +4,28 @@
 //
 // A Manager follows the job streams ("job-" in $all) and folds every job it
 // sees with job.Evolve. Once a job's targeting is complete it asks for
-// JobStarted; then, batch by batch (the job's batchSize), it records
-// JobDevicesDispatched through the command path BEFORE handing the batch to
-// the Transport (write-ahead: at-least-once delivery, each Delivery carrying
-// the job ID as its operation ID so a device drops a duplicate). Answers come
-// back on a channel, are batched per job and recorded with RecordResults;
-// a device that does not answer within the job's timeoutSeconds, counted from
-// the recorded dispatch time, fails with an error saying it timed out. Jobs
-// take turns (round-robin), and each has at most a few batches unanswered,
-// so a million-device job neither starves another nor floods a transport.
-// A job that is no longer running (stopped, or failed by its cancellation
-// threshold, which the domain decides) gets no further batches; answers in
-// flight are still recorded, and its dispatched devices still time out.
+// JobStarted; then, in batches (the job's batchSize), it records
+// JobDevicesDispatched through the command path BEFORE handing the batches
+// to the Transport (write-ahead: at-least-once delivery, each Delivery
+// carrying the job ID as its operation ID so a device drops a duplicate).
+// Several batches are recorded in one append (RecordDispatches), each its own
+// event. Answers come back on a channel, settle their devices at once, and
+// are recorded per job with RecordResults, two calls in flight per job so
+// that the command path decides a round while the previous one is appended;
+// a device that does not answer within the job's timeoutSeconds, counted
+// from the recorded dispatch time, fails with an error saying it timed out.
+// A device without an answer is sent the job again after ResendAfter, then
+// after twice as long each time, until its deadline (a device that was
+// offline, or whose broker lost its session, still gets it).
+//
+// Jobs take turns (round-robin), and each has a window of devices in flight
+// (sent or being recorded, without a recorded result) that starts at a few
+// batches and widens with every answer up to Window: a million-device job
+// neither starves another nor floods a transport, and a fleet that does not
+// answer is not sent much. A job that is no longer running (stopped, or
+// failed by its cancellation threshold, which the domain decides) gets
+// nothing more sent once the Manager has seen it, resends included; answers
+// in flight are still recorded, and its dispatched devices still time out.
 //
 // Where its checkpoint lives: not in the event log (it never appends on its
 // own behalf). The job streams themselves say what was started, dispatched

@@ -19,16 +19,44 @@ import (
 
 // Defaults of a Manager.
 const (
-	// DefaultWorkers is how many jobs can record and send a batch at once.
+	// DefaultWorkers is how many jobs can record and send batches at once.
 	DefaultWorkers = 4
-	// DefaultWindow is how many batches of a job may be unanswered at once:
-	// enough to keep a transport busy while a batch is being recorded,
-	// few enough that a stop leaves little in flight.
-	DefaultWindow = 4
+	// DefaultWindow is how many devices of a job may be in flight at most
+	// (sent and not answered, or answered and not yet recorded), at least
+	// one batch: enough to keep the event store's appends full and a
+	// transport busy, few enough that a stop leaves little in flight.
+	//
+	// A job starts with a window of InitialWindowBatches batches, and every
+	// answer widens it by one device (it doubles each time a window's
+	// worth is answered, like TCP's slow start) up to Window: a fleet that
+	// answers is driven as fast as the store records, one that does not
+	// (offline devices) is not flooded, and a stop finds little in flight.
+	DefaultWindow = 20_000
+	// InitialWindowBatches is a job's window, in batches, before any answer.
+	InitialWindowBatches = 4
+	// DefaultRecordMax caps the devices recorded as dispatched in one
+	// append (several batches, each its own JobDevicesDispatched event).
+	DefaultRecordMax = 5_000
+	// recordMaxBytes caps the device IDs' bytes of one such append, well
+	// under the store's limit, so that it is never split (and stays
+	// atomic).
+	recordMaxBytes = 256 << 10
+	// recordersPerJob is how many RecordResults calls of one job may be in
+	// flight at once: two let the command path decide the next round while
+	// one is appended.
+	recordersPerJob = 2
 	// DefaultRound caps the answers recorded together in one round.
 	DefaultRound = 20_000
 	// DefaultCheckpointEvery is how often the low-water mark is saved.
 	DefaultCheckpointEvery = time.Second
+	// DefaultResendAfter is how long a sent delivery waits for its answer
+	// before it is sent again; each further resend waits twice as long, up
+	// to DefaultResendMax. A device that was offline (or whose broker lost
+	// its session, as the embedded broker does when the service restarts)
+	// gets the job once it is back, not only a timeout.
+	DefaultResendAfter = time.Second
+	// DefaultResendMax caps the wait between two resends of a delivery.
+	DefaultResendMax = 30 * time.Second
 	// Actor is the actor of every command the Manager sends.
 	Actor = "dispatcher"
 )
@@ -58,15 +86,19 @@ type Config struct {
 	Logger *zap.Logger
 
 	Workers         int // default DefaultWorkers
-	Window          int // default DefaultWindow
+	Window          int // devices; default DefaultWindow
+	RecordMax       int // devices; default DefaultRecordMax
 	Round           int // default DefaultRound
 	CheckpointEvery time.Duration
+	// ResendAfter and ResendMax: see DefaultResendAfter.
+	ResendAfter, ResendMax time.Duration
 }
 
 // Stats are a Manager's counters since it started.
 type Stats struct {
 	Jobs       int // jobs tracked now
 	Dispatched int // devices recorded as dispatched and sent (resends included)
+	Resent     int // deliveries sent again because no answer came (included in Dispatched)
 	Answers    int // answers received and recorded
 	TimedOut   int // devices recorded as timed out
 	Dropped    int // answers dropped: duplicates, or for devices not in their job
@@ -96,6 +128,10 @@ type Manager struct {
 	timerWake chan struct{}
 	savedAt   time.Time
 	stats     Stats
+
+	// Where recorder goroutines (see startRecorders) run: set by Run.
+	recordCtx context.Context
+	recordWG  *sync.WaitGroup
 }
 
 // jobRun is the Manager's view of one job: its folded state, where its
@@ -110,14 +146,21 @@ type jobRun struct {
 	stopNext  func()
 	exhausted bool
 
-	busy    bool     // a worker is recording or sending for it
-	started bool     // StartJob asked
-	held    bool     // a RecordDispatch was refused: wait for the job's next event
-	retry   []string // the refused batch, tried again once held clears
-	resend  []*group // dispatched before a restart, no result, deadline ahead
+	busy    bool       // a worker is recording or sending for it
+	started bool       // StartJob asked
+	held    bool       // a RecordDispatches was refused: wait for the job's next event
+	retry   [][]string // the refused batches, tried again once held clears
+	resend  []*group   // to send again: no answer yet, deadline ahead
 
 	outstanding map[string]*group   // sent, no answer yet
 	answered    map[string]struct{} // answer (or timeout) being recorded
+	window      int                 // devices it may have in flight; 0 until it starts
+
+	// Results waiting to be recorded (their devices are in answered), and
+	// how many RecordResults calls are in flight for the job.
+	pendAnswers  []job.DeviceResult
+	pendTimeouts []job.DeviceResult
+	recorders    int
 }
 
 // group is the devices of one dispatch, which share a deadline.
@@ -127,6 +170,13 @@ type group struct {
 	ids       []string
 	remaining int
 	index     int
+
+	// When its unanswered devices are sent again (see resends): sentAt is
+	// zero until the resend ticker first sees the group, which starts its
+	// clock; wait doubles at every resend.
+	sentAt time.Time
+	wait   time.Duration
+	queued bool // in its job's resend list
 }
 
 // New returns a Manager, or an error naming a missing requirement.
@@ -153,11 +203,20 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Window <= 0 {
 		cfg.Window = DefaultWindow
 	}
+	if cfg.RecordMax <= 0 {
+		cfg.RecordMax = DefaultRecordMax
+	}
 	if cfg.Round <= 0 {
 		cfg.Round = DefaultRound
 	}
 	if cfg.CheckpointEvery <= 0 {
 		cfg.CheckpointEvery = DefaultCheckpointEvery
+	}
+	if cfg.ResendAfter <= 0 {
+		cfg.ResendAfter = DefaultResendAfter
+	}
+	if cfg.ResendMax < cfg.ResendAfter {
+		cfg.ResendMax = max(DefaultResendMax, cfg.ResendAfter)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -197,11 +256,13 @@ func (m *Manager) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
+	m.recordCtx, m.recordWG = ctx, &wg
 	for range m.cfg.Workers {
 		wg.Go(func() { m.work(ctx) })
 	}
 	wg.Go(func() { m.answers(ctx) })
 	wg.Go(func() { m.timeouts(ctx) })
+	wg.Go(func() { m.resends(ctx) })
 	wg.Go(func() {
 		<-ctx.Done()
 		m.mu.Lock()
@@ -262,9 +323,10 @@ func (m *Manager) onCaughtUp(context.Context) error {
 	now := m.cfg.Now()
 	for _, g := range m.timers {
 		j := g.job
-		if g.remaining == 0 || j.state.Status != job.StatusRunning || !g.deadline.After(now) {
+		if g.remaining == 0 || g.queued || j.state.Status != job.StatusRunning || !g.deadline.After(now) {
 			continue
 		}
+		g.queued = true
 		j.resend = append(j.resend, g)
 	}
 	m.log.Debug("dispatch: caught up", zap.Int("jobs", len(m.jobs)), zap.Int("pendingDispatches", len(m.timers)))
@@ -404,7 +466,7 @@ func (m *Manager) addGroup(j *jobRun, ids []string, deadline time.Time) *group {
 // maybeDrop forgets a finished job once nothing of it is in flight.
 // Called with mu held.
 func (m *Manager) maybeDrop(j *jobRun) {
-	if !j.state.Status.Finished() || j.busy || len(j.outstanding) > 0 || len(j.answered) > 0 {
+	if !j.state.Status.Finished() || j.busy || len(j.outstanding) > 0 || len(j.answered) > 0 || j.recorders > 0 {
 		return
 	}
 	if m.jobs[j.id] != j {
@@ -452,10 +514,10 @@ func (m *Manager) maybeSave(ctx context.Context) {
 
 // task is one piece of work a worker does for a job.
 type task struct {
-	j      *jobRun
-	start  bool
-	ids    []string // a batch to record, then send
-	resend []*group
+	j       *jobRun
+	start   bool
+	batches [][]string // batches to record (in one append), then send
+	resend  []*group
 }
 
 // work runs tasks, taking jobs in turn, until the Manager is done.
@@ -523,17 +585,34 @@ func (m *Manager) taskFor(j *jobRun) (task, bool) {
 		if j.held {
 			return task{}, false
 		}
-		batch := j.batchSize()
-		if len(j.outstanding)+len(j.answered)+batch > m.cfg.Window*batch {
-			return task{}, false
-		}
 		if len(j.retry) > 0 {
-			ids := j.retry
+			bs := j.retry
 			j.retry = nil
-			return task{j: j, ids: ids}, true
+			return task{j: j, batches: bs}, true
 		}
-		if ids := j.take(batch); len(ids) > 0 {
-			return task{j: j, ids: ids}, true
+		// As many batches as the window has room for, up to what one
+		// append records.
+		batch := j.batchSize()
+		if j.window == 0 {
+			j.window = min(InitialWindowBatches*batch, max(m.cfg.Window, batch))
+		}
+		free := j.window - len(j.outstanding) - len(j.answered)
+		free = min(free, max(m.cfg.RecordMax, batch))
+		var bs [][]string
+		size := 0
+		for free >= batch && size < recordMaxBytes {
+			ids := j.take(batch)
+			if len(ids) == 0 {
+				break
+			}
+			bs = append(bs, ids)
+			free -= len(ids)
+			for _, id := range ids {
+				size += len(id) + 3
+			}
+		}
+		if len(bs) > 0 {
+			return task{j: j, batches: bs}, true
 		}
 	}
 	return task{}, false
@@ -590,45 +669,73 @@ func (m *Manager) run(ctx context.Context, t task) {
 	case len(t.resend) > 0:
 		m.mu.Lock()
 		var ds []Delivery
+		now := m.cfg.Now()
 		for _, g := range t.resend {
+			g.queued = false
+			// Never after a stop (or an early failure) was observed, nor
+			// past the deadline: the device is (or is about to be)
+			// recorded as timed out.
+			if j.state.Status != job.StatusRunning || !g.deadline.After(now) {
+				continue
+			}
 			for _, id := range g.ids {
 				if j.outstanding[id] == g {
 					ds = append(ds, j.delivery(id, g.deadline))
 				}
 			}
 		}
+		m.stats.Resent += len(ds)
 		m.mu.Unlock()
 		m.send(ctx, j.id, ds)
 	default:
-		m.dispatch(ctx, j, t.ids)
+		m.dispatch(ctx, j, t.batches)
 	}
 }
 
-// dispatch records a batch as dispatched, then sends it.
-func (m *Manager) dispatch(ctx context.Context, j *jobRun, ids []string) {
+// dispatch records batches as dispatched, each its own event, in one
+// append, then sends them.
+func (m *Manager) dispatch(ctx context.Context, j *jobRun, batches [][]string) {
 	meta := m.meta(j.id)
+	cmds := make([]job.RecordDispatch, len(batches))
+	n := 0
+	for i, ids := range batches {
+		cmds[i] = job.RecordDispatch{JobID: j.id, DeviceIDs: ids}
+		n += len(ids)
+	}
 	err := m.retry(ctx, "record dispatch", j.id, func() error {
-		return m.cfg.Outcomes.RecordDispatch(ctx, meta, job.RecordDispatch{JobID: j.id, DeviceIDs: ids})
+		return m.cfg.Outcomes.RecordDispatches(ctx, meta, cmds)
 	})
 	if err != nil {
 		m.mu.Lock()
 		if isRefusal(err) {
 			// Most likely stopped: its JobStopped is on its way. Should
-			// it still run, the batch goes again after its next event.
+			// it still run, the batches go again after its next event.
 			j.held = true
 		}
-		j.retry = ids
+		j.retry = batches
 		m.mu.Unlock()
-		m.log.Debug("dispatch: batch not recorded, not sent", zap.String("job", j.id), zap.Error(err))
+		m.log.Debug("dispatch: batches not recorded, not sent", zap.String("job", j.id), zap.Int("devices", n), zap.Error(err))
 		return
 	}
 	m.mu.Lock()
+	if j.state.Status != job.StatusRunning {
+		// Stopped since they were recorded: nothing is sent once the stop
+		// is seen. Their devices time out, as dispatched.
+		deadline := m.cfg.Now().Add(j.timeout())
+		for _, ids := range batches {
+			m.addGroup(j, ids, deadline)
+		}
+		m.mu.Unlock()
+		return
+	}
 	deadline := m.cfg.Now().Add(j.timeout())
-	m.addGroup(j, ids, deadline)
-	ds := make([]Delivery, 0, len(ids))
-	for _, id := range ids {
-		if g := j.outstanding[id]; g != nil {
-			ds = append(ds, j.delivery(id, g.deadline))
+	ds := make([]Delivery, 0, n)
+	for _, ids := range batches {
+		m.addGroup(j, ids, deadline)
+		for _, id := range ids {
+			if g := j.outstanding[id]; g != nil {
+				ds = append(ds, j.delivery(id, g.deadline))
+			}
 		}
 	}
 	m.mu.Unlock()
@@ -665,7 +772,53 @@ func (m *Manager) send(ctx context.Context, jobID string, ds []Delivery) {
 	}
 }
 
-// answers records the transport's answers, batched per job, until ctx ends.
+// resends queues, on a ticker, the dispatch groups of running jobs whose
+// devices have waited long enough for an answer, so that a worker sends
+// them again (devices drop duplicates by operation ID, and answer again).
+// It walks the groups waiting for a deadline, one entry per dispatched
+// batch, rather than keeping a timer per device: cheap for a million
+// devices. It never queues a group of a job that is not running (stopped,
+// or failed early), nor one past its deadline.
+func (m *Manager) resends(ctx context.Context) {
+	tick := time.NewTicker(max(m.cfg.ResendAfter/2, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		m.mu.Lock()
+		if !m.caughtUp {
+			m.mu.Unlock()
+			continue
+		}
+		now := m.cfg.Now()
+		queued := false
+		for _, g := range m.timers {
+			j := g.job
+			switch {
+			case g.remaining == 0 || g.queued || j.state.Status != job.StatusRunning || !g.deadline.After(now):
+			case g.sentAt.IsZero():
+				g.sentAt, g.wait = now, m.cfg.ResendAfter
+			case now.Sub(g.sentAt) >= g.wait:
+				g.sentAt, g.wait = now, min(2*g.wait, m.cfg.ResendMax)
+				g.queued = true
+				j.resend = append(j.resend, g)
+				queued = true
+			}
+		}
+		if queued {
+			m.cond.Broadcast()
+		}
+		m.mu.Unlock()
+	}
+}
+
+// answers takes the transport's answers until ctx ends: each one settles
+// its device at once (so that it is neither resent nor timed out) and
+// joins its job's results waiting to be recorded (startRecorders). Recording
+// never holds up the transport.
 func (m *Manager) answers(ctx context.Context) {
 	for {
 		var batch []Answer
@@ -690,34 +843,112 @@ func (m *Manager) answers(ctx context.Context) {
 				break drain
 			}
 		}
-		m.recordAll(ctx, m.takeAnswers(batch), false)
+		if unknown := m.takeAnswers(batch); len(unknown) > 0 {
+			m.recordAll(ctx, unknown, false)
+		}
 	}
 }
 
-// takeAnswers turns answers into results per job, dropping duplicates and
-// answers for devices not in their job.
+// takeAnswers turns answers into results: those of tracked jobs are queued
+// for their jobs' recorders (dropping duplicates and answers for devices
+// not in their job); those of jobs the Manager does not track (finished and
+// forgotten, or unknown: the command path decides) are returned per job.
 func (m *Manager) takeAnswers(as []Answer) map[string][]job.DeviceResult {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make(map[string][]job.DeviceResult)
+	var unknown map[string][]job.DeviceResult
+	var queued []*jobRun
 	for _, a := range as {
-		if j := m.jobs[a.JobID]; j != nil {
-			d, ok := j.state.Device(a.DeviceID)
-			_, dup := j.answered[a.DeviceID]
-			if !ok || dup || d.Status != job.DevicePending {
-				m.stats.Dropped++
-				continue
-			}
-			j.settle(a.DeviceID)
-			j.answered[a.DeviceID] = struct{}{}
-		}
 		r := job.DeviceResult{DeviceID: a.DeviceID, Status: job.DeviceSucceeded}
 		if !a.Succeeded {
 			r.Status, r.Error = job.DeviceFailed, a.Error
 		}
-		out[a.JobID] = append(out[a.JobID], r)
+		j := m.jobs[a.JobID]
+		if j == nil {
+			if unknown == nil {
+				unknown = make(map[string][]job.DeviceResult)
+			}
+			unknown[a.JobID] = append(unknown[a.JobID], r)
+			continue
+		}
+		d, ok := j.state.Device(a.DeviceID)
+		_, dup := j.answered[a.DeviceID]
+		if !ok || dup || d.Status != job.DevicePending {
+			m.stats.Dropped++
+			continue
+		}
+		j.settle(a.DeviceID)
+		j.answered[a.DeviceID] = struct{}{}
+		if j.window > 0 && j.window < m.cfg.Window {
+			j.window++
+		}
+		if len(j.pendAnswers) == 0 {
+			queued = append(queued, j)
+		}
+		j.pendAnswers = append(j.pendAnswers, r)
 	}
-	return out
+	for _, j := range queued {
+		m.startRecorders(j)
+	}
+	if len(queued) > 0 {
+		m.cond.Broadcast() // the window moved
+	}
+	return unknown
+}
+
+// startRecorders starts recorder goroutines for job j, up to
+// recordersPerJob, while it has results waiting. Called with mu held.
+func (m *Manager) startRecorders(j *jobRun) {
+	waiting := len(j.pendAnswers) + len(j.pendTimeouts)
+	for j.recorders < recordersPerJob && waiting > 0 && m.recordWG != nil {
+		j.recorders++
+		waiting -= min(waiting, m.cfg.Round)
+		m.recordWG.Go(func() { m.recorder(m.recordCtx, j) })
+	}
+}
+
+// recorder records job j's waiting results, a round (at most Round
+// results, answers first, then timeouts) at a time, until none is left or
+// ctx ends.
+func (m *Manager) recorder(ctx context.Context, j *jobRun) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for ctx.Err() == nil {
+		var rs []job.DeviceResult
+		timedOut := false
+		switch {
+		case len(j.pendAnswers) > 0:
+			rs, j.pendAnswers = cut(j.pendAnswers, m.cfg.Round)
+		case len(j.pendTimeouts) > 0:
+			rs, j.pendTimeouts = cut(j.pendTimeouts, m.cfg.Round)
+			timedOut = true
+		}
+		if len(rs) == 0 {
+			break
+		}
+		m.mu.Unlock()
+		recorded := m.record(ctx, j.id, rs)
+		m.mu.Lock()
+		if timedOut {
+			m.stats.TimedOut += recorded
+		} else {
+			m.stats.Answers += recorded
+		}
+		for _, r := range rs {
+			delete(j.answered, r.DeviceID)
+		}
+		m.cond.Broadcast() // the window moved
+	}
+	j.recorders--
+	m.maybeDrop(j)
+}
+
+// cut splits off the first n results (all if fewer) of rs.
+func cut(rs []job.DeviceResult, n int) (head, rest []job.DeviceResult) {
+	if len(rs) <= n {
+		return rs, nil
+	}
+	return rs[:n:n], rs[n:]
 }
 
 // timeouts records the devices whose deadline passed, until ctx ends.
@@ -727,7 +958,6 @@ func (m *Manager) timeouts(ctx context.Context) {
 	for {
 		m.mu.Lock()
 		now := m.cfg.Now()
-		out := make(map[string][]job.DeviceResult)
 		for len(m.timers) > 0 && !m.timers[0].deadline.After(now) {
 			g := heap.Pop(&m.timers).(*group)
 			j := g.job
@@ -738,18 +968,15 @@ func (m *Manager) timeouts(ctx context.Context) {
 				}
 				j.settle(id)
 				j.answered[id] = struct{}{}
-				out[j.id] = append(out[j.id], job.DeviceResult{DeviceID: id, Status: job.DeviceFailed, Error: msg})
+				j.pendTimeouts = append(j.pendTimeouts, job.DeviceResult{DeviceID: id, Status: job.DeviceFailed, Error: msg})
 			}
+			m.startRecorders(j)
 		}
 		wait := time.Hour
 		if len(m.timers) > 0 {
 			wait = m.timers[0].deadline.Sub(now)
 		}
 		m.mu.Unlock()
-		if len(out) > 0 {
-			m.recordAll(ctx, out, true)
-			continue
-		}
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
@@ -760,7 +987,8 @@ func (m *Manager) timeouts(ctx context.Context) {
 	}
 }
 
-// recordAll records each job's results, the jobs concurrently.
+// recordAll records each job's results, the jobs concurrently: answers for
+// jobs the Manager does not track.
 func (m *Manager) recordAll(ctx context.Context, perJob map[string][]job.DeviceResult, timedOut bool) {
 	var wg sync.WaitGroup
 	for jobID, rs := range perJob {
@@ -772,13 +1000,6 @@ func (m *Manager) recordAll(ctx context.Context, perJob map[string][]job.DeviceR
 			} else {
 				m.stats.Answers += recorded
 			}
-			if j := m.jobs[jobID]; j != nil {
-				for _, r := range rs {
-					delete(j.answered, r.DeviceID)
-				}
-				m.maybeDrop(j)
-			}
-			m.cond.Broadcast()
 			m.mu.Unlock()
 		})
 	}

@@ -68,8 +68,8 @@ func (o outcomes) StartJob(ctx context.Context, m dispatch.Meta, cmd job.Start) 
 	return err
 }
 
-func (o outcomes) RecordDispatch(ctx context.Context, m dispatch.Meta, cmd job.RecordDispatch) error {
-	_, err := o.h.RecordDispatch(ctx, dispatchMeta(m), cmd)
+func (o outcomes) RecordDispatches(ctx context.Context, m dispatch.Meta, cmds []job.RecordDispatch) error {
+	_, err := o.h.RecordDispatches(ctx, dispatchMeta(m), cmds)
 	return err
 }
 
@@ -156,16 +156,45 @@ func (p *deviceProperties) Properties(ctx context.Context, ids []string) ([]map[
 		if err != nil {
 			return nil, fmt.Errorf("look up device %s: %w", ids[i], err)
 		}
-		var d projections.Device
+		// Only the two properties the simulated fleet reads are decoded:
+		// a device's whole read model per delivery is garbage the
+		// collector pays for at a million devices.
+		var d simDeviceModel
 		if err := json.Unmarshal(data, &d); err != nil {
 			return nil, fmt.Errorf("decode device %s: %w", ids[i], err)
 		}
-		if d.Properties == nil {
-			d.Properties = map[string]any{}
-		}
-		out[i] = d.Properties
+		out[i] = d.Properties.props()
 	}
 	return out, nil
+}
+
+// simDeviceModel is the part of a device's read model (projections.Device)
+// the simulated fleet reads: its properties sim.FailProperty and
+// sim.OfflineProperty (json tags must be literals; TestSimFleetRunsAJob
+// fails if they drift).
+type simDeviceModel struct {
+	Properties simProperties `json:"properties"`
+}
+
+type simProperties struct {
+	Fail    any `json:"simFail"`
+	Offline any `json:"simOffline"`
+}
+
+// props returns the properties as the fleet reads them: an empty (nil) map
+// for a device with neither, which the fleet only reads.
+func (p simProperties) props() map[string]any {
+	if p.Fail == nil && p.Offline == nil {
+		return nil
+	}
+	out := make(map[string]any, 2)
+	if p.Fail != nil {
+		out[sim.FailProperty] = p.Fail
+	}
+	if p.Offline != nil {
+		out[sim.OfflineProperty] = p.Offline
+	}
+	return out
 }
 
 // dispatcher runs a dispatch.Manager and its device transport, beside the
@@ -260,7 +289,7 @@ func (d *dispatcher) supervise(ctx context.Context) {
 
 func addStats(a, b dispatch.Stats) dispatch.Stats {
 	return dispatch.Stats{
-		Dispatched: a.Dispatched + b.Dispatched, Answers: a.Answers + b.Answers,
+		Dispatched: a.Dispatched + b.Dispatched, Resent: a.Resent + b.Resent, Answers: a.Answers + b.Answers,
 		TimedOut: a.TimedOut + b.TimedOut, Dropped: a.Dropped + b.Dropped,
 		Undecodable: a.Undecodable + b.Undecodable, CheckpointFailures: a.CheckpointFailures + b.CheckpointFailures,
 	}
@@ -320,6 +349,9 @@ func registerDispatchMetrics(m *fjhttp.Metrics, d *dispatcher) error {
 		m.CounterFunc("fleetjobs_dispatch_devices_dispatched_total",
 			"Devices recorded as dispatched and sent a job (resends included).",
 			func() float64 { return float64(d.stats().Dispatched) }),
+		m.CounterFunc("fleetjobs_dispatch_deliveries_resent_total",
+			"Deliveries sent again because their device had not answered yet (included in devices_dispatched).",
+			func() float64 { return float64(d.stats().Resent) }),
 		m.CounterFunc("fleetjobs_dispatch_answers_total",
 			"Device answers received and recorded.",
 			func() float64 { return float64(d.stats().Answers) }),
