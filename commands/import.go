@@ -149,31 +149,41 @@ func (h *Handler) ImportDevices(ctx context.Context, meta Meta, cmds []device.Re
 	if err := h.loadRows(ctx, rows); err != nil {
 		return ImportResult{}, fmt.Errorf("import: load devices: %w", err)
 	}
-	for i := range rows {
+	// Rows are decided independently (a key drawn and hashed, the device's
+	// events), on the workers.
+	var badMu sync.Mutex
+	err := h.each(ctx, len(rows), func(_ context.Context, i int) error {
 		r := &rows[i]
 		if _, done := r.snap.recorded(meta.CommandID); done {
-			continue
+			return nil
 		}
 		d := r.snap.state.(device.Device)
 		if !d.Registered {
 			var err error
 			if r.key, r.cmd.KeyHash, err = h.newKey(); err != nil {
-				return ImportResult{}, fmt.Errorf("import: %w", err)
+				return err
 			}
 		}
 		var err error
 		if r.events, err = device.DecideDevice(d, r.cmd); err != nil {
+			badMu.Lock()
 			bad = append(bad, rowError(i, r.cmd.DeviceID, err))
+			badMu.Unlock()
 		}
+		return nil
+	})
+	if err != nil {
+		return ImportResult{}, fmt.Errorf("import: %w", err)
 	}
 	if len(bad) > 0 {
+		sortRows(bad)
 		return ImportResult{}, &ImportError{Rows: bad, Total: len(cmds)}
 	}
 
 	// Record every row.
 	var changed, registered, done atomic.Int64
 	positions := make([]eventstore.Position, len(rows))
-	err := h.each(ctx, len(rows), func(ctx context.Context, i int) error {
+	err = h.each(ctx, len(rows), func(ctx context.Context, i int) error {
 		r := &rows[i]
 		if len(r.events) == 0 {
 			positions[i] = r.snap.pos

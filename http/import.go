@@ -1,7 +1,6 @@
 package http
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
@@ -9,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/labstack/echo/v4"
 
@@ -95,31 +96,54 @@ func rowField(i int, field string) string {
 // and are not rows: rows[i] is the i-th non-blank line, from 0. A row that
 // does not parse keeps its place (as a zero row) and its problems are in
 // bad, by row; bad[-1] holds problems of the body as a whole.
+//
+// Rows are independent, so a large body is decoded by one goroutine per
+// CPU, each on its own share of the lines: decoding is most of what an
+// import of 100,000 devices costs before anything is recorded.
 func (s *Server) parseNDJSONImport(body []byte) ([]ImportRow, map[int][]FieldError) {
-	var rows []ImportRow
-	bad := make(map[int][]FieldError)
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(make([]byte, 0, 64<<10), len(body)+1)
-	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
+	var lines [][]byte
+	for rest := body; len(rest) > 0; {
+		line, after, _ := bytes.Cut(rest, []byte{'\n'})
+		rest = after
+		if line = bytes.TrimSpace(line); len(line) > 0 {
+			lines = append(lines, line)
 		}
-		i := len(rows)
-		var r importRow
-		if fields := s.binder.decode(line, &r, rowField(i, "")); len(fields) > 0 {
-			bad[i] = fields
-		}
-		rows = append(rows, ImportRow(r))
 	}
-	if err := sc.Err(); err != nil {
-		bad[-1] = append(bad[-1], FieldError{Field: bodyField, Message: "read NDJSON: " + err.Error()})
+	rows := make([]ImportRow, len(lines))
+	problems := make([][]FieldError, len(lines))
+	parse := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			var r importRow
+			problems[i] = s.binder.decode(lines[i], &r, rowField(i, ""))
+			rows[i] = ImportRow(r)
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(lines)/parallelParseRows)
+	if workers <= 1 {
+		parse(0, len(lines))
+	} else {
+		var wg sync.WaitGroup
+		for w := range workers {
+			lo, hi := w*len(lines)/workers, (w+1)*len(lines)/workers
+			wg.Go(func() { parse(lo, hi) })
+		}
+		wg.Wait()
+	}
+	bad := make(map[int][]FieldError)
+	for i, p := range problems {
+		if len(p) > 0 {
+			bad[i] = p
+		}
 	}
 	if len(rows) == 0 {
 		bad[-1] = append(bad[-1], FieldError{Field: bodyField, Message: "no rows: want one JSON object per line"})
 	}
 	return rows, bad
 }
+
+// parallelParseRows is how many rows each goroutine of a parallel NDJSON
+// parse gets at least: below it, one goroutine is as fast.
+const parallelParseRows = 1000
 
 // parseCSVImport parses a header row (deviceId,name,templateId, then
 // prop.NAME columns) and one device per row. A property cell holds JSON

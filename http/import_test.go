@@ -173,3 +173,66 @@ func TestLargeImportWithinTheDefaultLimit(t *testing.T) {
 		t.Errorf("%d rows, want %d", len(rows), n)
 	}
 }
+
+// TestLargeNDJSONImportKeepsRowOrderAndFindsEveryBadRow: a body large
+// enough to be parsed by several goroutines, with blank lines and CRLF line
+// ends, keeps its rows in order (blank lines are not rows) and reports the
+// bad rows of every share by their row numbers.
+func TestLargeNDJSONImportKeepsRowOrderAndFindsEveryBadRow(t *testing.T) {
+	const n = 5000
+	body := func(bad map[int]string) string {
+		var b strings.Builder
+		for i := range n {
+			if i%700 == 0 {
+				b.WriteString("\r\n  \n") // blank lines are not rows
+			}
+			if line, ok := bad[i]; ok {
+				b.WriteString(line + "\r\n")
+				continue
+			}
+			fmt.Fprintf(&b, `{"deviceId":"dev-%d","name":"Device %d","templateId":"vending","properties":{"n":%d}}`+"\r\n", i, i, i)
+		}
+		return b.String()
+	}
+
+	t.Run("good", func(t *testing.T) {
+		s, rec, _ := MustOpenAPI(t, fjhttp.Config{})
+		a := MustDo(t, s.URL(), Request{Method: "POST", Path: "/api/v1/devices:import", Header: ndjsonHeader(), Body: body(nil)})
+		if a.Code != 200 {
+			t.Fatalf("status %d: %.300s", a.Code, a.Body)
+		}
+		rows := rec.Commands()[0].(fjhttp.ImportDevices).Rows
+		if len(rows) != n {
+			t.Fatalf("%d rows, want %d", len(rows), n)
+		}
+		for i, r := range rows {
+			want := fjhttp.ImportRow{DeviceID: fmt.Sprintf("dev-%d", i), Name: fmt.Sprintf("Device %d", i), TemplateID: "vending", Properties: map[string]any{"n": float64(i)}}
+			if diff := cmp.Diff(want, r); diff != "" {
+				t.Fatalf("row %d (-want +got):\n%s", i, diff)
+			}
+		}
+	})
+
+	t.Run("bad", func(t *testing.T) {
+		s, rec, _ := MustOpenAPI(t, fjhttp.Config{})
+		a := MustDo(t, s.URL(), Request{Method: "POST", Path: "/api/v1/devices:import", Header: ndjsonHeader(), Body: body(map[int]string{
+			3:     `{"deviceId":"dev-3","name":"","templateId":"vending"}`,
+			2600:  `{"deviceId":"dev-2600",`,
+			n - 1: `{"deviceId":"dev-0","name":"again","templateId":"vending"}`,
+		})})
+		if a.Code != 422 {
+			t.Fatalf("status %d (%.300s), want 422", a.Code, a.Body)
+		}
+		want := []fjhttp.FieldError{
+			{Field: "rows[3].name", Message: "is required"},
+			{Field: "rows[2600]", Message: "malformed JSON: unexpected end at byte 23"},
+			{Field: fmt.Sprintf("rows[%d].deviceId", n-1), Message: "duplicates rows[0].deviceId"},
+		}
+		if diff := cmp.Diff(want, a.Problem(t).Errors); diff != "" {
+			t.Errorf("errors (-want +got):\n%s", diff)
+		}
+		if k := len(rec.Commands()); k != 0 {
+			t.Errorf("%d commands recorded, want none", k)
+		}
+	})
+}

@@ -110,3 +110,42 @@ func BenchmarkReadAll(b *testing.B) {
 		_ = sink
 	})
 }
+
+// BenchmarkAppendNewStreams is the store's side of a device import: 64
+// goroutines each append two events (a registration and its key) to a new
+// stream of its own, expecting no stream. One op is one append.
+func BenchmarkAppendNewStreams(b *testing.B) {
+	storeKinds(b, func(b *testing.B, s *store.Store) {
+		meta := []byte(`{"commandId":"bench-import","correlationId":"bench-import","causationId":"bench-import","actor":"bench","occurredAt":"2026-11-25T10:00:00Z"}`)
+		prefix := uuid.NewString()[:8]
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range 64 {
+			wg.Go(func() {
+				events := benchEvents(2)
+				for i := range events {
+					events[i].Metadata = meta
+				}
+				for {
+					i := next.Add(1) - 1
+					if i >= int64(b.N) {
+						return
+					}
+					for j := range events {
+						events[j].ID = uuid.New()
+					}
+					stream := fmt.Sprintf("device-%s-%08d", prefix, i)
+					if _, err := s.Append(context.Background(), stream, noStream, events); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		b.StopTimer()
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+	})
+}

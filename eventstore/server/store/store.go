@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 )
@@ -19,6 +20,19 @@ import (
 // DefaultStateCacheSize is the number of stream states kept in memory when
 // Options.StateCacheSize is 0. States beyond it are read back from Pebble.
 const DefaultStateCacheSize = 1 << 16
+
+// Pebble sizing: the memtable size, how many memtables may exist before
+// writes stall (the one being written and those being flushed), and the
+// block cache's room for blocks. Pebble counts every live memtable against
+// the block cache, those being flushed and those that readers still hold
+// once flushed included, so the cache is sized for memTableRoom memtables
+// on top of blockCacheSize (see Open).
+const (
+	memTableSize       = 32 << 20
+	memTableStopWrites = 2
+	memTableRoom       = memTableStopWrites + 2
+	blockCacheSize     = 64 << 20
+)
 
 // Options configure Open.
 type Options struct {
@@ -74,12 +88,28 @@ func Open(opts Options) (*Store, error) {
 		cacheSize = DefaultStateCacheSize
 	}
 
-	blockCache := pebble.NewCache(64 << 20)
+	// Pebble reserves the memory of its memtables inside the block cache:
+	// the cache is sized for them plus blockCacheSize of blocks, so that
+	// memtables and cached blocks together stay within 192 MiB. (Sized at
+	// blockCacheSize alone, two 32 MiB memtables left it no room: it kept no
+	// block, and every lookup of a stream's state read the file system.)
+	blockCache := pebble.NewCache(blockCacheSize + memTableRoom*memTableSize)
 	defer blockCache.Unref() // pebble.Open takes its own reference
 	popts := &pebble.Options{
-		Cache:        blockCache,
-		Logger:       pebbleLogger{log: log.Named("pebble")},
-		MemTableSize: 32 << 20,
+		Cache:                       blockCache,
+		Logger:                      pebbleLogger{log: log.Named("pebble")},
+		MemTableSize:                memTableSize,
+		MemTableStopWritesThreshold: memTableStopWrites,
+	}
+	// Bloom filters: the state of a stream is a point lookup, and the state
+	// of a stream written first (each device of an import) is nowhere. The
+	// tables' key ranges span every name key (names sort between the log
+	// and the stream indexes), so without filters that lookup reads an
+	// index and a data block of every table of L0 to L5; with them it reads
+	// their filters (Pebble's Get does not use L6 filters). Tables written
+	// before without filters stay readable as they are.
+	for i := range popts.Levels {
+		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 
 	dir := opts.Dir
