@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"errors"
+	"sync"
 	"sync/atomic"
 	"unicode/utf8"
 
@@ -55,6 +56,82 @@ func (c readRespCodec) Unmarshal(data mem.BufferSlice, v any) error {
 // message, only of this decoder's scope.
 var errUnexpected = errors.New("not an event message of the expected shape")
 
+// Decoding carves what it allocates out of larger blocks: the messages of
+// eventsPerBlock events at a time, and the bytes of events (stream name,
+// data, custom metadata) out of blocks of bytesPerBlock, shared by the
+// events that fit. A long read then allocates a few times per block
+// instead of twice per event, the largest part of the client's garbage. A
+// block stays alive while any event cut from it does; events bigger than
+// a quarter of a block get arrays of their own, so a retained event pins
+// at most one block.
+const (
+	eventsPerBlock = 64
+	bytesPerBlock  = 32 << 10
+)
+
+// decodeAllocator holds the current blocks of one decoding goroutine (see
+// allocators) and the metadata map of the last event it decoded.
+type decodeAllocator struct {
+	events []readEvent
+	bytes  []byte
+	// mdKey is the wire form of the system metadata entries of the last
+	// event decoded, mdMap their map: the events of one append (the same
+	// type, content type and created time) share one map (see sharedMap).
+	mdKey []byte
+	mdMap map[string]string
+}
+
+// allocators lends decodeAllocators to Unmarshal calls, which run on the
+// goroutines of many streams at once.
+var allocators = sync.Pool{New: func() any { return new(decodeAllocator) }}
+
+// event returns a zero readEvent.
+func (a *decodeAllocator) event() *readEvent {
+	if len(a.events) == 0 {
+		a.events = make([]readEvent, eventsPerBlock)
+	}
+	re := &a.events[0]
+	a.events = a.events[1:]
+	return re
+}
+
+// arena returns an empty slice with room for n bytes, not shared with any
+// earlier slice.
+func (a *decodeAllocator) arena(n int) []byte {
+	if n > bytesPerBlock/4 {
+		return make([]byte, 0, n)
+	}
+	if cap(a.bytes)-len(a.bytes) < n {
+		a.bytes = make([]byte, 0, bytesPerBlock)
+	}
+	b := a.bytes[len(a.bytes):len(a.bytes)]
+	a.bytes = a.bytes[:len(a.bytes)+n]
+	return b
+}
+
+// sharedMap returns the system metadata map of entries md (key, value
+// pairs off the wire): the previous event's map when it had the same
+// entries in the same order, else a new one. Sharing is safe because
+// nothing in the client or in fleetjobs writes to RecordedEvent's
+// SystemMetadata; whoever would must copy it first.
+func (a *decodeAllocator) sharedMap(md [][2][]byte) map[string]string {
+	var key [256]byte
+	k := key[:0]
+	for _, kv := range md {
+		k = protowire.AppendBytes(k, kv[0])
+		k = protowire.AppendBytes(k, kv[1])
+	}
+	if a.mdMap != nil && string(k) == string(a.mdKey) {
+		return a.mdMap
+	}
+	m := make(map[string]string, len(md))
+	for _, kv := range md {
+		m[metadataKey(kv[0])] = metadataValue(kv[0], kv[1])
+	}
+	a.mdKey, a.mdMap = append(a.mdKey[:0], k...), m
+	return m
+}
+
 // readEvent holds the messages of one decoded event, allocated together.
 type readEvent struct {
 	content     streams.ReadResp_Event
@@ -87,9 +164,11 @@ func decodeReadResp(b []byte, m *streams.ReadResp) error {
 	if n2 < 0 || n+n2 != len(b) {
 		return errUnexpected
 	}
-	re := &readEvent{}
-	if err := re.decode(body); err != nil {
-		return err
+	a := allocators.Get().(*decodeAllocator)
+	defer allocators.Put(a)
+	re := a.event()
+	if err := re.decode(body, a); err != nil {
+		return err // re is left unused: its block is garbage in time
 	}
 	re.content.Event = &re.ev
 	if re.hasEvent {
@@ -105,7 +184,7 @@ func decodeReadResp(b []byte, m *streams.ReadResp) error {
 	return nil
 }
 
-func (re *readEvent) decode(b []byte) error {
+func (re *readEvent) decode(b []byte, a *decodeAllocator) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -128,7 +207,7 @@ func (re *readEvent) decode(b []byte) error {
 			} else {
 				re.hasEvent = true
 			}
-			if err := target.decode(v); err != nil {
+			if err := target.decode(v, a); err != nil {
 				return err
 			}
 		case num == 3 && typ == protowire.VarintType:
@@ -145,9 +224,9 @@ func (re *readEvent) decode(b []byte) error {
 	return nil
 }
 
-// decode decodes a RecordedEvent. Its byte fields are copied into one new
-// array: b belongs to grpc-go, which recycles it.
-func (r *recordedEvent) decode(b []byte) error {
+// decode decodes a RecordedEvent. Its byte fields are copied into one
+// arena from a: b belongs to grpc-go, which recycles it.
+func (r *recordedEvent) decode(b []byte, a *decodeAllocator) error {
 	var streamName, custom, data []byte
 	var mdBuf [4][2][]byte // the three system keys, without allocating
 	md := mdBuf[:0]
@@ -213,7 +292,7 @@ func (r *recordedEvent) decode(b []byte) error {
 			return errUnexpected
 		}
 	}
-	arena := make([]byte, 0, len(streamName)+len(custom)+len(data))
+	arena := a.arena(len(streamName) + len(custom) + len(data))
 	cut := func(v []byte) []byte {
 		if v == nil {
 			return nil // absent stays nil, as the generated code leaves it
@@ -228,10 +307,7 @@ func (r *recordedEvent) decode(b []byte) error {
 	r.msg.CustomMetadata = cut(custom)
 	r.msg.Data = cut(data)
 	if len(md) > 0 {
-		r.msg.Metadata = make(map[string]string, len(md))
-		for _, kv := range md {
-			r.msg.Metadata[metadataKey(kv[0])] = metadataValue(kv[0], kv[1])
-		}
+		r.msg.Metadata = a.sharedMap(md)
 	}
 	return nil
 }

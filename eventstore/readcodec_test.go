@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/shared"
@@ -86,6 +87,65 @@ func TestReadRespCodecAgreesWithGeneratedCode(t *testing.T) {
 		clear(wire) // the decoded message must not alias the buffers
 		if !proto.Equal(&got, &want) {
 			t.Fatalf("decoded\n%v\nwant\n%v", &got, &want)
+		}
+	})
+}
+
+// TestReadRespCodecKeepsEventsApart: events decoded one after the other,
+// as a long read does (their messages and bytes cut from shared blocks,
+// their metadata maps shared when equal), each stay what the generated
+// code decodes, however many follow, whatever their sizes.
+func TestReadRespCodecKeepsEventsApart(t *testing.T) {
+	codec := encoding.GetCodecV2(grpcproto.Name)
+	types := []string{"JobStarted", "DeviceOperationSucceeded", "Other"}
+	created := []string{"638712345678901234", "638712345678905678"}
+	rapid.Check(t, func(t *rapid.T) {
+		n := rapid.IntRange(1, 300).Draw(t, "events")
+		wants := make([]*streams.ReadResp, n)
+		gots := make([]*streams.ReadResp, n)
+		for i := range n {
+			md := map[string]string{
+				"type":         rapid.SampledFrom(types).Draw(t, "type"),
+				"content-type": "application/json",
+				"created":      rapid.SampledFrom(created).Draw(t, "created"),
+			}
+			if rapid.IntRange(0, 9).Draw(t, "extraKey") == 0 {
+				md["other"] = "x"
+			}
+			size := rapid.SampledFrom([]int{0, 1, 40, 300, 5000, 9000, 40000}).Draw(t, "size")
+			data := make([]byte, size)
+			for j := range data {
+				data[j] = byte(i + j)
+			}
+			msg := &streams.ReadResp{Content: &streams.ReadResp_Event{Event: &streams.ReadResp_ReadEvent{
+				Event: &streams.ReadResp_ReadEvent_RecordedEvent{
+					Id:               &shared.UUID{Value: &shared.UUID_Structured_{Structured: &shared.UUID_Structured{MostSignificantBits: int64(i + 1)}}},
+					StreamIdentifier: &shared.StreamIdentifier{StreamName: []byte("stream-" + strconv.Itoa(i))},
+					StreamRevision:   uint64(i), PreparePosition: uint64(i), CommitPosition: uint64(i),
+					Metadata:       md,
+					CustomMetadata: []byte(`{"n":` + strconv.Itoa(i) + `}`),
+					Data:           data,
+				},
+				Position: &streams.ReadResp_ReadEvent_CommitPosition{CommitPosition: uint64(i)},
+			}}}
+			wire, err := proto.Marshal(msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wants[i] = msg
+			gots[i] = new(streams.ReadResp)
+			if err := codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(wire)}, gots[i]); err != nil {
+				t.Fatal(err)
+			}
+			clear(wire)
+		}
+		for i := range n {
+			if !proto.Equal(gots[i], wants[i]) {
+				t.Fatalf("event %d of %d decoded\n%v\nwant\n%v", i, n, gots[i], wants[i])
+			}
+			if got := gots[i].GetEvent().GetEvent(); cap(got.Data) != len(got.Data) || cap(got.CustomMetadata) != len(got.CustomMetadata) {
+				t.Fatalf("event %d: its bytes can grow into another event's", i)
+			}
 		}
 	})
 }

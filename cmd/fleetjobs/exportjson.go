@@ -1,51 +1,94 @@
 package main
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"strconv"
+
+	"github.com/google/uuid"
+)
+
+// appendPosition appends the position as eventstore.Position.String
+// writes it, C:<commit>/P:<prepare>, without allocating.
+func appendPosition(b []byte, commit, prepare uint64) []byte {
+	b = append(b, "C:"...)
+	b = strconv.AppendUint(b, commit, 10)
+	b = append(b, "/P:"...)
+	return strconv.AppendUint(b, prepare, 10)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendUUID appends id as uuid.UUID.String writes it (8-4-4-4-12 lower
+// case hex digits), without allocating.
+func appendUUID(b []byte, id *uuid.UUID) []byte {
+	for i, x := range id {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b = append(b, '-')
+		}
+		b = append(b, hexDigits[x>>4], hexDigits[x&0xf])
+	}
+	return b
+}
 
 // validJSON is json.Valid, with a fast path for what the log holds by the
-// million: a flat object of plain strings (no escapes, ASCII) and simple
-// numbers, without spaces (event data and metadata as fleetjobs writes
-// them). Anything else gets json.Valid's full check.
+// million: JSON as encoding/json writes it for ASCII text, without spaces,
+// escapes or fractions (event data and metadata as fleetjobs writes them).
+// Anything else gets json.Valid's full check.
 func validJSON(b []byte) bool {
-	if flatObject(b) {
+	if plainValueLen(b, 0) == len(b) {
 		return true
 	}
 	return json.Valid(b)
 }
 
-// flatObject reports whether b is {} or {"k":v,...} with plain string keys
-// and values that are plain strings, integers, true, false or null.
-func flatObject(b []byte) bool {
-	if len(b) < 2 || b[0] != '{' || b[len(b)-1] != '}' {
-		return false
+// maxPlainDepth bounds the nesting plainValueLen follows (it recurses);
+// deeper values get json.Valid, which does not.
+const maxPlainDepth = 32
+
+// plainValueLen is the length of the JSON value at the start of b, or -1
+// unless it is "plain": objects, arrays, strings of printable ASCII without
+// escapes, integers, true, false and null, without whitespace, nested at
+// most maxPlainDepth deep. A plain value holds no line break.
+func plainValueLen(b []byte, depth int) int {
+	if len(b) == 0 || depth > maxPlainDepth {
+		return -1
 	}
-	b = b[1 : len(b)-1]
-	if len(b) == 0 {
-		return true
-	}
-	for {
-		n := plainStringLen(b)
-		if n < 0 || n == len(b) || b[n] != ':' {
-			return false
+	switch b[0] {
+	case '"':
+		return plainStringLen(b)
+	case '{', '[':
+		end := byte('}')
+		if b[0] == '[' {
+			end = ']'
 		}
-		b = b[n+1:]
-		switch {
-		case len(b) > 0 && b[0] == '"':
-			n = plainStringLen(b)
-		default:
-			n = literalLen(b)
+		i := 1
+		if i < len(b) && b[i] == end {
+			return 2
 		}
-		if n <= 0 {
-			return false
+		for {
+			if end == '}' {
+				n := plainStringLen(b[i:])
+				if n < 0 || i+n >= len(b) || b[i+n] != ':' {
+					return -1
+				}
+				i += n + 1
+			}
+			n := plainValueLen(b[i:], depth+1)
+			if n < 0 || i+n >= len(b) {
+				return -1
+			}
+			i += n
+			switch b[i] {
+			case ',':
+				i++
+			case end:
+				return i + 1
+			default:
+				return -1
+			}
 		}
-		b = b[n:]
-		if len(b) == 0 {
-			return true
-		}
-		if b[0] != ',' {
-			return false
-		}
-		b = b[1:]
+	default:
+		return literalLen(b)
 	}
 }
 
@@ -70,13 +113,16 @@ func plainStringLen(b []byte) int {
 // literalLen is the length of the integer, true, false or null at the
 // start of b, or -1.
 func literalLen(b []byte) int {
-	for _, lit := range []string{"true", "false", "null"} {
-		if len(b) >= len(lit) && string(b[:len(lit)]) == lit {
-			return len(lit)
-		}
+	switch b[0] {
+	case 't':
+		return keywordLen(b, "true")
+	case 'f':
+		return keywordLen(b, "false")
+	case 'n':
+		return keywordLen(b, "null")
 	}
 	i := 0
-	if i < len(b) && b[i] == '-' {
+	if b[i] == '-' {
 		i++
 	}
 	digits := i
@@ -87,6 +133,14 @@ func literalLen(b []byte) int {
 		return -1 // no digits, or a leading zero
 	}
 	return i
+}
+
+// keywordLen is len(kw) if b starts with kw, else -1.
+func keywordLen(b []byte, kw string) int {
+	if len(b) >= len(kw) && string(b[:len(kw)]) == kw {
+		return len(kw)
+	}
+	return -1
 }
 
 // plainJSONString reports whether s needs no escaping in JSON as
