@@ -148,6 +148,7 @@ type fieldPlan struct {
 }
 
 func newPlan(ops int) *plan {
+	ops = min(ops, planPresize) // most ops of a batch share few keys
 	return &plan{keys: make(map[string]*keyPlan, ops), order: make([]string, 0, ops)}
 }
 
@@ -373,3 +374,9 @@ func queueOne(ctx context.Context, pipe redis.Pipeliner, prefix string, op Op) {
 		pipe.PExpireAt(ctx, k, op.At)
 	}
 }
+
+// planPresize bounds the keys a plan makes room for up front: sized by
+// the batch's ops, the map and order of a batch of job results (tens of
+// thousands of ops on a handful of keys) would be megabytes allocated and
+// cleared for nothing.
+const planPresize = 1024
