@@ -3,7 +3,6 @@ package projections_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,13 +32,7 @@ import (
 //
 //	FLEETJOBS_BENCH_EVENTS=5000000 bash .ci/testenv.sh go test -run '^$' -bench RebuildLog -benchtime 1x -count 2 -timeout 30m ./projections/
 func BenchmarkRebuildLog(b *testing.B) {
-	events := 200_000
-	if v := os.Getenv("FLEETJOBS_BENCH_EVENTS"); v != "" {
-		var err error
-		if events, err = strconv.Atoi(v); err != nil || events <= 0 {
-			b.Fatalf("FLEETJOBS_BENCH_EVENTS=%q: want a positive number", v)
-		}
-	}
+	events := benchlog.EventsFromEnv(b)
 	ctx := context.Background()
 	rdb, root := MustRedis(b)
 	dir, stats, err := benchlog.Cached(ctx, events)

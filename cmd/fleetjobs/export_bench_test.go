@@ -6,8 +6,6 @@ import (
 	"errors"
 	"io"
 	"math"
-	"os"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -18,20 +16,6 @@ import (
 	"github.com/fleetjobs/fleetjobs/eventstore/server"
 	"github.com/fleetjobs/fleetjobs/eventstore/server/store"
 )
-
-// benchEvents is the size of the generated log of the export benchmark:
-// FLEETJOBS_BENCH_EVENTS, default 200,000 (the issue's figure is for
-// 5,000,000).
-func benchEvents(tb testing.TB) int {
-	n := 200_000
-	if v := os.Getenv("FLEETJOBS_BENCH_EVENTS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
-			tb.Fatalf("FLEETJOBS_BENCH_EVENTS=%q: want a positive number", v)
-		}
-	}
-	return n
-}
 
 // BenchmarkExport runs the code of `fleetjobs export` (Export) over a
 // generated production-like log (package benchlog: device registrations
@@ -46,7 +30,7 @@ func benchEvents(tb testing.TB) int {
 func BenchmarkExport(b *testing.B) {
 	ctx := context.Background()
 	start := time.Now()
-	dir, stats, err := benchlog.Cached(ctx, benchEvents(b))
+	dir, stats, err := benchlog.Cached(ctx, benchlog.EventsFromEnv(b))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"io"
 	"math"
-	"os"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -18,19 +16,6 @@ import (
 	"github.com/fleetjobs/fleetjobs/eventstore/server/store"
 )
 
-// benchEvents is the size of the generated log: FLEETJOBS_BENCH_EVENTS,
-// default 200,000 (the figures are for 5,000,000).
-func benchEvents(tb testing.TB) int {
-	n := 200_000
-	if v := os.Getenv("FLEETJOBS_BENCH_EVENTS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
-			tb.Fatalf("FLEETJOBS_BENCH_EVENTS=%q: want a positive number", v)
-		}
-	}
-	return n
-}
-
 // BenchmarkReadLog reads the whole generated log three ways, each
 // reporting events/s: "store" with store.ReadAll alone (no gRPC),
 // "read" and "subscribe" through the official client against the embedded
@@ -41,7 +26,7 @@ func benchEvents(tb testing.TB) int {
 //	FLEETJOBS_BENCH_EVENTS=5000000 go test -run '^$' -bench ReadLog -benchtime 1x -count 2 -timeout 30m ./eventstore/eventstoretest/benchlog
 func BenchmarkReadLog(b *testing.B) {
 	ctx := context.Background()
-	dir, stats, err := benchlog.Cached(ctx, benchEvents(b))
+	dir, stats, err := benchlog.Cached(ctx, benchlog.EventsFromEnv(b))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -155,7 +140,7 @@ func BenchmarkWrite(b *testing.B) {
 	cpu0 := cpuTime(b)
 	n := 0
 	for range b.N {
-		st, err := benchlog.Write(context.Background(), b.TempDir(), benchEvents(b))
+		st, err := benchlog.Write(context.Background(), b.TempDir(), benchlog.EventsFromEnv(b))
 		if err != nil {
 			b.Fatal(err)
 		}
