@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -181,11 +180,11 @@ func startCPU(b *testing.B, rdb *redis.Client) *cpuMeter {
 // meanwhile (UNLINK frees in a background thread, whose CPU INFO counts).
 func (m *cpuMeter) resume() {
 	waitLazyFree(m.b, m.rdb)
-	m.goAt, m.redisAt = processCPU(m.b), redisCPU(m.b, m.rdb)
+	m.goAt, m.redisAt = benchlog.CPUTime(m.b), redisCPU(m.b, m.rdb)
 }
 
 func (m *cpuMeter) pause() {
-	m.goCPU += processCPU(m.b) - m.goAt
+	m.goCPU += benchlog.CPUTime(m.b) - m.goAt
 	m.redisCPU += redisCPU(m.b, m.rdb) - m.redisAt
 }
 
@@ -193,14 +192,6 @@ func (m *cpuMeter) report(events int) {
 	m.pause()
 	m.b.ReportMetric(float64(m.goCPU.Microseconds())/float64(events), "go-µs/event")
 	m.b.ReportMetric(float64(m.redisCPU.Microseconds())/float64(events), "redis-µs/event")
-}
-
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func redisCPU(b *testing.B, rdb *redis.Client) time.Duration {
