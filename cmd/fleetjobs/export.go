@@ -200,7 +200,7 @@ func (x *exporter) keep(stream, typ string) bool {
 func (x *exporter) write(e *esdb.RecordedEvent) error {
 	b := x.line[:0]
 	b = append(b, `{"stream":`...)
-	b = appendQuoted(b, e.StreamID)
+	b = appendJSONString(b, e.StreamID)
 	b = append(b, `,"revision":`...)
 	b = strconv.AppendUint(b, e.EventNumber, 10)
 	b = append(b, `,"position":"`...)
@@ -240,18 +240,6 @@ func appendJSONString(b []byte, s string) []byte {
 	}
 	q, _ := json.Marshal(s) // a string always marshals
 	return append(b, q...)
-}
-
-// appendQuoted appends s quoted as strconv.AppendQuote does, without its
-// rune-by-rune pass for what needs no escaping: printable ASCII other than
-// '"' and '\\'.
-func appendQuoted(b []byte, s string) []byte {
-	for i := range len(s) {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
-			return strconv.AppendQuote(b, s)
-		}
-	}
-	return append(append(append(b, '"'), s...), '"')
 }
 
 // appendCompact appends valid JSON v on one line: NDJSON needs one event a
