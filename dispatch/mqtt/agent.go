@@ -27,8 +27,9 @@ var ErrNoAnswer = errors.New("mqtt agent: no answer")
 
 // ErrRefused is the error of ConnectAgent when the broker refuses the
 // device's credentials (a wrong key, a device it does not know or a deleted
-// one): trying again would not help.
-var ErrRefused = errors.New("the broker refused the device's credentials")
+// one), and of Dial when it refuses the service's: trying again would not
+// help.
+var ErrRefused = errors.New("the broker refused the credentials")
 
 // refusedCodes are the CONNACK reason codes that mean the credentials (or
 // the client ID) are refused: 0x85 client identifier not valid, 0x86 bad

@@ -269,6 +269,22 @@ func TestWrongCredentialsAreRefused(t *testing.T) {
 	}
 }
 
+// TestServiceWithWrongPasswordIsRefusedAtOnce: Dial gives up on refused
+// credentials with ErrRefused instead of retrying until its context ends.
+func TestServiceWithWrongPasswordIsRefusedAtOnce(t *testing.T) {
+	b := MustBroker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tr, err := mqtt.Dial(ctx, mqtt.Config{URL: b.url, Username: b.user, Password: []byte("guess")}, make(chan []dispatch.Answer, 1))
+	if err == nil {
+		_ = tr.Close(context.Background())
+		t.Fatal("connected with a wrong password")
+	}
+	if !errors.Is(err, mqtt.ErrRefused) || ctx.Err() != nil {
+		t.Fatalf("Dial with a wrong password: %v (context: %v), want ErrRefused before the context ends", err, ctx.Err())
+	}
+}
+
 func TestBadAnswersAreCountedAndDropped(t *testing.T) {
 	forEachBroker(t, nil, func(t *testing.T, b backend) {
 		answers := make(chan []dispatch.Answer, 64)

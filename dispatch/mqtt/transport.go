@@ -93,7 +93,8 @@ type Transport struct {
 var _ dispatch.Transport = (*Transport)(nil)
 
 // Dial connects to the broker, subscribes to the answers (again after every
-// reconnection) and returns once the first connection is up, or ctx ends.
+// reconnection) and returns once the first connection is up, or ctx ends,
+// or the broker refuses the credentials (an error wrapping ErrRefused).
 // Answers go to answers, which the dispatcher reads (dispatch.Config.Answers),
 // once Run is running. The connection lives until Close.
 func Dial(ctx context.Context, cfg Config, answers chan<- []dispatch.Answer) (*Transport, error) {
@@ -134,6 +135,11 @@ func Dial(ctx context.Context, cfg Config, answers chan<- []dispatch.Answer) (*T
 		log:     log,
 	}
 	filter := SharedResultFilter(cfg.ShareGroup)
+	// A refusal of the credentials ends the wait for the first connection
+	// at once, instead of retrying until ctx ends: a wrong password does
+	// not get right by waiting.
+	awaitCtx, refusal := context.WithCancelCause(ctx)
+	defer refusal(nil)
 	pc := autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{u},
 		KeepAlive:                     30,
@@ -155,7 +161,16 @@ func Dial(ctx context.Context, cfg Config, answers chan<- []dispatch.Answer) (*T
 				log.Debug("mqtt: connected and subscribed", zap.String("filter", filter))
 			}()
 		},
-		OnConnectError: func(err error) { log.Warn("mqtt: connection attempt failed", zap.Error(err)) },
+		OnConnectError: func(err error) {
+			if ce, ok := refused(err); ok {
+				// Before the first connection, a refusal ends Dial (below);
+				// later (the broker's accounts changed), it is retried.
+				log.Warn("mqtt: the broker refused the service's credentials", zap.Uint8("reason", ce.ReasonCode), zap.String("message", ce.Reason))
+				refusal(fmt.Errorf("%w (CONNACK reason 0x%02x): check the user and password in FLEETJOBS_MQTT_URL", ErrRefused, ce.ReasonCode))
+				return
+			}
+			log.Warn("mqtt: connection attempt failed", zap.Error(err))
+		},
 		ClientConfig: paho.ClientConfig{
 			ClientID: cfg.ClientID,
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){
@@ -169,8 +184,11 @@ func Dial(ctx context.Context, cfg Config, answers chan<- []dispatch.Answer) (*T
 		return nil, fmt.Errorf("mqtt: connect to %s: %w", u.Host, err)
 	}
 	t.cm = cm
-	if err := cm.AwaitConnection(ctx); err != nil {
+	if err := cm.AwaitConnection(awaitCtx); err != nil {
 		_ = t.Close(context.Background())
+		if cause := context.Cause(awaitCtx); errors.Is(cause, ErrRefused) {
+			err = cause
+		}
 		return nil, fmt.Errorf("mqtt: connect to %s: %w", u.Host, err)
 	}
 	return t, nil
