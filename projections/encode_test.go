@@ -2,10 +2,12 @@ package projections_test
 
 import (
 	"encoding/json"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"pgregory.net/rapid"
 
 	"github.com/fleetjobs/fleetjobs/domain/device"
 	"github.com/fleetjobs/fleetjobs/projections"
@@ -33,4 +35,31 @@ func TestDeviceDocumentReadsBack(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("device read back (-want +got):\n%s", diff)
 	}
+}
+
+// TestMemberReadsLikeJSON: the member read of a device document (its ID
+// and name without a JSON decoder) is what encoding/json reads, whatever
+// the ID and name hold; a document of another shape is decoded too.
+func TestMemberReadsLikeJSON(t *testing.T) {
+	t.Parallel()
+	str := rapid.SampledFrom([]string{"", "d-1", "Fridge 7", `a"b`, `c\d`, "tab\there", "é", "<&>", "\x01", "\u2028"})
+	rapid.Check(t, func(t *rapid.T) {
+		id := rapid.StringOf(rapid.SampledFrom([]rune{'a', '"', '\\', '\n', 'é', ' ', '<'})).Draw(t, "id") + str.Draw(t, "id2")
+		name := str.Draw(t, "name") + rapid.String().Draw(t, "name2")
+		s := projections.DeviceState{Templates: map[string]projections.Template{}, Sets: map[string]projections.DeviceSet{},
+			Devices: map[string]projections.Device{}}
+		ops := projections.ApplyDeviceEvent(&s, projections.Event{Data: device.Registered{DeviceID: id, Name: name,
+			TemplateID: "t", Properties: map[string]any{"p": name}}, Metadata: metaAt(time.Now())}, nil)
+		docs := []string{ops[0].Value, `{"name":` + strconv.Quote("n") + `,"id":"x"}`}
+		for _, doc := range docs {
+			var want projections.Member
+			if err := json.Unmarshal([]byte(doc), &want); err != nil {
+				t.Fatalf("document %s: %v", doc, err)
+			}
+			got, err := projections.DecodeMember(doc)
+			if err != nil || got != want {
+				t.Fatalf("member of %s: %+v, %v; encoding/json: %+v", doc, got, err, want)
+			}
+		}
+	})
 }

@@ -21,3 +21,6 @@ func QueueEach(ctx context.Context, pipe redis.Pipeliner, prefix string, ops []O
 		queueOne(ctx, pipe, prefix, op)
 	}
 }
+
+// DecodeMember is decodeMember, for its property test.
+func DecodeMember(doc string) (Member, error) { return decodeMember(doc) }

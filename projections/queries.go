@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -186,25 +187,106 @@ func (q *Queries) SetMembers(ctx context.Context, setID string, req PageRequest)
 	return listDocs[Device](ctx, q, SetMembersKey(setID), DeviceKey, req)
 }
 
+// Member is a member of a device set as a job targets it.
+type Member struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// memberChunk is how many members EachSetMember reads at a time.
+const memberChunk = 5000
+
 // EachSetMember calls fn with the members of device set id, in ID order,
-// MaxLimit at a time, until the last or fn's first error (returned as is):
-// how a job resolves "all members" of a set of any size. ErrNotFound if the
-// set does not exist.
-func (q *Queries) EachSetMember(ctx context.Context, setID string, fn func([]Device) error) error {
-	req := PageRequest{Limit: MaxLimit}
-	for first := true; first || req.Cursor != ""; first = false {
-		p, err := q.SetMembers(ctx, setID, req)
+// a few thousand at a time, until the last or fn's first error (returned
+// as is): how a job resolves "all members" of a set of any size. It reads
+// the next members from Redis while fn and the decoding of the current
+// ones run. ErrNotFound if the set does not exist.
+func (q *Queries) EachSetMember(ctx context.Context, setID string, fn func([]Member) error) error {
+	if _, err := q.DeviceSet(ctx, setID); err != nil {
+		return err
+	}
+	prefix, err := q.prefix(ctx, DevicesProjection)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	index, r := prefix+SetMembersKey(setID), NewReader(q.rdb, prefix)
+	type chunk struct {
+		ids  []string
+		docs map[string]string
+		err  error
+	}
+	fetch := func(start string, out chan<- chunk) {
+		ids, err := q.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: index, Start: start, Stop: "+", ByLex: true, Count: memberChunk}).Result()
 		if err != nil {
-			return err
+			out <- chunk{err: fmt.Errorf("members of device set %s: %w", setID, err)}
+			return
 		}
-		if len(p.Items) > 0 {
-			if err := fn(p.Items); err != nil {
+		keys := make([]string, len(ids))
+		for i, id := range ids {
+			keys[i] = DeviceKey(id)
+		}
+		docs, err := r.MGet(ctx, keys)
+		if err != nil {
+			err = fmt.Errorf("members of device set %s: %w", setID, err)
+		}
+		out <- chunk{ids: ids, docs: docs, err: err}
+	}
+	next := make(chan chunk, 1)
+	go fetch("-", next)
+	for {
+		c := <-next
+		if c.err != nil {
+			return c.err
+		}
+		if len(c.ids) == memberChunk {
+			next = make(chan chunk, 1) // the abandoned one, if any, is buffered
+			go fetch("("+c.ids[len(c.ids)-1], next)
+		} else {
+			next = nil
+		}
+		members := make([]Member, 0, len(c.ids))
+		for _, id := range c.ids {
+			doc, ok := c.docs[DeviceKey(id)]
+			if !ok {
+				continue // deleted between the two reads
+			}
+			m, err := decodeMember(doc)
+			if err != nil {
+				return fmt.Errorf("members of device set %s: decode device %s: %w", setID, id, err)
+			}
+			members = append(members, m)
+		}
+		if len(members) > 0 {
+			if err := fn(members); err != nil {
 				return err
 			}
 		}
-		req.Cursor = p.Next
+		if next == nil {
+			return nil
+		}
 	}
-	return nil
+}
+
+// decodeMember reads the ID and name of a device document. The documents
+// start with them (deviceJSON), so the usual ones, whose two strings have
+// no escapes, are read without a JSON decoder; any other goes through
+// encoding/json. The strings are copied: a member outlives the document.
+func decodeMember(doc string) (Member, error) {
+	if rest, ok := strings.CutPrefix(doc, `{"id":"`); ok {
+		if i := strings.IndexByte(rest, '"'); i >= 0 && strings.IndexByte(rest[:i], '\\') < 0 {
+			id := rest[:i]
+			if rest, ok := strings.CutPrefix(rest[i+1:], `,"name":"`); ok {
+				if j := strings.IndexByte(rest, '"'); j >= 0 && strings.IndexByte(rest[:j], '\\') < 0 {
+					return Member{ID: strings.Clone(id), Name: strings.Clone(rest[:j])}, nil
+				}
+			}
+		}
+	}
+	var m Member
+	err := json.Unmarshal([]byte(doc), &m)
+	return m, err
 }
 
 func getDoc[T any](ctx context.Context, q *Queries, what, id, key string) (T, error) {

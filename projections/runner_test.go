@@ -31,7 +31,7 @@ func vendingTemplate(props ...string) device.TemplatePublished {
 func memberIDs(tb testing.TB, q *projections.Queries, setID string) []string {
 	tb.Helper()
 	ids := []string{}
-	err := q.EachSetMember(context.Background(), setID, func(ds []projections.Device) error {
+	err := q.EachSetMember(context.Background(), setID, func(ds []projections.Member) error {
 		for _, d := range ds {
 			ids = append(ids, d.ID)
 		}

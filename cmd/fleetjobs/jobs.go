@@ -84,7 +84,7 @@ func (a *jobCommands) resolve(ctx context.Context, setID string, chosen []string
 	}
 	r.broken = ds.Broken
 	if !ds.Broken {
-		err = a.q.EachSetMember(ctx, setID, func(page []projections.Device) error {
+		err = a.q.EachSetMember(ctx, setID, func(page []projections.Member) error {
 			for _, d := range page {
 				r.members = append(r.members, job.TargetedDevice{DeviceID: d.ID, Name: d.Name})
 			}
