@@ -92,11 +92,20 @@ type DeviceState struct {
 	Sets      map[string]DeviceSet // every existing set
 	// Devices holds the existing devices an event may touch: the device of
 	// a device event and, for an event that recomputes the members of a
-	// template's sets, every device of that template. A device missing
-	// from it does not exist.
+	// template's sets, every device of that template unless Stored is
+	// set. A device missing from it (and from Stored) does not exist.
 	Devices map[string]Device
+	// Stored, when set, calls fn with every device of template tid as the
+	// read models hold it (before the changes being applied): an event
+	// that recomputes the members of a template's sets then checks the
+	// devices in Devices, and those of Stored that Devices does not hold
+	// and that were not deleted meanwhile, so that a template of a
+	// million devices is never held in memory at once. It reports a read
+	// error on its own (DevicesProjector.Apply returns it).
+	Stored func(tid string, fn func(Device))
 
 	byTemplate map[string][]string // set IDs by template, sorted; nil: to rebuild
+	deleted    map[string]bool     // devices deleted since Stored's state
 }
 
 // setsOf returns the IDs of the sets of template tid, sorted.
@@ -174,6 +183,12 @@ func ApplyDeviceEvent(s *DeviceState, e Event, ops []Op) []Op {
 			return ops
 		}
 		delete(s.Devices, ev.DeviceID)
+		if s.Stored != nil {
+			if s.deleted == nil {
+				s.deleted = make(map[string]bool)
+			}
+			s.deleted[ev.DeviceID] = true
+		}
 		ops = append(ops, Del(DeviceKey(old.ID)), ZRem(devicesKey, old.ID), ZRem(TemplateDevicesKey(old.TemplateID), old.ID))
 		for _, sid := range s.setsOf(old.TemplateID) {
 			if s.matches(sid, old) {
@@ -255,9 +270,17 @@ func (s *DeviceState) recomputeSets(ids []string, write bool, ops []Op) []Op {
 				members = append(members, id)
 			}
 		}
+		if s.Stored != nil {
+			s.Stored(set.TemplateID, func(d Device) {
+				if _, held := s.Devices[d.ID]; !held && !s.deleted[d.ID] && s.matches(sid, d) {
+					members = append(members, d.ID)
+				}
+			})
+		}
 		slices.Sort(members)
+		key := SetMembersKey(sid)
 		for _, id := range members {
-			ops = append(ops, ZAdd(SetMembersKey(sid), 0, id))
+			ops = append(ops, ZAdd(key, 0, id))
 		}
 	}
 	return ops
@@ -384,16 +407,6 @@ func (p *DevicesProjector) Apply(ctx context.Context, r Reader, events []Event, 
 			ids = append(ids, id)
 		}
 	}
-	withSets := make(map[string]bool) // templates with a set at the start of the batch
-	for _, set := range p.sets {
-		withSets[set.TemplateID] = true
-	}
-	var templates []string
-	addTemplate := func(tid string) {
-		if !slices.Contains(templates, tid) {
-			templates = append(templates, tid)
-		}
-	}
 	for _, e := range events {
 		switch ev := e.Data.(type) {
 		case device.Registered:
@@ -402,26 +415,6 @@ func (p *DevicesProjector) Apply(ctx context.Context, r Reader, events []Event, 
 			addID(ev.DeviceID)
 		case device.Deleted:
 			addID(ev.DeviceID)
-		case device.SetDefined:
-			addTemplate(ev.TemplateID)
-			withSets[ev.TemplateID] = true
-		case device.TemplatePublished:
-			if withSets[ev.TemplateID] {
-				addTemplate(ev.TemplateID)
-			}
-		case device.TemplateDeleted:
-			if withSets[ev.TemplateID] {
-				addTemplate(ev.TemplateID)
-			}
-		}
-	}
-	for _, tid := range templates {
-		members, err := r.Members(ctx, TemplateDevicesKey(tid))
-		if err != nil {
-			return ops, err
-		}
-		for _, id := range members {
-			addID(id)
 		}
 	}
 	read, err := readDocs[Device](ctx, r, ids, DeviceKey)
@@ -431,9 +424,47 @@ func (p *DevicesProjector) Apply(ctx context.Context, r Reader, events []Event, 
 	for id, d := range read {
 		p.cache[id] = d
 	}
-	s := DeviceState{Templates: p.templates, Sets: p.sets, Devices: p.cache}
+	// The devices of a template whose sets an event recomputes are read
+	// from Redis a chunk at a time, not into the cache.
+	var storedErr error
+	stored := func(tid string, fn func(Device)) {
+		if storedErr == nil {
+			storedErr = eachStoredDevice(ctx, r, tid, fn)
+		}
+	}
+	s := DeviceState{Templates: p.templates, Sets: p.sets, Devices: p.cache, Stored: stored}
 	for _, e := range events {
 		ops = ApplyDeviceEvent(&s, e, ops)
 	}
+	if storedErr != nil {
+		return ops, fmt.Errorf("read the devices of a template: %w", storedErr)
+	}
 	return ops, nil
+}
+
+// storedChunk is how many devices eachStoredDevice reads at a time.
+const storedChunk = 5000
+
+// eachStoredDevice calls fn with every device listed under template tid
+// in the read models, storedChunk at a time.
+func eachStoredDevice(ctx context.Context, r Reader, tid string, fn func(Device)) error {
+	for after := ""; ; {
+		ids, err := r.MembersAfter(ctx, TemplateDevicesKey(tid), after, storedChunk)
+		if err != nil {
+			return err
+		}
+		docs, err := readDocs[Device](ctx, r, ids, DeviceKey)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if d, ok := docs[id]; ok {
+				fn(d)
+			}
+		}
+		if len(ids) < storedChunk {
+			return nil
+		}
+		after = ids[len(ids)-1]
+	}
 }

@@ -112,6 +112,25 @@ func (r Reader) MGet(ctx context.Context, keys []string) (map[string]string, err
 	return out, nil
 }
 
+// MembersAfter returns at most count members of the sorted set key (whose
+// scores are all 0) after after, in lexical order: "" starts at the first.
+func (r Reader) MembersAfter(ctx context.Context, key, after string, count int64) ([]string, error) {
+	if r.settle != nil {
+		if err := r.settle(ctx, []string{key}); err != nil {
+			return nil, err
+		}
+	}
+	start := "-"
+	if after != "" {
+		start = "(" + after
+	}
+	ms, err := r.c.ZRangeArgs(ctx, redis.ZRangeArgs{Key: r.prefix + key, Start: start, Stop: "+", ByLex: true, Count: count}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("zrange %s%s: %w", r.prefix, key, err)
+	}
+	return ms, nil
+}
+
 // Members returns every member of the sorted set key, in order.
 func (r Reader) Members(ctx context.Context, key string) ([]string, error) {
 	if r.settle != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -391,5 +392,92 @@ func TestRunnerSurfacesFailuresInStatus(t *testing.T) {
 			t.Fatalf("status %+v after recovery: want caught up, no error", r.Status())
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestSetMembersOfDevicesNotInMemory: a set defined or redefined over
+// devices that the projector does not hold in memory (a restarted
+// projection) gets its members from the read models, together with the
+// devices that the same batch deletes, moves to another template, changes
+// or registers before the set's event.
+func TestSetMembersOfDevicesNotInMemory(t *testing.T) {
+	t.Parallel()
+	es := MustStore(t)
+	rdb, root := MustRedis(t)
+	other := vendingTemplate("city")
+	other.TemplateID = "other"
+	MustAppend(t, es, "template-vending", vendingTemplate("city"))
+	MustAppend(t, es, "template-other", other)
+	city := func(i int) string {
+		if i%2 == 0 {
+			return "Seattle"
+		}
+		return "Paris"
+	}
+	for i := range 40 {
+		id := fmt.Sprintf("d%02d", i)
+		MustAppend(t, es, "device-"+id, device.Registered{DeviceID: id, Name: "n", TemplateID: "vending", Properties: map[string]any{"city": city(i)}})
+	}
+	inSeattle := device.Condition{Property: "city", Op: device.OpEq, Value: "Seattle"}
+	tok := MustAppend(t, es, "deviceset-a", device.SetDefined{SetID: "a", Name: "A", TemplateID: "vending", Conditions: []device.Condition{inSeattle}})
+	first := MustRun(t, es, rdb, root, "1")
+	MustReach(t, first.Runner, tok)
+	first.stop()
+
+	// One batch, applied by a projector that holds no device.
+	ctx := context.Background()
+	prefix := projections.Prefix(root, projections.DevicesProjection, "1")
+	r := projections.NewReader(rdb, prefix)
+	p := projections.NewDevicesProjector(0)
+	if err := p.Load(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	batch := []any{
+		device.Deleted{DeviceID: "d02"},
+		device.Registered{DeviceID: "d04", Name: "n", TemplateID: "other", Properties: map[string]any{"city": "Seattle"}},
+		device.PropertiesChanged{DeviceID: "d01", Properties: map[string]any{"city": "Seattle"}},
+		device.Registered{DeviceID: "d90", Name: "n", TemplateID: "vending", Properties: map[string]any{"city": "Seattle"}},
+		device.SetDefined{SetID: "b", Name: "B", TemplateID: "vending", Conditions: []device.Condition{inSeattle}},
+		device.SetDefined{SetID: "a", Name: "A", TemplateID: "vending", Conditions: []device.Condition{{Property: "city", Op: device.OpEq, Value: "Paris"}}},
+	}
+	events := make([]projections.Event, len(batch))
+	for i, d := range batch {
+		events[i] = projections.Event{Data: d, Metadata: eventstore.Metadata{OccurredAt: time.Date(2026, 11, 2, 10, 0, i, 0, time.UTC)}}
+	}
+	ops, err := p.Apply(ctx, r, events, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pipe := rdb.TxPipeline()
+	projections.QueuePlanned(ctx, pipe, prefix, ops)
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	members := func(setID string) []string { // as stored: the queries also drop deleted devices
+		ids, err := rdb.ZRange(ctx, prefix+projections.SetMembersKey(setID), 0, -1).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	var seattle, paris []string
+	for i := range 40 {
+		id := fmt.Sprintf("d%02d", i)
+		switch {
+		case id == "d02" || id == "d04":
+		case i%2 == 0 || id == "d01":
+			seattle = append(seattle, id)
+		default:
+			paris = append(paris, id)
+		}
+	}
+	seattle = append(seattle, "d90")
+	slices.Sort(seattle)
+	if diff := cmp.Diff(seattle, members("b")); diff != "" {
+		t.Errorf("members of b, city Seattle (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(paris, members("a")); diff != "" {
+		t.Errorf("members of a, redefined to city Paris (-want +got):\n%s", diff)
 	}
 }
