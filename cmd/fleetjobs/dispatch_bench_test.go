@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -73,6 +74,7 @@ func BenchmarkSimJobEndToEnd(b *testing.B) {
 	MustApplied(b, svc.api+"/device-sets/fleet", tok)
 	b.Logf("setup: %d devices registered and projected, set defined, in %s; service RSS %s (peak %s)",
 		n, time.Since(start).Round(time.Millisecond), mib(svc.rss(b, "VmRSS")), mib(svc.rss(b, "VmHWM")))
+	writeHeapProfile(b, "setup")
 
 	baseline := func(name string) time.Duration {
 		t0 := time.Now()
@@ -115,6 +117,7 @@ func BenchmarkSimJobEndToEnd(b *testing.B) {
 		}
 		took := time.Since(t0)
 		stopProfile()
+		writeHeapProfile(b, "job-"+strconv.Itoa(i))
 		total += took
 		hwm := svc.rss(b, "VmHWM")
 		peak = max(peak, hwm)
@@ -161,6 +164,26 @@ func startJobProfile(tb testing.TB, run int) (stop func()) {
 		if err := f.Close(); err != nil {
 			tb.Error(err)
 		}
+	}
+}
+
+// writeHeapProfile writes a heap profile of this process to
+// $FLEETJOBS_BENCH_HEAPPROFILE.name when that is set (with
+// FLEETJOBS_BENCH_INPROCESS=1 the service is in this process).
+func writeHeapProfile(tb testing.TB, name string) {
+	tb.Helper()
+	base := os.Getenv("FLEETJOBS_BENCH_HEAPPROFILE")
+	if base == "" {
+		return
+	}
+	runtime.GC() // the profile shows the heap as of the last collection
+	f, err := os.Create(base + "." + name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		tb.Fatal(err)
 	}
 }
 
