@@ -3,7 +3,6 @@ package commands
 import (
 	"context"
 	"crypto/sha1"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -331,7 +330,7 @@ func envelope[E any](h *Handler, stream string, meta Meta, events []E, first int
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", stream, err)
 		}
-		out[i] = eventstore.Event{ID: eventID(meta.CommandID, stream, first+i, ev), Type: name, Data: json.RawMessage(data), Metadata: md}
+		out[i] = eventstore.Event{ID: eventID(meta.CommandID, stream, first+i, ev), Type: name, Data: eventstore.Encoded(data), Metadata: md}
 		sizes[i] = len(name) + len(data) + mdSize
 	}
 	return out, sizes, nil

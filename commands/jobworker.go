@@ -2,7 +2,6 @@ package commands
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -676,7 +675,7 @@ func (w *jobWorker) decideRound(s *job.State, live []*jobRequest) (round, error)
 				return fmt.Errorf("%s: %w", w.stream, err)
 			}
 			r.last = len(rd.batch)
-			rd.batch = append(rd.batch, eventstore.Event{ID: EventID(r.meta.CommandID, w.stream, index), Type: name, Data: json.RawMessage(data), Metadata: md})
+			rd.batch = append(rd.batch, eventstore.Event{ID: EventID(r.meta.CommandID, w.stream, index), Type: name, Data: eventstore.Encoded(data), Metadata: md})
 			rd.sizes = append(rd.sizes, len(name)+len(data)+mdSize)
 			rd.glued = append(rd.glued, glued)
 			rd.owner = append(rd.owner, int32(ri))

@@ -107,6 +107,11 @@ func (c *Client) payload(ev *Event) (string, []byte, error) {
 	typ := ev.Type
 	var data []byte
 	switch d := ev.Data.(type) {
+	case Encoded:
+		if typ == "" {
+			return "", nil, errors.New("no event type (set Event.Type to the name Codec.Encode gave)")
+		}
+		return typ, d, nil
 	case json.RawMessage:
 		data = d
 	case []byte:

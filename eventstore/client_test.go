@@ -175,6 +175,22 @@ func TestAppendRawJSONNeedsAType(t *testing.T) {
 	if len(got) != 1 || got[0].Type != "FreeForm" || string(got[0].Data) != `{"free":"form"}` {
 		t.Errorf("read back %+v", got)
 	}
+
+	// The codec's output (Encoded) too: it needs the type the codec named.
+	name, data, err := c.Codec().Encode(thingRenamed{ThingID: "t-1", Name: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := eventstore.Event{ID: uuid.New(), Data: eventstore.Encoded(data)}
+	if _, err := c.Append(testContext(t), "raw-2", eventstore.Any(), []eventstore.Event{enc}); err == nil {
+		t.Error("append of encoded data without a type succeeded")
+	}
+	enc.Type = name
+	MustAppend(t, c, "raw-2", eventstore.Any(), enc)
+	got = MustReadAll(t, c, "raw-2", 0)
+	if len(got) != 1 || got[0].Type != name || string(got[0].Data) != string(data) {
+		t.Errorf("read back %+v, want %s %s", got, name, data)
+	}
 }
 
 func TestAppendRefusesBadEvents(t *testing.T) {

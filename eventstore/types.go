@@ -152,12 +152,18 @@ type Event struct {
 	Type string
 	// Data is the event's payload: a registered Go value, or any value
 	// encoding/json marshals (Type then required), or json.RawMessage /
-	// []byte holding JSON, stored verbatim.
+	// []byte holding JSON, stored verbatim (and checked to be JSON), or
+	// Encoded.
 	Data any
 	// Metadata is stored as the event's user metadata. A zero OccurredAt is
 	// stamped with the Client's clock.
 	Metadata Metadata
 }
+
+// Encoded is event data that Codec.Encode produced (encoding/json's
+// output): Append stores it verbatim without checking again that it is
+// JSON, which for a job's targeting events is a sixth of the append's CPU.
+type Encoded []byte
 
 // AppendResult is the outcome of a successful Append.
 type AppendResult struct {
