@@ -34,13 +34,14 @@ type Registration struct {
 // name) hold a JSON-encoded E. Decode returns an E (not a *E), and Encode
 // accepts an E.
 //
-// Types whose fields are all strings (most of the catalog by count: device
-// results, JobStarted) are decoded without encoding/json when the data is
-// a flat object of plain strings with exactly their keys, the form
-// encoding/json writes for them; anything else goes through encoding/json,
-// so the result is always json.Unmarshal's.
+// Types whose fields are all strings, lists of strings or lists of structs
+// of strings (the catalog's device results, JobStarted, the targeting and
+// dispatch events) are decoded without encoding/json when the data has
+// the form encoding/json writes for them: objects with exactly their keys,
+// plain strings, no space inside; anything else goes through
+// encoding/json, so the result is always json.Unmarshal's.
 func Register[E any](name string) Registration {
-	fast, hasFast := stringFieldsOf(reflect.TypeFor[E]())
+	fast, hasFast := fastFieldsOf(reflect.TypeFor[E](), true)
 	return Registration{
 		name:   name,
 		goType: reflect.TypeFor[E](),
@@ -61,27 +62,56 @@ func Register[E any](name string) Registration {
 	}
 }
 
-// stringFields is the fast decoder of a struct type whose fields are all
-// exported strings with plain JSON names: names[i] is the JSON key of
-// field i.
-type stringFields struct{ names []string }
+// The kinds of field the fast decoder reads.
+const (
+	fieldString  = iota // string
+	fieldStrings        // []string
+	fieldStructs        // []S, S a struct of string fields
+)
 
-// stringFieldsOf returns the fast decoder of t, if t is such a type.
-func stringFieldsOf(t reflect.Type) (stringFields, bool) {
-	if t.Kind() != reflect.Struct || t.NumField() == 0 {
-		return stringFields{}, false
+// fastField is one field of a fastFields type.
+type fastField struct {
+	name string       // its JSON key
+	kind int          // fieldString, fieldStrings or fieldStructs
+	typ  reflect.Type // the field's type
+	elem fastFields   // fieldStructs: the decoder of S
+}
+
+// fastFields is the fast decoder of a struct type whose fields are all
+// exported, with plain JSON names and no options, each of a kind above.
+type fastFields struct{ fields []fastField }
+
+var stringsType = reflect.TypeFor[[]string]()
+
+// fastFieldsOf returns the fast decoder of t, if t is such a type; lists
+// only if lists (a list's structs hold strings only).
+func fastFieldsOf(t reflect.Type, lists bool) (fastFields, bool) {
+	if t.Kind() != reflect.Struct || t.NumField() == 0 || t.NumField() > 64 {
+		return fastFields{}, false
 	}
-	var f stringFields
+	var f fastFields
 	for i := range t.NumField() {
 		sf := t.Field(i)
-		if !sf.IsExported() || sf.Anonymous || sf.Type.Kind() != reflect.String {
-			return stringFields{}, false
-		}
 		name, opts, _ := strings.Cut(sf.Tag.Get("json"), ",")
-		if name == "" || name == "-" || opts != "" || !isPlainKey(name) {
-			return stringFields{}, false
+		if !sf.IsExported() || sf.Anonymous || name == "" || name == "-" || opts != "" || !isPlainKey(name) {
+			return fastFields{}, false
 		}
-		f.names = append(f.names, name)
+		ff := fastField{name: name, typ: sf.Type}
+		switch {
+		case sf.Type.Kind() == reflect.String:
+			ff.kind = fieldString
+		case lists && sf.Type == stringsType:
+			ff.kind = fieldStrings
+		case lists && sf.Type.Kind() == reflect.Slice:
+			elem, ok := fastFieldsOf(sf.Type.Elem(), false)
+			if !ok {
+				return fastFields{}, false
+			}
+			ff.kind, ff.elem = fieldStructs, elem
+		default:
+			return fastFields{}, false
+		}
+		f.fields = append(f.fields, ff)
 	}
 	return f, true
 }
@@ -97,38 +127,104 @@ func isPlainKey(s string) bool {
 
 // decode sets the fields of v (a struct of f's type) from data and
 // reports true if data is an object whose keys are exactly f's names, in
-// any order, each once, with plain string values (no escapes, ASCII only,
-// which encoding/json would read the same), with no space but around the
+// any order, each once, with values of their field's kind: plain strings
+// (no escapes, ASCII only, which encoding/json would read the same), lists
+// of them or of such objects, or null for a list; no space but around the
 // object. Otherwise v may be half set.
-func (f stringFields) decode(data []byte, v reflect.Value) bool {
-	b := bytes.TrimSpace(data)
-	if len(b) < 2 || b[0] != '{' || b[len(b)-1] != '}' {
-		return false
+func (f fastFields) decode(data []byte, v reflect.Value) bool {
+	rest, ok := f.object(bytes.TrimSpace(data), v)
+	return ok && len(rest) == 0
+}
+
+// object reads an object of f's type at the start of b into v and returns
+// what follows it.
+func (f fastFields) object(b []byte, v reflect.Value) ([]byte, bool) {
+	if len(b) == 0 || b[0] != '{' {
+		return nil, false
 	}
-	b = b[1 : len(b)-1]
+	b = b[1:]
 	var seen uint64
-	for n := 0; ; n++ {
+	for n := 1; ; n++ {
 		key, rest, ok := plainString(b)
 		if !ok || len(rest) == 0 || rest[0] != ':' {
-			return false
+			return nil, false
 		}
-		val, rest, ok := plainString(rest[1:])
-		if !ok {
-			return false
-		}
-		i := slices.Index(f.names, string(key))
-		if i < 0 || i >= 64 || seen&(1<<i) != 0 {
-			return false
+		i := slices.IndexFunc(f.fields, func(ff fastField) bool { return ff.name == string(key) })
+		if i < 0 || seen&(1<<i) != 0 {
+			return nil, false
 		}
 		seen |= 1 << i
-		v.Field(i).SetString(string(val))
-		if len(rest) == 0 {
-			return n+1 == len(f.names)
+		if rest, ok = f.fields[i].value(rest[1:], v.Field(i)); !ok || len(rest) == 0 {
+			return nil, false
 		}
-		if rest[0] != ',' {
-			return false
+		switch rest[0] {
+		case '}':
+			return rest[1:], n == len(f.fields)
+		case ',':
+			b = rest[1:]
+		default:
+			return nil, false
 		}
-		b = rest[1:]
+	}
+}
+
+// value reads the field's value at the start of b into v.
+func (ff fastField) value(b []byte, v reflect.Value) ([]byte, bool) {
+	if ff.kind == fieldString {
+		s, rest, ok := plainString(b)
+		if ok {
+			v.SetString(string(s))
+		}
+		return rest, ok
+	}
+	if rest, ok := bytes.CutPrefix(b, []byte("null")); ok {
+		return rest, true // v stays nil, as encoding/json leaves it
+	}
+	if len(b) < 2 || b[0] != '[' {
+		return nil, false
+	}
+	if b[1] == ']' {
+		v.Set(reflect.MakeSlice(ff.typ, 0, 0))
+		return b[2:], true
+	}
+	b = b[1:]
+	var ss []string
+	var list reflect.Value
+	if ff.kind == fieldStrings {
+		ss = make([]string, 0, 16)
+	} else {
+		list = reflect.MakeSlice(ff.typ, 0, 16)
+	}
+	for {
+		var ok bool
+		if ff.kind == fieldStrings {
+			var s []byte
+			if s, b, ok = plainString(b); !ok {
+				return nil, false
+			}
+			ss = append(ss, string(s))
+		} else {
+			list = reflect.Append(list, reflect.Zero(ff.typ.Elem()))
+			if b, ok = ff.elem.object(b, list.Index(list.Len()-1)); !ok {
+				return nil, false
+			}
+		}
+		if len(b) == 0 {
+			return nil, false
+		}
+		switch b[0] {
+		case ']':
+			if ff.kind == fieldStrings {
+				v.Set(reflect.ValueOf(ss))
+			} else {
+				v.Set(list)
+			}
+			return b[1:], true
+		case ',':
+			b = b[1:]
+		default:
+			return nil, false
+		}
 	}
 }
 

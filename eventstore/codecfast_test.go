@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -20,7 +21,7 @@ type resultLike struct {
 // around the type's keys, the codec's decode of an all-string type returns
 // what encoding/json does, error or not.
 func TestStringFieldsDecodeAsEncodingJSON(t *testing.T) {
-	if _, ok := stringFieldsOf(reflect.TypeFor[resultLike]()); !ok {
+	if _, ok := fastFieldsOf(reflect.TypeFor[resultLike](), true); !ok {
 		t.Fatal("resultLike has no fast decoder")
 	}
 	reg := Register[resultLike]("ResultLike")
@@ -45,6 +46,106 @@ func TestStringFieldsDecodeAsEncodingJSON(t *testing.T) {
 		if err == nil && got.(resultLike) != want {
 			t.Fatalf("decode(%s) = %+v, encoding/json: %+v", data, got, want)
 		}
+	})
+}
+
+// targetedLike and dispatchedLike have the shapes of the catalog's
+// JobDevicesTargeted and JobDevicesDispatched.
+type (
+	deviceLike struct {
+		DeviceID string `json:"deviceId"`
+		Name     string `json:"name"`
+	}
+	targetedLike struct {
+		JobID   string       `json:"jobId"`
+		Devices []deviceLike `json:"devices"`
+	}
+	dispatchedLike struct {
+		JobID     string   `json:"jobId"`
+		DeviceIDs []string `json:"deviceIds"`
+	}
+)
+
+// TestListFieldsDecodeAsEncodingJSON: for data shaped like what
+// encoding/json writes for types with lists (and for broken variants of
+// it), the codec's decode returns what encoding/json does, error or not,
+// nil and empty lists told apart.
+func TestListFieldsDecodeAsEncodingJSON(t *testing.T) {
+	for _, typ := range []reflect.Type{reflect.TypeFor[targetedLike](), reflect.TypeFor[dispatchedLike]()} {
+		if _, ok := fastFieldsOf(typ, true); !ok {
+			t.Fatalf("%s has no fast decoder", typ)
+		}
+	}
+	if _, ok := fastFieldsOf(reflect.TypeFor[struct {
+		L [][]string `json:"l"`
+	}](), true); ok {
+		t.Error("a list of lists has a fast decoder")
+	}
+	// What encoding/json writes takes the fast path.
+	fast, _ := fastFieldsOf(reflect.TypeFor[targetedLike](), true)
+	for _, v := range []targetedLike{{JobID: "j"}, {JobID: "j", Devices: []deviceLike{}}, {JobID: "j", Devices: []deviceLike{{"d-1", "Fridge 1"}, {"d-2", ""}}}} {
+		data, _ := json.Marshal(v)
+		var got targetedLike
+		if !fast.decode(data, reflect.ValueOf(&got).Elem()) || !reflect.DeepEqual(got, v) {
+			t.Errorf("fast decode of %s: %#v, want %#v by the fast path", data, got, v)
+		}
+	}
+	targeted, dispatched := Register[targetedLike]("T"), Register[dispatchedLike]("D")
+	str := rapid.SampledFrom([]string{`"v1"`, `"dev-0001"`, `"a\u0041"`, `"é"`, `""`, `7`, `null`})
+	rapid.Check(t, func(t *rapid.T) {
+		list := func(elem func() string) string {
+			switch rapid.IntRange(0, 5).Draw(t, "listForm") {
+			case 0:
+				return "null"
+			case 1:
+				return "[]"
+			case 2:
+				return "[" + elem() // unterminated
+			}
+			var es []string
+			for range rapid.IntRange(1, 4).Draw(t, "len") {
+				es = append(es, elem())
+			}
+			return "[" + strings.Join(es, rapid.SampledFrom([]string{",", ",", ", ", ""}).Draw(t, "sep")) + "]"
+		}
+		object := func(keys map[string]func() string) string {
+			names := rapid.SliceOfN(rapid.SampledFrom([]string{"jobId", "devices", "deviceIds", "deviceId", "name", "JobID", "other"}), 0, 4).Draw(t, "keys")
+			var kv []string
+			for _, k := range names {
+				v := str.Draw(t, "value")
+				if f, ok := keys[k]; ok && rapid.IntRange(0, 4).Draw(t, "kind") > 0 {
+					v = f()
+				}
+				kv = append(kv, `"`+k+`":`+v)
+			}
+			return "{" + strings.Join(kv, ",") + "}"
+		}
+		device := func() string {
+			return object(map[string]func() string{"deviceId": func() string { return str.Draw(t, "id") }, "name": func() string { return str.Draw(t, "n") }})
+		}
+		data := object(map[string]func() string{
+			"jobId":     func() string { return str.Draw(t, "job") },
+			"devices":   func() string { return list(device) },
+			"deviceIds": func() string { return list(func() string { return str.Draw(t, "id") }) },
+		})
+		if rapid.Bool().Draw(t, "padded") {
+			data = " " + data + "\n"
+		}
+		check := func(reg Registration, want any, wantErr error) {
+			got, err := reg.decode([]byte(data))
+			if (err == nil) != (wantErr == nil) {
+				t.Fatalf("decode(%s): error %v, encoding/json: %v", data, err, wantErr)
+			}
+			if err == nil && !reflect.DeepEqual(got, want) {
+				t.Fatalf("decode(%s) = %#v, encoding/json: %#v", data, got, want)
+			}
+		}
+		var wantT targetedLike
+		errT := json.Unmarshal([]byte(data), &wantT)
+		check(targeted, wantT, errT)
+		var wantD dispatchedLike
+		errD := json.Unmarshal([]byte(data), &wantD)
+		check(dispatched, wantD, errD)
 	})
 }
 
@@ -88,5 +189,40 @@ func BenchmarkDecodeHotPath(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	})
+}
+
+// BenchmarkDecodeTargeting decodes a targeting event of 1,000 devices (the
+// size the job commands write): "codec" through the fast decoder,
+// "encoding-json" with json.Unmarshal, the baseline.
+//
+//	go test -run '^$' -bench DecodeTargeting ./eventstore/
+func BenchmarkDecodeTargeting(b *testing.B) {
+	v := targetedLike{JobID: "bench-0001"}
+	for i := range 1000 {
+		id := fmt.Sprintf("fr-%07d", i)
+		v.Devices = append(v.Devices, deviceLike{DeviceID: id, Name: "Fridge " + id})
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg := Register[targetedLike]("T")
+	b.Run("codec", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := reg.decode(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(v.Devices)), "ns/device")
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		for b.Loop() {
+			var got targetedLike
+			if err := json.Unmarshal(data, &got); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(v.Devices)), "ns/device")
 	})
 }
