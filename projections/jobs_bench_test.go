@@ -67,8 +67,9 @@ func BenchmarkProjectJobResults(b *testing.B) {
 		if _, err := w.Open(ctx); err != nil {
 			b.Fatal(err)
 		}
-		const batch = 8192
-		write := func(evs []projections.Event) {
+		// Batches as the Runner cuts them: 8,192 result events, or 64
+		// targeting events of 1,000 devices (its BatchBytes).
+		write := func(evs []projections.Event, batch int) {
 			for j := 0; j < len(evs); j += batch {
 				part := evs[j:min(j+batch, len(evs))]
 				if err := w.Submit(ctx, part, part[len(part)-1].Position); err != nil {
@@ -79,10 +80,10 @@ func BenchmarkProjectJobResults(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		write(setup)
+		write(setup, 64)
 		b.StartTimer()
 		start := time.Now()
-		write(results)
+		write(results, 8192)
 		elapsed += time.Since(start)
 		b.StopTimer()
 	}

@@ -25,6 +25,12 @@ type RunnerConfig struct {
 	// Default 8192: big batches amortise the per-batch round trips and
 	// make Redis's work per event smallest (the benchmark's figures).
 	BatchSize int
+	// BatchBytes bounds the event data one batch holds. Default 4 MiB. A
+	// job's targeting events name a thousand devices each: a catch-up
+	// batch of BatchSize of them would be one MULTI/EXEC of millions of
+	// commands, longer for Redis to run than the client waits for an
+	// answer, failing again on every retry.
+	BatchBytes int
 	// MaxDelay is the longest a batch stays open while events keep
 	// trickling in; a batch is also written as soon as the subscription
 	// has nothing more to hand over, or a checkpoint arrives. Default 50ms.
@@ -93,6 +99,9 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 8192
+	}
+	if cfg.BatchBytes <= 0 {
+		cfg.BatchBytes = 4 << 20
 	}
 	if cfg.MaxDelay <= 0 {
 		cfg.MaxDelay = 50 * time.Millisecond
@@ -245,6 +254,7 @@ const (
 type message struct {
 	kind msgKind
 	ev   Event
+	size int // the event's stored data, in bytes
 	pos  eventstore.Position
 	err  error
 }
@@ -284,6 +294,7 @@ func (r *Runner) runOnce(ctx context.Context) (progressed bool, _ error) {
 
 	var (
 		batch    []Event
+		bytes    int // of batch's events' data
 		through  eventstore.Position
 		opened   time.Time
 		pending  bool // batch or through not yet written
@@ -302,7 +313,7 @@ func (r *Runner) runOnce(ctx context.Context) (progressed bool, _ error) {
 		}
 		progressed = true
 		// A new slice: the one submitted may still be read.
-		batch, pending = make([]Event, 0, len(batch)), false
+		batch, bytes, pending = make([]Event, 0, len(batch)), 0, false
 		return nil
 	}
 	flush := func() error {
@@ -358,9 +369,10 @@ func (r *Runner) runOnce(ctx context.Context) (progressed bool, _ error) {
 			}
 			if m.kind == msgEvent {
 				batch = append(batch, m.ev)
+				bytes += m.size
 			}
 			through, pending = m.pos, true
-			if len(batch) >= r.cfg.BatchSize || r.cfg.Now().Sub(opened) >= r.cfg.MaxDelay {
+			if len(batch) >= r.cfg.BatchSize || bytes >= r.cfg.BatchBytes || r.cfg.Now().Sub(opened) >= r.cfg.MaxDelay {
 				if err := submit(); err != nil {
 					return progressed, err
 				}
@@ -427,7 +439,7 @@ func (r *Runner) subscribe(ctx context.Context, from eventstore.Position, msgs c
 			if err != nil {
 				return fmt.Errorf("decode %s@%d (%s): %w", rec.Stream, rec.Revision, rec.Type, err)
 			}
-			return send(message{kind: msgEvent, pos: rec.Position, ev: Event{
+			return send(message{kind: msgEvent, pos: rec.Position, size: len(rec.Data), ev: Event{
 				Stream: rec.Stream, Revision: rec.Revision, Position: rec.Position,
 				Type: rec.Type, Metadata: rec.Metadata, Data: data,
 			}})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -479,5 +480,32 @@ func TestSetMembersOfDevicesNotInMemory(t *testing.T) {
 	}
 	if diff := cmp.Diff(paris, members("a")); diff != "" {
 		t.Errorf("members of a, redefined to city Paris (-want +got):\n%s", diff)
+	}
+}
+
+// TestBatchesAreBoundedByBytes: a catch-up over fat events (a job's
+// targeting events carry a thousand devices each) is cut into batches of
+// at most BatchBytes of event data, not BatchSize events: one MULTI/EXEC
+// of millions of commands would outlast the Redis client's read timeout.
+func TestBatchesAreBoundedByBytes(t *testing.T) {
+	t.Parallel()
+	es := MustStore(t)
+	rdb, root := MustRedis(t)
+	MustAppend(t, es, "template-vending", vendingTemplate("note"))
+	var tok eventstore.Position
+	const n = 20
+	for i := range n {
+		id := fmt.Sprintf("d%02d", i)
+		tok = MustAppend(t, es, "device-"+id, device.Registered{DeviceID: id, Name: "n", TemplateID: "vending",
+			Properties: map[string]any{"note": strings.Repeat("x", 600)}})
+	}
+	r := MustRun(t, es, rdb, root, "1", func(c *projections.RunnerConfig) {
+		c.BatchBytes = 1000
+		c.MaxDelay = time.Minute // only the bytes bound cuts the catch-up
+	})
+	MustReach(t, r.Runner, tok)
+	if st := r.Status(); st.Batches < n/2 || st.EventsApplied != n+1 {
+		t.Errorf("%d events of over 600 bytes applied in %d batches of at most 1000 bytes; want all %d in at least %d",
+			st.EventsApplied, st.Batches, n+1, n/2)
 	}
 }
