@@ -175,9 +175,10 @@ func buildTo(ctx context.Context, cfg VerifyConfig, w *Writer, until eventstore.
 		return nil
 	}
 	var batch []Event
+	bytes := 0 // of batch's events' data: bounded as the Runner bounds it
 	write := func(ctx context.Context, through eventstore.Position) error {
 		err := w.Write(ctx, batch, through)
-		batch = nil
+		batch, bytes = nil, 0
 		return err
 	}
 	err = cfg.Store.SubscribeAll(ctx, from, w.Filter(), eventstore.Handler{
@@ -194,8 +195,9 @@ func buildTo(ctx context.Context, cfg VerifyConfig, w *Writer, until eventstore.
 			default:
 				batch = append(batch, Event{Stream: rec.Stream, Revision: rec.Revision, Position: rec.Position,
 					Type: rec.Type, Metadata: rec.Metadata, Data: data})
+				bytes += len(rec.Data)
 			}
-			if len(batch) >= cfg.BatchSize {
+			if len(batch) >= cfg.BatchSize || bytes >= DefaultBatchBytes {
 				if err := write(ctx, rec.Position); err != nil {
 					return err
 				}

@@ -25,7 +25,8 @@ type RunnerConfig struct {
 	// Default 8192: big batches amortise the per-batch round trips and
 	// make Redis's work per event smallest (the benchmark's figures).
 	BatchSize int
-	// BatchBytes bounds the event data one batch holds. Default 4 MiB. A
+	// BatchBytes bounds the event data one batch holds. Default
+	// DefaultBatchBytes. A
 	// job's targeting events name a thousand devices each: a catch-up
 	// batch of BatchSize of them would be one MULTI/EXEC of millions of
 	// commands, longer for Redis to run than the client waits for an
@@ -45,6 +46,10 @@ type RunnerConfig struct {
 	// deleted.
 	ActivePoll time.Duration
 }
+
+// DefaultBatchBytes is the most event data a batch holds by default
+// (RunnerConfig.BatchBytes).
+const DefaultBatchBytes = 4 << 20
 
 // Status is a Runner's progress and health, for /readyz and /metrics.
 type Status struct {
@@ -101,7 +106,7 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 		cfg.BatchSize = 8192
 	}
 	if cfg.BatchBytes <= 0 {
-		cfg.BatchBytes = 4 << 20
+		cfg.BatchBytes = DefaultBatchBytes
 	}
 	if cfg.MaxDelay <= 0 {
 		cfg.MaxDelay = 50 * time.Millisecond
