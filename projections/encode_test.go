@@ -63,3 +63,23 @@ func TestMemberReadsLikeJSON(t *testing.T) {
 		}
 	})
 }
+
+// TestJobResultDocumentIsEncodingJSONs: the device result document written
+// by hand is byte for byte what encoding/json writes, whatever the error
+// text and time.
+func TestJobResultDocumentIsEncodingJSONs(t *testing.T) {
+	t.Parallel()
+	rapid.Check(t, func(t *rapid.T) {
+		status := rapid.SampledFrom([]string{"succeeded", "failed", "pending", `we"ird`}).Draw(t, "status")
+		errText := rapid.OneOf(rapid.Just(""), rapid.String(), rapid.SampledFrom([]string{"timed out", "<b>&</b>", "a\u2028b", "\xff", "line\nbreak"})).Draw(t, "error")
+		at := time.Unix(rapid.Int64Range(-62_135_510_400, 253_370_764_800).Draw(t, "sec"), rapid.Int64Range(0, 999_999_999).Draw(t, "nsec")).
+			In(time.FixedZone("Z", rapid.IntRange(-12, 12).Draw(t, "zone")*3600))
+		if rapid.Bool().Draw(t, "utc") {
+			at = at.UTC()
+		}
+		fast, want := projections.JobResultJSON(status, errText, at)
+		if fast != want {
+			t.Fatalf("hand-written %s, encoding/json %s", fast, want)
+		}
+	})
+}

@@ -2,8 +2,11 @@ package projections
 
 import (
 	"context"
+	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/fleetjobs/fleetjobs/domain/job"
 )
 
 // QueuePlanned queues ops reduced to their net effect, as the Writer does.
@@ -24,3 +27,10 @@ func QueueEach(ctx context.Context, pipe redis.Pipeliner, prefix string, ops []O
 
 // DecodeMember is decodeMember, for its property test.
 func DecodeMember(doc string) (Member, error) { return decodeMember(doc) }
+
+// JobResultJSON is the hand-written document of a device result, and
+// encoding/json's, for their property test.
+func JobResultJSON(status, errText string, at time.Time) (fast, reference string) {
+	r := jobResult{Status: job.DeviceStatus(status), Error: errText, UpdatedAt: at}
+	return r.json(), mustJSON(r)
+}

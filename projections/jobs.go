@@ -224,6 +224,7 @@ type JobState struct {
 
 	expiries expiryHeap      // finished jobs by expiry; entries may be stale
 	touched  map[string]bool // jobs changed since the last Flush
+	keys     resultKeys      // of the last job a result was recorded for
 }
 
 // NewJobState returns a state holding jobs (which it keeps) at clock.
@@ -302,9 +303,9 @@ func ApplyJobEvent(s *JobState, e Event, ops []Op) []Op {
 	case job.Started:
 		ops = s.setStatus(id, job.StatusRunning, "", ops)
 	case job.OperationSucceeded:
-		ops = result(id, ev.DeviceID, jobResult{Status: job.DeviceSucceeded, UpdatedAt: at}, fieldSucceeded, ops)
+		ops = s.result(id, ev.DeviceID, jobResult{Status: job.DeviceSucceeded, UpdatedAt: at}, fieldSucceeded, ops)
 	case job.OperationFailed:
-		ops = result(id, ev.DeviceID, jobResult{Status: job.DeviceFailed, Error: ev.Error, UpdatedAt: at}, fieldFailed, ops)
+		ops = s.result(id, ev.DeviceID, jobResult{Status: job.DeviceFailed, Error: ev.Error, UpdatedAt: at}, fieldFailed, ops)
 	case job.Completed:
 		ops = s.setStatus(id, job.StatusCompleted, "", ops)
 	case job.Failed:
@@ -320,11 +321,47 @@ func ApplyJobEvent(s *JobState, e Event, ops []Op) []Op {
 // result records a device's first result: the domain records at most one
 // per device (a repeated one decides nothing), so the device is pending
 // until now and the counts move by one without reading anything.
-func result(id, deviceID string, r jobResult, counter string, ops []Op) []Op {
+func (s *JobState) result(id, deviceID string, r jobResult, counter string, ops []Op) []Op {
+	k := s.resultKeysOf(id)
+	done := k.succeeded
+	if r.Status != job.DeviceSucceeded {
+		done = JobDevicesKey(id, r.Status)
+	}
 	return append(ops,
-		ZRem(JobDevicesKey(id, job.DevicePending), deviceID), ZAdd(JobDevicesKey(id, r.Status), 0, deviceID),
-		HSet(JobResultsKey(id), deviceID, mustJSON(r)),
-		HIncrBy(JobKey(id), counter, 1), HIncrBy(JobKey(id), fieldPending, -1))
+		ZRem(k.pending, deviceID), ZAdd(done, 0, deviceID),
+		HSet(k.results, deviceID, r.json()),
+		HIncrBy(k.job, counter, 1), HIncrBy(k.job, fieldPending, -1))
+}
+
+// resultKeys are the keys the results of job id write, kept from one
+// result to the next: a batch's results are mostly one job's.
+type resultKeys struct{ id, pending, succeeded, results, job string }
+
+func (s *JobState) resultKeysOf(id string) *resultKeys {
+	if s.keys.job == "" || s.keys.id != id {
+		s.keys = resultKeys{id: id, pending: JobDevicesKey(id, job.DevicePending), succeeded: JobDevicesKey(id, job.DeviceSucceeded),
+			results: JobResultsKey(id), job: JobKey(id)}
+	}
+	return &s.keys
+}
+
+// json is the result's document, as encoding/json writes it, written
+// without reflection (one per device result).
+func (r jobResult) json() string {
+	if y := r.UpdatedAt.Year(); y < 0 || y > 9999 {
+		return mustJSON(r) // encoding/json refuses such times: keep its behaviour
+	}
+	b := make([]byte, 0, 64+len(r.Error))
+	b = append(b, `{"status":`...)
+	b = appendJSONString(b, string(r.Status))
+	if r.Error != "" {
+		b = append(b, `,"error":`...)
+		b = appendJSONString(b, r.Error)
+	}
+	b = append(b, `,"updatedAt":"`...)
+	b = r.UpdatedAt.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `"}`...)
+	return string(b)
 }
 
 // setStatus moves job id to status to. A finished job never changes status
