@@ -344,29 +344,9 @@ func mustJobPhases(tb testing.TB, es *eventstore.Client, id string) jobPhases {
 // for every device. It returns the last position as a consistency token.
 func mustWriteStoppedJob(tb testing.TB, es *eventstore.Client, id string, n int) string {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	stream := eventstore.JobStream(id)
-	rev := eventstore.NoStream()
-	var pos eventstore.Position
-	var batch []eventstore.Event
-	meta := eventstore.Metadata{CommandID: "bench-" + id, CorrelationID: "bench-" + id, CausationID: "bench-" + id, Actor: "bench"}
-	flush := func() {
-		if len(batch) == 0 {
-			return
-		}
-		r, err := es.Append(ctx, stream, rev, batch)
-		if err != nil {
-			tb.Fatalf("append to %s: %v", stream, err)
-		}
-		rev, pos, batch = r.Next, r.Position, batch[:0]
-	}
-	add := func(ev job.Event, weight int) {
-		batch = append(batch, eventstore.Event{ID: uuid.New(), Data: ev, Metadata: meta})
-		if len(batch) >= 2000/weight {
-			flush()
-		}
-	}
+	w := newJobLogWriter(tb, es, id)
+	defer w.close()
+	add, flush := w.add, w.flush
 	add(job.Created{JobID: id, Name: "Raw " + id, DeviceSetID: "fleet", Type: job.TypeSetting,
 		Operations: []job.Operation{{Name: "fanSpeed", Value: 1200.0}}, DeviceCount: n, TimeoutSeconds: 60, BatchSize: job.DefaultBatchSize}, 1)
 	for lo := 0; lo < n; lo += job.MaxDevicesPerEvent {
@@ -386,5 +366,5 @@ func mustWriteStoppedJob(tb testing.TB, es *eventstore.Client, id string, n int)
 		add(job.OperationSucceeded{JobID: id, DeviceID: simBenchDevice(i)}, 1)
 	}
 	flush()
-	return pos.String()
+	return w.pos.String()
 }

@@ -116,29 +116,9 @@ func benchEnv(tb testing.TB, name string, def int) int {
 // and every append under the store's 1 MiB. It returns the last position.
 func MustWriteBigJob(tb testing.TB, es *eventstore.Client, id string, n int) string {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	stream := eventstore.JobStream(id)
-	rev := eventstore.NoStream()
-	var pos eventstore.Position
-	var batch []eventstore.Event
-	meta := eventstore.Metadata{CommandID: "bench-" + id, CorrelationID: "bench-" + id, CausationID: "bench-" + id, Actor: "bench"}
-	flush := func() {
-		if len(batch) == 0 {
-			return
-		}
-		r, err := es.Append(ctx, stream, rev, batch)
-		if err != nil {
-			tb.Fatalf("append to %s: %v", stream, err)
-		}
-		rev, pos, batch = r.Next, r.Position, batch[:0]
-	}
-	add := func(ev job.Event, weight int) {
-		batch = append(batch, eventstore.Event{ID: uuid.New(), Data: ev, Metadata: meta})
-		if len(batch) >= 2000/weight {
-			flush()
-		}
-	}
+	w := newJobLogWriter(tb, es, id)
+	defer w.close()
+	add, flush := w.add, w.flush
 	add(job.Created{JobID: id, Name: "Bench " + id, DeviceSetID: "seattle", Type: job.TypeSetting,
 		Operations: []job.Operation{{Name: "fanSpeed", Value: 1200.0}}, DeviceCount: n, TimeoutSeconds: 30, BatchSize: 100}, 1)
 	for lo := 0; lo < n; lo += job.MaxDevicesPerEvent {
@@ -158,7 +138,49 @@ func MustWriteBigJob(tb testing.TB, es *eventstore.Client, id string, n int) str
 		}
 	}
 	flush()
-	return pos.String()
+	return w.pos.String()
+}
+
+// jobLogWriter appends one job's events straight to its stream, many per
+// append and every append under the store's 1 MiB, for the benchmarks
+// that need a big job in the log without running it.
+type jobLogWriter struct {
+	tb     testing.TB
+	ctx    context.Context
+	close  context.CancelFunc
+	es     *eventstore.Client
+	stream string
+	rev    eventstore.Revision
+	pos    eventstore.Position // of the last append
+	batch  []eventstore.Event
+	meta   eventstore.Metadata
+}
+
+func newJobLogWriter(tb testing.TB, es *eventstore.Client, id string) *jobLogWriter {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	return &jobLogWriter{tb: tb, ctx: ctx, close: cancel, es: es, stream: eventstore.JobStream(id), rev: eventstore.NoStream(),
+		meta: eventstore.Metadata{CommandID: "bench-" + id, CorrelationID: "bench-" + id, CausationID: "bench-" + id, Actor: "bench"}}
+}
+
+// add queues ev, which weighs weight results (a targeting event of 1,000
+// devices: 200), and appends when the queue weighs 2,000.
+func (w *jobLogWriter) add(ev job.Event, weight int) {
+	w.batch = append(w.batch, eventstore.Event{ID: uuid.New(), Data: ev, Metadata: w.meta})
+	if len(w.batch) >= 2000/weight {
+		w.flush()
+	}
+}
+
+// flush appends what is queued.
+func (w *jobLogWriter) flush() {
+	if len(w.batch) == 0 {
+		return
+	}
+	r, err := w.es.Append(w.ctx, w.stream, w.rev, w.batch)
+	if err != nil {
+		w.tb.Fatalf("append to %s: %v", w.stream, err)
+	}
+	w.rev, w.pos, w.batch = r.Next, r.Position, w.batch[:0]
 }
 
 func benchDevice(i int) string { return fmt.Sprintf("dev-%07d", i) }
