@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,6 +28,7 @@ type Registration struct {
 	name   string
 	goType reflect.Type
 	decode func(data []byte) (any, error)
+	fast   *fastFields // nil: always encoding/json
 }
 
 // Register declares that events of type name (the `type` of the recorded
@@ -42,9 +44,14 @@ type Registration struct {
 // encoding/json, so the result is always json.Unmarshal's.
 func Register[E any](name string) Registration {
 	fast, hasFast := fastFieldsOf(reflect.TypeFor[E](), true)
+	var enc *fastFields
+	if hasFast {
+		enc = &fast
+	}
 	return Registration{
 		name:   name,
 		goType: reflect.TypeFor[E](),
+		fast:   enc,
 		decode: func(data []byte) (any, error) {
 			var ev E
 			if hasFast {
@@ -86,7 +93,7 @@ var stringsType = reflect.TypeFor[[]string]()
 // fastFieldsOf returns the fast decoder of t, if t is such a type; lists
 // only if lists (a list's structs hold strings only).
 func fastFieldsOf(t reflect.Type, lists bool) (fastFields, bool) {
-	if t.Kind() != reflect.Struct || t.NumField() == 0 || t.NumField() > 64 {
+	if t.Kind() != reflect.Struct || t.NumField() == 0 || t.NumField() > 64 || customJSON(t) {
 		return fastFields{}, false
 	}
 	var f fastFields
@@ -94,6 +101,9 @@ func fastFieldsOf(t reflect.Type, lists bool) (fastFields, bool) {
 		sf := t.Field(i)
 		name, opts, _ := strings.Cut(sf.Tag.Get("json"), ",")
 		if !sf.IsExported() || sf.Anonymous || name == "" || name == "-" || opts != "" || !isPlainKey(name) {
+			return fastFields{}, false
+		}
+		if customJSON(sf.Type) {
 			return fastFields{}, false
 		}
 		ff := fastField{name: name, typ: sf.Type}
@@ -114,6 +124,73 @@ func fastFieldsOf(t reflect.Type, lists bool) (fastFields, bool) {
 		f.fields = append(f.fields, ff)
 	}
 	return f, true
+}
+
+// customJSON reports whether t (or *t) encodes or decodes itself: the
+// fast paths would bypass it.
+func customJSON(t reflect.Type) bool {
+	for _, i := range []reflect.Type{reflect.TypeFor[json.Marshaler](), reflect.TypeFor[json.Unmarshaler](),
+		reflect.TypeFor[encoding.TextMarshaler](), reflect.TypeFor[encoding.TextUnmarshaler]()} {
+		if t.Implements(i) || reflect.PointerTo(t).Implements(i) {
+			return true
+		}
+	}
+	return false
+}
+
+// appendObject appends v (a struct of f's type) as encoding/json writes
+// it, and reports false, having written garbage, if a string needs
+// escaping (encoding/json then writes it).
+func (f fastFields) appendObject(b []byte, v reflect.Value) ([]byte, bool) {
+	b = append(b, '{')
+	for i, ff := range f.fields {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, ff.name...)
+		b = append(b, '"', ':')
+		fv := v.Field(i)
+		var ok bool
+		switch {
+		case ff.kind == fieldString:
+			if b, ok = appendPlainString(b, fv.String()); !ok {
+				return b, false
+			}
+		case fv.IsNil():
+			b = append(b, "null"...)
+		default:
+			b = append(b, '[')
+			for j := range fv.Len() {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				if ff.kind == fieldStrings {
+					b, ok = appendPlainString(b, fv.Index(j).String())
+				} else {
+					b, ok = ff.elem.appendObject(b, fv.Index(j))
+				}
+				if !ok {
+					return b, false
+				}
+			}
+			b = append(b, ']')
+		}
+	}
+	return append(b, '}'), true
+}
+
+// appendPlainString appends s quoted if it is printable ASCII that
+// encoding/json writes as it is (no quote, backslash or HTML character).
+func appendPlainString(b []byte, s string) ([]byte, bool) {
+	for i := range len(s) {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return b, false
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"'), true
 }
 
 func isPlainKey(s string) bool {
@@ -253,6 +330,7 @@ func (r Registration) Name() string { return r.name }
 type Codec struct {
 	byName map[string]Registration
 	byType map[reflect.Type]string
+	fast   map[reflect.Type]*fastFields // the types Encode writes itself
 }
 
 // NewCodec builds a codec from an explicit list of registrations. It refuses
@@ -262,6 +340,7 @@ func NewCodec(regs ...Registration) (*Codec, error) {
 	c := &Codec{
 		byName: make(map[string]Registration, len(regs)),
 		byType: make(map[reflect.Type]string, len(regs)),
+		fast:   make(map[reflect.Type]*fastFields, len(regs)),
 	}
 	for i, r := range regs {
 		switch {
@@ -278,6 +357,9 @@ func NewCodec(regs ...Registration) (*Codec, error) {
 		}
 		c.byName[r.name] = r
 		c.byType[r.goType] = r.name
+		if r.fast != nil {
+			c.fast[r.goType] = r.fast
+		}
 	}
 	return c, nil
 }
@@ -318,6 +400,15 @@ func (c *Codec) Encode(ev any) (name string, data []byte, err error) {
 	name, err = c.TypeOf(ev)
 	if err != nil {
 		return "", nil, err
+	}
+	// The types the fast decoder reads are written without reflection on
+	// encoding/json's part, byte for byte as it would (the events of a
+	// job's targeting, dispatch and results), unless a string needs
+	// escaping.
+	if f := c.fast[reflect.TypeOf(ev)]; f != nil {
+		if data, ok := f.appendObject(make([]byte, 0, 128), reflect.ValueOf(ev)); ok {
+			return name, data, nil
+		}
 	}
 	data, err = json.Marshal(ev)
 	if err != nil {

@@ -226,3 +226,52 @@ func BenchmarkDecodeTargeting(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(v.Devices)), "ns/device")
 	})
 }
+
+// TestFastEncodeIsEncodingJSONs: what Encode writes for the types of the
+// fast path is byte for byte what encoding/json writes, whatever the
+// strings hold; a type that encodes itself gets no fast path.
+func TestFastEncodeIsEncodingJSONs(t *testing.T) {
+	c := MustNewCodec(Register[targetedLike]("T"), Register[dispatchedLike]("D"), Register[resultLike]("R"))
+	str := rapid.OneOf(rapid.SampledFrom([]string{"", "dev-0001", "Fridge 7", `a"b`, `c\d`, "<&>", "a<b", "x>y", "p&q", "é", "\x01", "\u2028", "\xff"}), rapid.String())
+	rapid.Check(t, func(t *rapid.T) {
+		var values []any
+		devices := rapid.SliceOfN(rapid.Custom(func(t *rapid.T) deviceLike {
+			return deviceLike{DeviceID: str.Draw(t, "id"), Name: str.Draw(t, "name")}
+		}), -1, 5).Draw(t, "devices")
+		ids := rapid.SliceOfN(str, -1, 5).Draw(t, "ids")
+		if rapid.Bool().Draw(t, "nilLists") {
+			devices, ids = nil, nil
+		}
+		values = append(values, targetedLike{JobID: str.Draw(t, "job"), Devices: devices},
+			dispatchedLike{JobID: str.Draw(t, "job"), DeviceIDs: ids},
+			resultLike{JobID: str.Draw(t, "job"), DeviceID: str.Draw(t, "dev"), Error: str.Draw(t, "err")})
+		for _, v := range values {
+			_, got, err := c.Encode(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := json.Marshal(v)
+			if string(got) != string(want) {
+				t.Fatalf("Encode(%#v) = %s, encoding/json: %s", v, got, want)
+			}
+		}
+	})
+	if _, ok := fastFieldsOf(reflect.TypeFor[selfEncoding](), true); ok {
+		t.Error("a type with its own MarshalJSON has a fast path")
+	}
+	if _, ok := fastFieldsOf(reflect.TypeFor[struct {
+		S textual `json:"s"`
+	}](), true); ok {
+		t.Error("a field with its own MarshalText has a fast path")
+	}
+}
+
+type selfEncoding struct {
+	A string `json:"a"`
+}
+
+func (selfEncoding) MarshalJSON() ([]byte, error) { return []byte(`"self"`), nil }
+
+type textual string
+
+func (t textual) MarshalText() ([]byte, error) { return []byte("T" + string(t)), nil }
