@@ -442,29 +442,21 @@ func (p *DevicesProjector) Apply(ctx context.Context, r Reader, events []Event, 
 	return ops, nil
 }
 
-// storedChunk is how many devices eachStoredDevice reads at a time.
-const storedChunk = 5000
-
 // eachStoredDevice calls fn with every device listed under template tid
-// in the read models, storedChunk at a time.
+// in the read models, a chunk at a time.
 func eachStoredDevice(ctx context.Context, r Reader, tid string, fn func(Device)) error {
-	for after := ""; ; {
-		ids, err := r.MembersAfter(ctx, TemplateDevicesKey(tid), after, storedChunk)
-		if err != nil {
-			return err
-		}
-		docs, err := readDocs[Device](ctx, r, ids, DeviceKey)
-		if err != nil {
-			return err
-		}
+	return walkDocs(ctx, r, TemplateDevicesKey(tid), DeviceKey, func(ids []string, docs map[string]string) error {
 		for _, id := range ids {
-			if d, ok := docs[id]; ok {
-				fn(d)
+			doc, ok := docs[id]
+			if !ok {
+				continue
 			}
+			var d Device
+			if err := json.Unmarshal([]byte(doc), &d); err != nil {
+				return fmt.Errorf("decode %s: %w", r.Key(DeviceKey(id)), err)
+			}
+			fn(d)
 		}
-		if len(ids) < storedChunk {
-			return nil
-		}
-		after = ids[len(ids)-1]
-	}
+		return nil
+	})
 }

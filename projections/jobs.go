@@ -324,8 +324,8 @@ func ApplyJobEvent(s *JobState, e Event, ops []Op) []Op {
 func (s *JobState) result(id, deviceID string, r jobResult, counter string, ops []Op) []Op {
 	k := s.resultKeysOf(id)
 	done := k.succeeded
-	if r.Status != job.DeviceSucceeded {
-		done = JobDevicesKey(id, r.Status)
+	if r.Status == job.DeviceFailed {
+		done = k.failed
 	}
 	return append(ops,
 		ZRem(k.pending, deviceID), ZAdd(done, 0, deviceID),
@@ -335,12 +335,12 @@ func (s *JobState) result(id, deviceID string, r jobResult, counter string, ops 
 
 // resultKeys are the keys the results of job id write, kept from one
 // result to the next: a batch's results are mostly one job's.
-type resultKeys struct{ id, pending, succeeded, results, job string }
+type resultKeys struct{ id, pending, succeeded, failed, results, job string }
 
 func (s *JobState) resultKeysOf(id string) *resultKeys {
 	if s.keys.job == "" || s.keys.id != id {
 		s.keys = resultKeys{id: id, pending: JobDevicesKey(id, job.DevicePending), succeeded: JobDevicesKey(id, job.DeviceSucceeded),
-			results: JobResultsKey(id), job: JobKey(id)}
+			failed: JobDevicesKey(id, job.DeviceFailed), results: JobResultsKey(id), job: JobKey(id)}
 	}
 	return &s.keys
 }

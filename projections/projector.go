@@ -131,6 +131,71 @@ func (r Reader) MembersAfter(ctx context.Context, key, after string, count int64
 	return ms, nil
 }
 
+// walkChunk is how many members walkDocs reads at a time.
+const walkChunk = 5000
+
+// walkDocs calls fn with the members of the sorted set index (scores all
+// 0), in lexical order, walkChunk at a time, each chunk with the
+// documents, by member, of those that have one under keyOf(member). It
+// reads the next chunk while fn runs on the current one, so fn must not
+// read through r; no read is left running when it returns. fn's first
+// error ends the walk and is returned as is.
+func walkDocs(ctx context.Context, r Reader, index string, keyOf func(string) string, fn func(ids []string, docs map[string]string) error) error {
+	type chunk struct {
+		ids  []string
+		docs map[string]string // by member
+		err  error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fetch := func(after string) <-chan chunk {
+		out := make(chan chunk, 1)
+		go func() {
+			ids, err := r.MembersAfter(ctx, index, after, walkChunk)
+			if err != nil {
+				out <- chunk{err: err}
+				return
+			}
+			keys := make([]string, len(ids))
+			for i, id := range ids {
+				keys[i] = keyOf(id)
+			}
+			byKey, err := r.MGet(ctx, keys)
+			docs := make(map[string]string, len(byKey))
+			for i, id := range ids {
+				if doc, ok := byKey[keys[i]]; ok {
+					docs[id] = doc
+				}
+			}
+			out <- chunk{ids: ids, docs: docs, err: err}
+		}()
+		return out
+	}
+	next := fetch("")
+	defer func() {
+		if next != nil {
+			cancel()
+			<-next // the read in flight ends before the walk returns
+		}
+	}()
+	for {
+		c := <-next
+		next = nil
+		if c.err != nil {
+			return c.err
+		}
+		if len(c.ids) == walkChunk {
+			next = fetch(c.ids[len(c.ids)-1])
+		}
+		if err := fn(c.ids, c.docs); err != nil {
+			return err
+		}
+		if next == nil {
+			return nil
+		}
+	}
+}
+
 // Members returns every member of the sorted set key, in order.
 func (r Reader) Members(ctx context.Context, key string) ([]string, error) {
 	if r.settle != nil {

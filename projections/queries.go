@@ -193,9 +193,6 @@ type Member struct {
 	Name string `json:"name"`
 }
 
-// memberChunk is how many members EachSetMember reads at a time.
-const memberChunk = 5000
-
 // EachSetMember calls fn with the members of device set id, in ID order,
 // a few thousand at a time, until the last or fn's first error (returned
 // as is): how a job resolves "all members" of a set of any size. It reads
@@ -209,63 +206,33 @@ func (q *Queries) EachSetMember(ctx context.Context, setID string, fn func([]Mem
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	index, r := prefix+SetMembersKey(setID), NewReader(q.rdb, prefix)
-	type chunk struct {
-		ids  []string
-		docs map[string]string
-		err  error
-	}
-	fetch := func(start string, out chan<- chunk) {
-		ids, err := q.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: index, Start: start, Stop: "+", ByLex: true, Count: memberChunk}).Result()
-		if err != nil {
-			out <- chunk{err: fmt.Errorf("members of device set %s: %w", setID, err)}
-			return
-		}
-		keys := make([]string, len(ids))
-		for i, id := range ids {
-			keys[i] = DeviceKey(id)
-		}
-		docs, err := r.MGet(ctx, keys)
-		if err != nil {
-			err = fmt.Errorf("members of device set %s: %w", setID, err)
-		}
-		out <- chunk{ids: ids, docs: docs, err: err}
-	}
-	next := make(chan chunk, 1)
-	go fetch("-", next)
-	for {
-		c := <-next
-		if c.err != nil {
-			return c.err
-		}
-		if len(c.ids) == memberChunk {
-			next = make(chan chunk, 1) // the abandoned one, if any, is buffered
-			go fetch("("+c.ids[len(c.ids)-1], next)
-		} else {
-			next = nil
-		}
-		members := make([]Member, 0, len(c.ids))
-		for _, id := range c.ids {
-			doc, ok := c.docs[DeviceKey(id)]
+	var fnErr error
+	err = walkDocs(ctx, NewReader(q.rdb, prefix), SetMembersKey(setID), DeviceKey, func(ids []string, docs map[string]string) error {
+		members := make([]Member, 0, len(ids))
+		for _, id := range ids {
+			doc, ok := docs[id]
 			if !ok {
 				continue // deleted between the two reads
 			}
 			m, err := decodeMember(doc)
 			if err != nil {
-				return fmt.Errorf("members of device set %s: decode device %s: %w", setID, id, err)
+				return fmt.Errorf("decode device %s: %w", id, err)
 			}
 			members = append(members, m)
 		}
-		if len(members) > 0 {
-			if err := fn(members); err != nil {
-				return err
-			}
-		}
-		if next == nil {
+		if len(members) == 0 {
 			return nil
 		}
+		fnErr = fn(members)
+		return fnErr
+	})
+	switch {
+	case err == nil:
+		return nil
+	case fnErr != nil:
+		return fnErr // fn's own error, as is
+	default:
+		return fmt.Errorf("members of device set %s: %w", setID, err)
 	}
 }
 
