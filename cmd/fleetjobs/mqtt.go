@@ -227,9 +227,20 @@ func (md *mqttDevices) close() error {
 	return errors.Join(errs...)
 }
 
-// registerMQTTMetrics exposes the transport's counters on /metrics.
-func registerMQTTMetrics(m *fjhttp.Metrics, t *mqtt.Transport) error {
-	return errors.Join(
+// registerMQTTMetrics exposes the transport's counters on /metrics, and
+// the embedded broker's when there is one (broker may be nil).
+func registerMQTTMetrics(m *fjhttp.Metrics, t *mqtt.Transport, broker *mqtt.Broker) error {
+	var errs []error
+	if broker != nil {
+		errs = append(errs,
+			m.CounterFunc("fleetjobs_mqtt_broker_dropped_total",
+				"Messages the embedded broker dropped instead of delivering (a device's queue of pending writes was full): the job times out on that device.",
+				func() float64 { return float64(broker.Stats().Dropped) }),
+			m.CounterFunc("fleetjobs_mqtt_broker_answers_waited_total",
+				"Device answers that found the service's queue of pending writes full in the embedded broker and were held until the service took them (none is dropped): a sign the service reads answers more slowly than devices send them.",
+				func() float64 { return float64(broker.Stats().ServiceWaited) }))
+	}
+	return errors.Join(append(errs,
 		m.CounterFunc("fleetjobs_mqtt_delivered_total",
 			"Job deliveries the MQTT broker acknowledged (QoS 1).",
 			func() float64 { return float64(t.Stats().Published) }),
@@ -240,7 +251,7 @@ func registerMQTTMetrics(m *fjhttp.Metrics, t *mqtt.Transport) error {
 			"Device answers received over MQTT and handed to the dispatcher.",
 			func() float64 { return float64(t.Stats().Answers) }),
 		m.Register(droppedAnswers{t}),
-	)
+	)...)
 }
 
 // droppedAnswers is the counter of device answers the transport dropped,

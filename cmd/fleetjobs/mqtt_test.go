@@ -181,6 +181,11 @@ func TestMQTTRunsAJob(t *testing.T) {
 		if n := MustMetric(t, m.HTTPURL(), "fleetjobs_mqtt_answers_total"); n < 4 {
 			t.Errorf("fleetjobs_mqtt_answers_total = %v, want at least 4", n)
 		}
+		if b.embedded() {
+			if n := MustMetric(t, m.HTTPURL(), "fleetjobs_mqtt_broker_dropped_total"); n != 0 {
+				t.Errorf("fleetjobs_mqtt_broker_dropped_total = %v, want 0", n)
+			}
+		}
 	})
 }
 

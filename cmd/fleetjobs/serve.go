@@ -176,7 +176,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
-		if err := registerMQTTMetrics(metrics, m.mqtt.transport); err != nil {
+		if err := registerMQTTMetrics(metrics, m.mqtt.transport, m.mqtt.broker); err != nil {
 			return err
 		}
 		checks = append(checks, fjhttp.Check{Name: "mqtt", Check: m.mqtt.ready})

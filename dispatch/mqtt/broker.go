@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -84,8 +85,19 @@ type BrokerConfig struct {
 	Random io.Reader
 	// VerifyTimeout bounds one Keys.Verify; default 5 s.
 	VerifyTimeout time.Duration
-	Logger        *zap.Logger
+	// MaxPendingWrites is how many packets the broker queues for one
+	// connection; default DefaultMaxPendingWrites. A message for a device
+	// whose queue is full is dropped; one for the service waits
+	// (serviceQueueHook).
+	MaxPendingWrites int
+	Logger           *zap.Logger
 }
+
+// DefaultMaxPendingWrites is BrokerConfig.MaxPendingWrites by default.
+// Each connection's queue is allocated up front: the broker library's own
+// default (8,192) costs 64 KiB per device, 640 MiB for 10,000 devices. A
+// device has a handful of jobs in flight.
+const DefaultMaxPendingWrites = 1024
 
 // Broker is the embedded MQTT broker. The service connects with
 // ServiceCredential; devices connect as their ID with their key and may
@@ -96,6 +108,7 @@ type Broker struct {
 	listener *listeners.TCP
 	user     string
 	password []byte
+	queue    *serviceQueueHook
 
 	closeOnce sync.Once
 	closeErr  error
@@ -118,6 +131,9 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
+	if cfg.MaxPendingWrites <= 0 {
+		cfg.MaxPendingWrites = DefaultMaxPendingWrites
+	}
 	if len(cfg.ServicePassword) == 0 {
 		k, err := NewKey(cfg.Random)
 		if err != nil {
@@ -132,11 +148,7 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 	// Retained messages would replay an old job to a device that
 	// subscribes later; the topics never need them.
 	caps.RetainAvailable = 0
-	// Each client gets an outbound queue of this many packets, allocated
-	// up front: the default (8,192) costs 64 KiB per device, 640 MiB for
-	// 10,000 devices. A device has a handful of jobs in flight; the
-	// service's connections are few and drain fast.
-	caps.MaximumClientWritesPending = 1024
+	caps.MaximumClientWritesPending = int32(cfg.MaxPendingWrites)
 	srv := mochi.New(&mochi.Options{
 		Capabilities: caps,
 		// The broker's own slog output is discarded: connection churn
@@ -148,6 +160,10 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 	if err := srv.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("mqtt broker: add auth hook: %w", err)
 	}
+	q := &serviceQueueHook{user: cfg.ServiceUsername, log: cfg.Logger}
+	if err := srv.AddHook(q, nil); err != nil {
+		return nil, fmt.Errorf("mqtt broker: add service queue hook: %w", err)
+	}
 	l := listeners.NewTCP(listeners.Config{ID: "fleetjobs", Address: cfg.Addr})
 	if err := srv.AddListener(l); err != nil {
 		return nil, fmt.Errorf("mqtt broker: listen on %s: %w", cfg.Addr, err)
@@ -156,7 +172,7 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 		_ = srv.Close()
 		return nil, fmt.Errorf("mqtt broker: serve on %s: %w", cfg.Addr, err)
 	}
-	return &Broker{srv: srv, listener: l, user: cfg.ServiceUsername, password: cfg.ServicePassword}, nil
+	return &Broker{srv: srv, listener: l, user: cfg.ServiceUsername, password: cfg.ServicePassword, queue: q}, nil
 }
 
 // Addr is the address the broker listens on.
@@ -168,6 +184,26 @@ func (b *Broker) URL() string { return "mqtt://" + b.Addr() }
 // ServiceCredential is the username and password the service connects with.
 func (b *Broker) ServiceCredential() (username string, password []byte) {
 	return b.user, append([]byte(nil), b.password...)
+}
+
+// BrokerStats are the embedded broker's counters since it started.
+type BrokerStats struct {
+	// Dropped is the messages the broker did not deliver to a connected
+	// subscriber: a device's queue of pending writes was full, or a
+	// client had too many unacknowledged QoS 1 messages.
+	Dropped int64
+	// ServiceWaited is the answers for the service that found its queue
+	// of pending writes full and were (or are being) written directly
+	// instead, holding back the device that sent them until the service
+	// takes them.
+	ServiceWaited int64
+}
+
+// Stats returns the broker's counters.
+func (b *Broker) Stats() BrokerStats {
+	info := b.srv.Info.Clone()
+	full, lost := b.queue.full.Load(), b.queue.lost.Load()
+	return BrokerStats{Dropped: info.MessagesDropped - full + lost + info.InflightDropped, ServiceWaited: full - lost}
 }
 
 // Disconnect ends the connection of device deviceID, if it has one (its
@@ -192,6 +228,48 @@ func (b *Broker) Close() error {
 		}
 	})
 	return b.closeErr
+}
+
+// serviceQueueHook keeps the broker from dropping answers on their way to
+// the service. The broker queues at most MaxPendingWrites packets per
+// connection and drops a message that finds the queue full. Thousands
+// of devices answering at once can outrun the few service connections
+// reading them, and a dropped answer would leave its device to time out
+// although it did the job. For a service connection, the dropped message is
+// written at once instead, on the goroutine of the device that published
+// it: that device waits (and so does TCP behind it) until the service has
+// taken the answer. It goes at QoS 0: the broker has already given up its
+// QoS 1 packet identifier, and the service's session ends with its
+// connection either way, so QoS 1 would add an acknowledgement and no
+// guarantee. A device's own full queue still drops (its job times out and
+// is reported so): a device must never hold back the service.
+type serviceQueueHook struct {
+	mochi.HookBase
+	user string
+	log  *zap.Logger
+	full atomic.Int64 // messages for the service that found its queue full
+	lost atomic.Int64 // of those, the ones that could not be written either
+}
+
+func (h *serviceQueueHook) ID() string { return "fleetjobs-service-queue" }
+
+func (h *serviceQueueHook) Provides(b byte) bool { return b == mochi.OnPublishDropped }
+
+// OnPublishDropped writes pk to cl directly when cl is a service connection.
+func (h *serviceQueueHook) OnPublishDropped(cl *mochi.Client, pk packets.Packet) {
+	if string(cl.Properties.Username) != h.user {
+		return
+	}
+	h.full.Add(1)
+	out := pk.Copy(false)
+	out.FixedHeader.Qos = 0
+	out.FixedHeader.Retain = false
+	out.FixedHeader.Dup = false
+	out.PacketID = 0
+	if err := cl.WritePacket(out); err != nil {
+		h.lost.Add(1)
+		h.log.Debug("mqtt broker: answer for a service connection not written", zap.String("clientId", cl.ID), zap.Error(err))
+	}
 }
 
 // authHook authenticates connections and enforces the topic ACL.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -58,4 +59,82 @@ func TestReplacedKeyEndsTheConnection(t *testing.T) {
 	}
 	b.keys = map[string]string{"vm-1": newKey}
 	MustAgent(t, b, "vm-1", newRecorder().handle)
+}
+
+// TestAnswersWaitForASlowService: answers for the service that find its
+// queue of pending writes full are not dropped, as the broker library
+// would: the device that sent them waits until the service reads. The
+// service here stops reading while a device sends far more than its queue
+// (4 packets) and the sockets' buffers hold; then it reads every answer.
+// A device's own full queue still drops (Dropped counts it); none here.
+func TestAnswersWaitForASlowService(t *testing.T) {
+	const answers, size = 100, 200 << 10 // 20 MB: more than loopback buffers hold
+	hashes := &sync.Map{}
+	key, _ := mqtt.NewKey(rand.Reader)
+	hashes.Store("vm-1", mqtt.HashKey(key))
+	br, err := mqtt.StartBroker(mqtt.BrokerConfig{Addr: "127.0.0.1:0", Keys: staticKeys(hashes), MaxPendingWrites: 4, Logger: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = br.Close() })
+	user, pass := br.ServiceCredential()
+	svc, err := rawDial(br.Addr(), mqtt.ServiceClientPrefix+"slow", user, pass, 64<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	if err := svc.subscribe(mqtt.SharedResultFilter("slow"), mqtt.AnswerQoS); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := rawDial(br.Addr(), "vm-1", "vm-1", []byte(key), 64<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+
+	sent := make(chan error, 1)
+	go func() {
+		payload := make([]byte, size)
+		for i := range answers {
+			copy(payload, fmt.Sprintf(`{"status":"succeeded","n":%d}`, i))
+			dev.publish(mqtt.ResultTopic("vm-1", fmt.Sprintf("job-%d", i)), payload, 0)
+			if err := dev.Flush(); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	// Wait until the broker has found the service's queue full, or the
+	// device has sent everything (a broker that drops lets it finish).
+	deadline := time.Now().Add(30 * time.Second)
+wait:
+	for br.Stats().ServiceWaited == 0 {
+		select {
+		case err := <-sent:
+			if err != nil {
+				t.Fatal(err)
+			}
+			break wait
+		case <-time.After(10 * time.Millisecond): // polling interval
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the device is still sending after 30 s, and the broker never found the service's queue full")
+		}
+	}
+
+	got := 0
+	for got < answers {
+		_ = svc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		first, _, err := svc.readPacket()
+		if err != nil {
+			t.Fatalf("after %d of %d answers: %v (broker: %+v)", got, answers, err, br.Stats())
+		}
+		if first>>4 == pktPublish {
+			got++
+		}
+	}
+	if st := br.Stats(); st.ServiceWaited == 0 || st.Dropped != 0 {
+		t.Errorf("broker stats %+v: want answers that waited for the service and none dropped", st)
+	}
 }

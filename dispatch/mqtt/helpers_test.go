@@ -27,6 +27,7 @@ type backend struct {
 	password []byte
 	keys     map[string]string // device ID -> key (embedded broker only)
 	acl      bool              // the broker authenticates and enforces the ACL
+	broker   *mqtt.Broker      // the embedded broker; nil for an external one
 }
 
 // keyFor returns the key of a device the broker knows.
@@ -60,7 +61,7 @@ func MustBroker(tb testing.TB, devices ...string) backend {
 	}
 	tb.Cleanup(func() { _ = b.Close() })
 	user, pass := b.ServiceCredential()
-	return backend{name: "embedded", url: b.URL(), user: user, password: pass, keys: keys, acl: true}
+	return backend{name: "embedded", url: b.URL(), user: user, password: pass, keys: keys, acl: true, broker: b}
 }
 
 // externalBroker is the Mosquitto that .ci/testenv.sh starts; it fails the
