@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -163,6 +164,16 @@ func BenchmarkFleetRoundTrips(b *testing.B) {
 	for i := range ids {
 		ids[i] = fmt.Sprintf("vm-%06d", i)
 	}
+	// The broker and the Transport share a process, as in `fleetjobs
+	// serve`, which runs with GOGC=300 and a 1 GiB soft memory limit unless
+	// GOGC or GOMEMLIMIT are set (cmd/fleetjobs, serveGC): so does this
+	// benchmark, baseline included. The simulated devices keep the defaults.
+	if _, ok := os.LookupEnv("GOGC"); !ok {
+		defer debug.SetGCPercent(debug.SetGCPercent(300))
+	}
+	if _, ok := os.LookupEnv("GOMEMLIMIT"); !ok {
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(1 << 30))
+	}
 	bk := MustBroker(b, ids...)
 	t0 := time.Now()
 	mustSimDevices(b, bk, ids)
@@ -177,6 +188,8 @@ func BenchmarkFleetRoundTrips(b *testing.B) {
 	after := rawRoundTrips(b, bk, ids, rounds, "raw-after")
 	b.Logf("%d devices × %d jobs: Transport %.0f round trips/s; bare client %.0f / %.0f round trips/s (%.0f%% of their mean)",
 		n, rounds, rate, before, after, 200*rate/(before+after))
+	st := bk.broker.Stats()
+	b.Logf("broker: %d messages dropped, %d answers written to the service after its queue was full", st.Dropped, st.ServiceWaited)
 	b.ReportMetric(rate, "roundtrips/s")
 	b.ReportMetric((before+after)/2, "bare-roundtrips/s")
 	b.ReportMetric(float64(n), "devices")
@@ -246,7 +259,11 @@ func transportRoundTrips(tb testing.TB, bk backend, ids []string, rounds int, na
 				}
 			}
 		case <-timeout:
-			tb.Fatalf("%s: %d of %d answers after 2 minutes", name, got, want)
+			var st mqtt.BrokerStats
+			if bk.broker != nil {
+				st = bk.broker.Stats()
+			}
+			tb.Fatalf("%s: %d of %d answers after 2 minutes (transport: %+v; broker: %+v)", name, got, want, tr.Stats(), st)
 		}
 	}
 	elapsed := time.Since(start)

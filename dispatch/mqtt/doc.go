@@ -11,13 +11,18 @@
 // What it owns:
 //   - Transport: a dispatch.Transport over github.com/eclipse/paho.golang
 //     (autopaho reconnects). It reads the answers through a shared
-//     subscription ($share/{group}/...), so several service instances share
-//     the load, and hands them to the dispatcher in batches. A device answer
+//     subscription ($share/{group}/..., at QoS 0: AnswerQoS says why), so
+//     several service instances share the load, and hands them to the
+//     dispatcher in batches. A pool of publishers (Config.Publishers) sends
+//     the deliveries of all concurrent Sends, each waiting for its PUBACK;
+//     the connection's reads are buffered and its writes gathered into as
+//     few system calls as the load allows (batchConn). A device answer
 //     is untrusted input: a malformed or oversized payload, a topic whose IDs
 //     are invalid or an unknown status is counted (Stats), logged with a rate
 //     limit and dropped; it never stops the transport.
 //   - Broker: the embedded broker (github.com/mochi-mqtt/server/v2) used when
-//     no FLEETJOBS_MQTT_URL is configured. The service connects with a service
+//     no FLEETJOBS_MQTT_URL is configured. It never drops an answer on its
+//     way to the service (serviceQueueHook holds the device back instead). The service connects with a service
 //     credential; a device connects with username = its ID and password = its
 //     device key, checked by DeviceKeys (which stores only hashes: HashKey,
 //     NewKey), and may only subscribe to its own job topic and publish its

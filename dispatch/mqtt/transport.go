@@ -20,10 +20,10 @@ import (
 
 // Defaults of a Transport.
 const (
-	// DefaultPublishers is how many deliveries of a batch are in flight at
-	// once (each waits for its PUBACK); the broker's receive maximum caps it
-	// further.
-	DefaultPublishers = 512
+	// DefaultPublishers is how many deliveries are in flight at once, over
+	// all concurrent Sends (each waits for its PUBACK); the broker's receive
+	// maximum caps it further.
+	DefaultPublishers = 1000
 	// DefaultAnswerBatch caps the answers handed to the dispatcher at once.
 	DefaultAnswerBatch = 1000
 	// DefaultConnectTimeout bounds each connection attempt.
@@ -32,6 +32,21 @@ const (
 	// holds a "/", which no device ID does, so a device (whose client ID is
 	// its ID on the embedded broker) can never take over the service's session.
 	ServiceClientPrefix = "fleetjobs/service/"
+	// AnswerQoS is the QoS of the service's subscription to the answers,
+	// the leg from the broker to the service (a device publishes its answer
+	// at QoS 1, so the broker has it). It is 0 because QoS 1 on that leg
+	// adds nothing the service can use and costs what it cannot afford. The
+	// service's session ends with its connection (clean start, no expiry),
+	// so answers in flight on a dropped connection are lost at either QoS.
+	// At QoS 1 a broker also holds back every answer beyond the client's
+	// receive maximum until earlier ones are acknowledged, and the embedded
+	// broker releases them only as the service sends further packets: at
+	// the end of a burst the last answers could wait for the next
+	// keep-alive ping, one per ping, while their devices time out. Its
+	// acknowledgements also cost a round trip per answer (fewer round trips
+	// per second). The embedded broker never drops an answer for the
+	// service (it holds back the device instead: serviceQueueHook).
+	AnswerQoS = 0
 )
 
 // Config is what a Transport needs. URL is required.
@@ -50,7 +65,8 @@ type Config struct {
 	ShareGroup string
 	// MaxAnswerBytes bounds an answer's payload; default DefaultMaxAnswerBytes.
 	MaxAnswerBytes int
-	// Publishers bounds the deliveries in flight; default DefaultPublishers.
+	// Publishers bounds the deliveries in flight, over all concurrent
+	// Sends; default DefaultPublishers.
 	Publishers int
 	// AnswerBatch caps the answers handed over at once; default DefaultAnswerBatch.
 	AnswerBatch int
@@ -80,7 +96,8 @@ type Transport struct {
 	cm      *autopaho.ConnectionManager
 	answers chan<- []dispatch.Answer
 	inbox   chan dispatch.Answer
-	closed  chan struct{} // closed by Close: receive stops waiting for room
+	publish chan publishRequest // to the publishers (unbuffered: a request taken is a request sent)
+	closed  chan struct{}       // closed by Close: receive stops waiting for room, publishers stop
 	warn    *rateLog
 	log     *zap.Logger
 
@@ -130,6 +147,7 @@ func Dial(ctx context.Context, cfg Config, answers chan<- []dispatch.Answer) (*T
 		cfg:     cfg,
 		answers: answers,
 		inbox:   make(chan dispatch.Answer, 4*cfg.AnswerBatch),
+		publish: make(chan publishRequest),
 		closed:  make(chan struct{}),
 		warn:    &rateLog{log: log, now: cfg.Now, interval: 10 * time.Second},
 		log:     log,
@@ -145,6 +163,7 @@ func Dial(ctx context.Context, cfg Config, answers chan<- []dispatch.Answer) (*T
 		KeepAlive:                     30,
 		CleanStartOnInitialConnection: true,
 		ConnectTimeout:                DefaultConnectTimeout,
+		AttemptConnection:             batchDialer(u),
 		ReconnectBackoff:              autopaho.NewExponentialBackoff(100*time.Millisecond, 10*time.Second, time.Second, 2),
 		ConnectUsername:               cfg.Username,
 		ConnectPassword:               cfg.Password,
@@ -154,7 +173,7 @@ func Dial(ctx context.Context, cfg Config, answers chan<- []dispatch.Answer) (*T
 			go func() {
 				sctx, cancel := context.WithTimeout(context.Background(), DefaultConnectTimeout)
 				defer cancel()
-				if _, err := cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}}); err != nil {
+				if _, err := cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: AnswerQoS}}}); err != nil {
 					log.Warn("mqtt: subscribe to answers failed", zap.String("filter", filter), zap.Error(err))
 					return
 				}
@@ -184,6 +203,9 @@ func Dial(ctx context.Context, cfg Config, answers chan<- []dispatch.Answer) (*T
 		return nil, fmt.Errorf("mqtt: connect to %s: %w", u.Host, err)
 	}
 	t.cm = cm
+	for range cfg.Publishers {
+		go t.publisher()
+	}
 	if err := cm.AwaitConnection(awaitCtx); err != nil {
 		_ = t.Close(context.Background())
 		if cause := context.Cause(awaitCtx); errors.Is(cause, ErrRefused) {
@@ -280,35 +302,70 @@ func (t *Transport) Send(ctx context.Context, ds []dispatch.Delivery) error {
 		payloads[i] = appendJob(make([]byte, 0, 96+len(ops)), d, ops)
 	}
 
-	var failed atomic.Int64
-	var firstErr error
-	var errOnce sync.Once
-	next := atomic.Int64{}
-	workers := min(t.cfg.Publishers, len(ds))
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(ds) {
-					return
-				}
-				_, err := t.cm.Publish(ctx, &paho.Publish{QoS: 1, Topic: JobTopic(ds[i].DeviceID, ds[i].JobID), Payload: payloads[i]})
-				if err != nil {
-					failed.Add(1)
-					errOnce.Do(func() { firstErr = err })
-					continue
-				}
-				t.published.Add(1)
-			}
-		})
+	b := &sendBatch{}
+	for i := range ds {
+		b.wg.Add(1)
+		r := publishRequest{ctx: ctx, topic: JobTopic(ds[i].DeviceID, ds[i].JobID), payload: payloads[i], batch: b}
+		select {
+		case t.publish <- r:
+		case <-ctx.Done():
+			b.fail(ctx.Err())
+		case <-t.closed:
+			b.fail(errTransportClosed)
+		}
 	}
-	wg.Wait()
-	if n := failed.Load(); n > 0 {
+	b.wg.Wait()
+	if n := b.failed.Load(); n > 0 {
 		t.publishFailed.Add(n)
-		return fmt.Errorf("mqtt: %d of %d deliveries not acknowledged by the broker: %w", n, len(ds), firstErr)
+		return fmt.Errorf("mqtt: %d of %d deliveries not acknowledged by the broker: %w", n, len(ds), b.err)
 	}
 	return nil
+}
+
+// errTransportClosed is why a delivery was not sent after Close.
+var errTransportClosed = errors.New("the transport is closed")
+
+// publishRequest is one delivery handed to a publisher.
+type publishRequest struct {
+	ctx     context.Context
+	topic   string
+	payload []byte
+	batch   *sendBatch
+}
+
+// sendBatch collects the outcome of one Send's deliveries.
+type sendBatch struct {
+	wg      sync.WaitGroup
+	failed  atomic.Int64
+	errOnce sync.Once
+	err     error // the first failure
+}
+
+func (b *sendBatch) fail(err error) {
+	b.failed.Add(1)
+	b.errOnce.Do(func() { b.err = err })
+	b.wg.Done()
+}
+
+// publisher publishes deliveries one at a time, each waiting for the
+// broker's acknowledgement, until Close. The publishers live as long as
+// the Transport: a Send hands its deliveries to them instead of starting
+// goroutines of its own, so that many concurrent Sends share
+// Config.Publishers deliveries in flight.
+func (t *Transport) publisher() {
+	for {
+		select {
+		case r := <-t.publish:
+			if _, err := t.cm.Publish(r.ctx, &paho.Publish{QoS: 1, Topic: r.topic, Payload: r.payload}); err != nil {
+				r.batch.fail(err)
+				continue
+			}
+			t.published.Add(1)
+			r.batch.wg.Done()
+		case <-t.closed:
+			return
+		}
+	}
 }
 
 // Stats returns the Transport's counters.
