@@ -186,24 +186,25 @@ func (b *Broker) ServiceCredential() (username string, password []byte) {
 	return b.user, append([]byte(nil), b.password...)
 }
 
-// BrokerStats are the embedded broker's counters since it started.
+// BrokerStats are the embedded broker's counters since it started; each
+// only grows.
 type BrokerStats struct {
 	// Dropped is the messages the broker did not deliver to a connected
-	// subscriber: a device's queue of pending writes was full, or a
-	// client had too many unacknowledged QoS 1 messages.
+	// client: a device's queue of pending writes was full or it had too
+	// many unacknowledged QoS 1 messages (its job times out), or an answer
+	// could not be written to a failing service connection.
 	Dropped int64
 	// ServiceWaited is the answers for the service that found its queue
-	// of pending writes full and were (or are being) written directly
-	// instead, holding back the device that sent them until the service
-	// takes them.
+	// of pending writes full and were written directly instead (or are
+	// being written), holding back the device that sent them until the
+	// service took them. One whose write failed is in Dropped too.
 	ServiceWaited int64
 }
 
 // Stats returns the broker's counters.
 func (b *Broker) Stats() BrokerStats {
 	info := b.srv.Info.Clone()
-	full, lost := b.queue.full.Load(), b.queue.lost.Load()
-	return BrokerStats{Dropped: info.MessagesDropped - full + lost + info.InflightDropped, ServiceWaited: full - lost}
+	return BrokerStats{Dropped: b.queue.dropped.Load() + b.queue.lost.Load() + info.InflightDropped, ServiceWaited: b.queue.direct.Load()}
 }
 
 // Disconnect ends the connection of device deviceID, if it has one (its
@@ -230,37 +231,47 @@ func (b *Broker) Close() error {
 	return b.closeErr
 }
 
-// serviceQueueHook keeps the broker from dropping answers on their way to
-// the service. The broker queues at most MaxPendingWrites packets per
-// connection and drops a message that finds the queue full. Thousands
-// of devices answering at once can outrun the few service connections
-// reading them, and a dropped answer would leave its device to time out
-// although it did the job. For a service connection, the dropped message is
-// written at once instead, on the goroutine of the device that published
-// it: that device waits (and so does TCP behind it) until the service has
-// taken the answer. It goes at QoS 0: the broker has already given up its
-// QoS 1 packet identifier, and the service's session ends with its
-// connection either way, so QoS 1 would add an acknowledgement and no
-// guarantee. A device's own full queue still drops (its job times out and
-// is reported so): a device must never hold back the service.
+// serviceQueueHook keeps the broker from dropping answers because the
+// service reads them more slowly than devices send them. The broker queues
+// at most MaxPendingWrites packets per connection and drops a message that
+// finds the queue full. Thousands of devices answering at once can outrun
+// the few service connections reading them, and a dropped answer would
+// leave its device to time out although it did the job. For a service
+// connection, the message is written directly instead (ahead of the
+// queued ones, which is harmless for answers), on the goroutine of the
+// device that published it: when the service's socket is full, that write
+// waits, and with it the device. It goes at QoS 0, the service's
+// subscription QoS (AnswerQoS). An answer is lost only when that write
+// fails (the service's connection is failing).
+//
+// The cost of waiting: a service that stops reading altogether holds back
+// every device answering it until the broker gives up on the service's
+// connection (one and a half keep-alive periods without a packet from it,
+// 45 s with the Transport's 30 s keep-alive), and the devices held back
+// that long miss their own keep-alive pings. A device's own full queue
+// still drops (its job times out and is reported so): a device must never
+// hold back the service.
 type serviceQueueHook struct {
 	mochi.HookBase
-	user string
-	log  *zap.Logger
-	full atomic.Int64 // messages for the service that found its queue full
-	lost atomic.Int64 // of those, the ones that could not be written either
+	user    string
+	log     *zap.Logger
+	dropped atomic.Int64 // messages for other clients the broker dropped
+	direct  atomic.Int64 // messages for the service written (or being written) directly
+	lost    atomic.Int64 // of those, the ones whose write failed
 }
 
 func (h *serviceQueueHook) ID() string { return "fleetjobs-service-queue" }
 
 func (h *serviceQueueHook) Provides(b byte) bool { return b == mochi.OnPublishDropped }
 
-// OnPublishDropped writes pk to cl directly when cl is a service connection.
+// OnPublishDropped writes pk to cl directly when cl is a service
+// connection, and counts it.
 func (h *serviceQueueHook) OnPublishDropped(cl *mochi.Client, pk packets.Packet) {
 	if string(cl.Properties.Username) != h.user {
+		h.dropped.Add(1)
 		return
 	}
-	h.full.Add(1)
+	h.direct.Add(1)
 	out := pk.Copy(false)
 	out.FixedHeader.Qos = 0
 	out.FixedHeader.Retain = false

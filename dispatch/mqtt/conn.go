@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/url"
 	"os"
@@ -100,6 +101,11 @@ func (b *batchConn) send() {
 			b.err = err
 			b.room.Broadcast()
 			b.mu.Unlock()
+			// The MQTT client ignores most write errors (a QoS 1 publish
+			// then waits for its acknowledgement until it times out): close
+			// the connection, so that its reader fails at once and the
+			// client reconnects.
+			_ = b.Conn.Close()
 			return
 		}
 	}
@@ -115,7 +121,10 @@ func (b *batchConn) Close() error {
 	b.mu.Unlock()
 	_ = b.Conn.SetWriteDeadline(time.Now().Add(closeFlushWait))
 	<-b.done
-	return b.Conn.Close()
+	if err := b.Conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 // batchDialer returns an autopaho.ClientConfig.AttemptConnection that

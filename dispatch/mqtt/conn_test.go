@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -106,23 +107,42 @@ func TestBatchConnKeepsPacketsWhole(t *testing.T) {
 	}
 }
 
-// TestBatchConnReportsAFailedSend: once a send fails (the peer is gone),
-// Writes return the error instead of queueing bytes that will never leave.
+// failingWrites is a connection whose writes fail and whose reads wait for
+// data that never comes: a connection broken one way.
+type failingWrites struct{ net.Conn }
+
+func (failingWrites) Write([]byte) (int, error) { return 0, errors.New("broken pipe") }
+
+// TestBatchConnReportsAFailedSend: once a send fails, Writes return the
+// error instead of queueing bytes that will never leave, and the
+// connection is closed, so that a Read fails at once instead of waiting
+// for data (the MQTT client notices a dead connection by its reader).
 func TestBatchConnReportsAFailedSend(t *testing.T) {
-	client, server := tcpPair(t)
-	b := newBatchConn(client)
+	end, other := net.Pipe()
+	defer other.Close()
+	b := newBatchConn(failingWrites{end})
 	defer b.Close()
-	server.Close()
-	chunk := make([]byte, 64<<10)
+	read := make(chan error, 1)
+	go func() {
+		_, err := b.Read(make([]byte, 1))
+		read <- err
+	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		_, err := b.Write(chunk)
-		if err != nil {
-			return
+		if _, err := b.Write([]byte("packet")); err != nil {
+			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("Writes still succeed 30 s after the peer closed the connection")
+			t.Fatal("Writes still succeed 30 s after the first send failed")
 		}
+	}
+	select {
+	case err := <-read:
+		if err == nil {
+			t.Fatal("Read after a failed send returned no error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Read still waits 10 s after a send failed: the connection was not closed")
 	}
 }
 

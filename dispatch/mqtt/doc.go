@@ -21,8 +21,9 @@
 //     are invalid or an unknown status is counted (Stats), logged with a rate
 //     limit and dropped; it never stops the transport.
 //   - Broker: the embedded broker (github.com/mochi-mqtt/server/v2) used when
-//     no FLEETJOBS_MQTT_URL is configured. It never drops an answer on its
-//     way to the service (serviceQueueHook holds the device back instead). The service connects with a service
+//     no FLEETJOBS_MQTT_URL is configured. It does not drop an answer because
+//     the service reads slowly (serviceQueueHook holds the device back
+//     instead); only a failing service connection loses one. The service connects with a service
 //     credential; a device connects with username = its ID and password = its
 //     device key, checked by DeviceKeys (which stores only hashes: HashKey,
 //     NewKey), and may only subscribe to its own job topic and publish its

@@ -26,6 +26,12 @@ const (
 	DefaultPublishers = 1000
 	// DefaultAnswerBatch caps the answers handed to the dispatcher at once.
 	DefaultAnswerBatch = 1000
+	// answerQueue is how many received answers the MQTT client holds
+	// before it stops reading the connection (announced as the CONNECT's
+	// Receive Maximum, which also sizes the client's queue of QoS 0
+	// messages): at most this many packets of the broker's largest size
+	// are in memory before Transport.receive has looked at them.
+	answerQueue = 256
 	// DefaultConnectTimeout bounds each connection attempt.
 	DefaultConnectTimeout = 10 * time.Second
 	// ServiceClientPrefix starts the default client ID of a Transport. It
@@ -43,9 +49,13 @@ const (
 	// broker releases them only as the service sends further packets: at
 	// the end of a burst the last answers could wait for the next
 	// keep-alive ping, one per ping, while their devices time out. Its
-	// acknowledgements also cost a round trip per answer (fewer round trips
-	// per second). The embedded broker never drops an answer for the
-	// service (it holds back the device instead: serviceQueueHook).
+	// acknowledgements also cost a round trip per answer. Flow control is
+	// TCP's: when the dispatcher is busy, the Transport stops reading
+	// (answerQueue, receive), the broker's writes to it wait, and the
+	// embedded broker holds back the answering devices rather than drop
+	// their answers (serviceQueueHook). An external broker applies its own
+	// limits to a slow subscriber (for Mosquitto, max_queued_messages and
+	// max_queued_bytes): size them for the fleet's answer rate.
 	AnswerQoS = 0
 )
 
@@ -164,9 +174,17 @@ func Dial(ctx context.Context, cfg Config, answers chan<- []dispatch.Answer) (*T
 		CleanStartOnInitialConnection: true,
 		ConnectTimeout:                DefaultConnectTimeout,
 		AttemptConnection:             batchDialer(u),
-		ReconnectBackoff:              autopaho.NewExponentialBackoff(100*time.Millisecond, 10*time.Second, time.Second, 2),
-		ConnectUsername:               cfg.Username,
-		ConnectPassword:               cfg.Password,
+		ConnectPacketBuilder: func(cp *paho.Connect, _ *url.URL) (*paho.Connect, error) {
+			if cp.Properties == nil {
+				cp.Properties = &paho.ConnectProperties{}
+			}
+			rm := uint16(answerQueue)
+			cp.Properties.ReceiveMaximum = &rm
+			return cp, nil
+		},
+		ReconnectBackoff: autopaho.NewExponentialBackoff(100*time.Millisecond, 10*time.Second, time.Second, 2),
+		ConnectUsername:  cfg.Username,
+		ConnectPassword:  cfg.Password,
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 			// Must not block: subscribe in the background. A failed
 			// subscription is retried by dropping the connection.
@@ -217,8 +235,9 @@ func Dial(ctx context.Context, cfg Config, answers chan<- []dispatch.Answer) (*T
 }
 
 // receive handles one answer. It runs on the client's receive path: waiting
-// here for room in the inbox holds back the broker (the PUBACK waits), which
-// is the backpressure we want when the dispatcher is busy.
+// here for room in the inbox stops the client's reading once its queue
+// (answerQueue) is full, which holds back the broker (AnswerQoS): the
+// backpressure we want when the dispatcher is busy.
 func (t *Transport) receive(p *paho.Publish) {
 	a, err := decodeAnswer(p.Topic, p.Payload, t.cfg.MaxAnswerBytes)
 	if err != nil {
