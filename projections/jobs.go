@@ -440,27 +440,11 @@ func FlushJobState(s *JobState, ops []Op) []Op {
 }
 
 func jobIDOf(data any) (string, bool) {
-	switch ev := data.(type) {
-	case job.Created:
-		return ev.JobID, true
-	case job.DevicesTargeted:
-		return ev.JobID, true
-	case job.Started:
-		return ev.JobID, true
-	case job.DevicesDispatched:
-		return ev.JobID, true
-	case job.OperationSucceeded:
-		return ev.JobID, true
-	case job.OperationFailed:
-		return ev.JobID, true
-	case job.Completed:
-		return ev.JobID, true
-	case job.Failed:
-		return ev.JobID, true
-	case job.Stopped:
-		return ev.JobID, true
+	ev, ok := data.(job.Event)
+	if !ok {
+		return "", false
 	}
-	return "", false
+	return ev.Job(), true
 }
 
 type expiry struct {

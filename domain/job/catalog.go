@@ -175,7 +175,12 @@ func (Stop) isCommand()           {}
 // the event catalog. Projectors and the dispatcher switch over it.
 //
 //sumtype:decl
-type Event interface{ isEvent() }
+type Event interface {
+	isEvent()
+	// Job is the ID of the job the event belongs to: every job event
+	// names its job.
+	Job() string
+}
 
 // Created is the catalog's JobCreated: the job's definition. Its devices
 // follow in DevicesTargeted events.
@@ -258,3 +263,13 @@ func (OperationFailed) isEvent()    {}
 func (Completed) isEvent()          {}
 func (Failed) isEvent()             {}
 func (Stopped) isEvent()            {}
+
+func (e Created) Job() string            { return e.JobID }
+func (e DevicesTargeted) Job() string    { return e.JobID }
+func (e Started) Job() string            { return e.JobID }
+func (e DevicesDispatched) Job() string  { return e.JobID }
+func (e OperationSucceeded) Job() string { return e.JobID }
+func (e OperationFailed) Job() string    { return e.JobID }
+func (e Completed) Job() string          { return e.JobID }
+func (e Failed) Job() string             { return e.JobID }
+func (e Stopped) Job() string            { return e.JobID }

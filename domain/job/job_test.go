@@ -460,3 +460,17 @@ func TestFoldOfNothingIsNoJob(t *testing.T) {
 		t.Error("a job never created has devices")
 	}
 }
+
+// TestEveryEventNamesItsJob: Job is the JobID of each event of the
+// catalog, which is how projectors tell the job of an event they read.
+func TestEveryEventNamesItsJob(t *testing.T) {
+	for _, e := range []job.Event{
+		job.Created{JobID: jobID}, job.DevicesTargeted{JobID: jobID}, job.Started{JobID: jobID},
+		job.DevicesDispatched{JobID: jobID}, job.OperationSucceeded{JobID: jobID}, job.OperationFailed{JobID: jobID},
+		job.Completed{JobID: jobID}, job.Failed{JobID: jobID}, job.Stopped{JobID: jobID},
+	} {
+		if got := e.Job(); got != jobID {
+			t.Errorf("%T.Job() = %q, want %q", e, got, jobID)
+		}
+	}
+}
