@@ -122,6 +122,18 @@ func BenchmarkAppendSingle32Writers(b *testing.B) {
 	})
 }
 
+// BenchmarkAppendSingleFewWriters: 1 and 4 goroutines appending one event
+// per call on disk, where each append waits for its own sync: what a quiet
+// service sees (latency, not throughput, bounds it).
+func BenchmarkAppendSingleFewWriters(b *testing.B) {
+	for _, writers := range []int{1, 4} {
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
+			srv := MustStartServer(b, storeModes()[0].options(b))
+			appendEvents(b, MustClient(b, srv.Addr()), writers, 1)
+		})
+	}
+}
+
 // BenchmarkAppendBatch100x4Writers: 4 goroutines append 100 events per call.
 func BenchmarkAppendBatch100x4Writers(b *testing.B) {
 	for _, m := range storeModes() {
