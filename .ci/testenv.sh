@@ -3,7 +3,8 @@
 # broker (Mosquitto) started on free loopback ports, and stop them afterwards.
 #
 # The tests find them through FLEETJOBS_TEST_REDIS_URL and
-# FLEETJOBS_TEST_MQTT_URL. Missing servers are installed with apt-get (CI runs
+# FLEETJOBS_TEST_MQTT_URL, and a Redis Cluster of three nodes through
+# FLEETJOBS_TEST_REDIS_CLUSTER_URL. Missing servers are installed with apt-get (CI runs
 # as root on a Debian machine). Nothing listens beyond 127.0.0.1.
 set -euo pipefail
 
@@ -55,6 +56,13 @@ start_redis() { # start_redis PORT: sets PID
 	PID=$!
 }
 
+start_clusternode() { # start_clusternode PORT: a Redis Cluster node (bus on PORT+10000); sets PID
+	redis-server --bind 127.0.0.1 --port "$1" --save "" --appendonly no \
+		--cluster-enabled yes --cluster-config-file "nodes-$1.conf" \
+		--dir "$dir" --logfile "$dir/clusternode.log" --daemonize no >/dev/null 2>&1 &
+	PID=$!
+}
+
 start_mosquitto() { # start_mosquitto PORT: sets PID
 	cat >"$dir/mosquitto.conf" <<CONF
 listener $1 127.0.0.1
@@ -87,7 +95,28 @@ redis_port=$PORT
 start mosquitto
 mqtt_port=$PORT
 
+# A Redis Cluster of three masters, for the tests of FLEETJOBS_REDIS_URL's
+# cluster form.
+cluster=()
+for _ in 1 2 3; do
+	start clusternode
+	cluster+=("127.0.0.1:$PORT")
+done
+redis-cli --cluster create "${cluster[@]}" --cluster-replicas 0 --cluster-yes >"$dir/cluster-create.log" 2>&1 || {
+	echo "testenv: redis-cli --cluster create failed:" >&2
+	cat "$dir/cluster-create.log" >&2
+	exit 1
+}
+for node in "${cluster[@]}"; do
+	for i in $(seq 1 100); do
+		if redis-cli -h 127.0.0.1 -p "${node#*:}" cluster info 2>/dev/null | grep -q "cluster_state:ok"; then break; fi
+		if [ "$i" = 100 ]; then echo "testenv: the Redis Cluster did not become ready" >&2; exit 1; fi
+		sleep 0.1
+	done
+done
+
 export FLEETJOBS_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/0"
 export FLEETJOBS_TEST_MQTT_URL="mqtt://127.0.0.1:$mqtt_port"
-echo "testenv: redis on $FLEETJOBS_TEST_REDIS_URL, mosquitto on $FLEETJOBS_TEST_MQTT_URL" >&2
+export FLEETJOBS_TEST_REDIS_CLUSTER_URL="redis://$(IFS=,; echo "${cluster[*]}")"
+echo "testenv: redis on $FLEETJOBS_TEST_REDIS_URL, mosquitto on $FLEETJOBS_TEST_MQTT_URL, redis cluster on $FLEETJOBS_TEST_REDIS_CLUSTER_URL" >&2
 "$@"

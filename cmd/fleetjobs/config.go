@@ -190,6 +190,9 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 	if *f.keyRoot != projections.KeyRoot {
 		c.RedisKeyRoot = *f.keyRoot
 	}
+	if err := checkClusterKeyRoot(c.RedisURL, c.KeyRoot()); err != nil {
+		return Config{}, usageErrorf("--redis-key-root %q: %v", c.KeyRoot(), err)
+	}
 	if v, ok := lookup(getenv, demoEnv); ok && !flagSet(f.fs, "demo") {
 		if _, err := strconv.ParseBool(v); err != nil {
 			return Config{}, usageErrorf("invalid %s (--demo) %q: want 1, true, 0 or false", demoEnv, v)
@@ -253,6 +256,27 @@ func checkKeyRoot(v string) error {
 		}
 	}
 	return nil
+}
+
+// checkClusterKeyRoot refuses a key root without a hash tag when redisURL
+// is a Redis Cluster. A projection writes each batch and its checkpoint in
+// one MULTI/EXEC, which a Cluster runs only when every key is in one slot:
+// with a root such as "{fj}" every key hashes on "fj". Without one the
+// projections could never commit, and serve would wait for them forever.
+func checkClusterKeyRoot(redisURL, root string) error {
+	if redisURL == "" {
+		return nil
+	}
+	o, err := redisOptions(redisURL)
+	if err != nil || !o.IsClusterMode {
+		return nil // a bad URL is reported as such
+	}
+	if open := strings.IndexByte(root, '{'); open >= 0 {
+		if end := strings.IndexByte(root[open+1:], '}'); end > 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("FLEETJOBS_REDIS_URL is a Redis Cluster, and every read-model key must then hash to one slot (a projection commits a batch and its checkpoint in one MULTI/EXEC): give a root with a hash tag, such as --redis-key-root {%s}", strings.NewReplacer("{", "", "}", "").Replace(root))
 }
 
 func checkMQTTURL(v string) error {

@@ -202,9 +202,47 @@ func TestRedisURLForms(t *testing.T) {
 		{"redis://127.0.0.1:6379/notadb", false},
 	}
 	for _, c := range cases {
-		_, err := main.LoadConfig(nil, env(map[string]string{"FLEETJOBS_REDIS_URL": c.url}))
+		var args []string
+		if strings.Contains(c.url, ",") && !strings.Contains(c.url, "master=") || strings.Contains(c.url, "addr=") {
+			args = []string{"--redis-key-root", "{fj}"} // a Cluster: see TestRedisClusterWantsAHashTag
+		}
+		_, err := main.LoadConfig(args, env(map[string]string{"FLEETJOBS_REDIS_URL": c.url}))
 		if (err == nil) != c.ok {
 			t.Errorf("%s: err %v, want ok=%v", c.url, err, c.ok)
+		}
+	}
+}
+
+// TestRedisClusterWantsAHashTag: with a Redis Cluster the key root must
+// hold a hash tag (every key of a projection's MULTI/EXEC in one slot), in
+// both its URL forms; serve refuses a root without one, naming the flag and
+// a root that would do; other Redis forms take any root.
+func TestRedisClusterWantsAHashTag(t *testing.T) {
+	for _, tc := range []struct {
+		url, root string
+		ok        bool
+	}{
+		{"redis://10.0.0.1:6379,10.0.0.2:6379", "", false},
+		{"redis://10.0.0.1:6379,10.0.0.2:6379", "fleet", false},
+		{"redis://10.0.0.1:6379,10.0.0.2:6379", "fleet{}", false},
+		{"redis://10.0.0.1:6379,10.0.0.2:6379", "{fleet", false},
+		{"redis://10.0.0.1:6379?addr=10.0.0.2:6379", "fj", false},
+		{"redis://10.0.0.1:6379,10.0.0.2:6379", "{fleet}", true},
+		{"redis://10.0.0.1:6379,10.0.0.2:6379", "prod-{fleet}", true},
+		{"redis://10.0.0.1:6379?addr=10.0.0.2:6379", "{fj}", true},
+		{"redis://127.0.0.1:6379/0", "fleet", true},
+		{"redis://10.0.0.1:26379,10.0.0.2:26379/1?master=mymaster", "fleet", true},
+	} {
+		var args []string
+		if tc.root != "" {
+			args = []string{"--redis-key-root", tc.root}
+		}
+		_, err := main.LoadConfig(args, env(map[string]string{"FLEETJOBS_REDIS_URL": tc.url}))
+		if (err == nil) != tc.ok {
+			t.Errorf("%s, root %q: err %v, want ok=%v", tc.url, tc.root, err, tc.ok)
+		}
+		if err != nil && (!strings.Contains(err.Error(), "--redis-key-root") || !strings.Contains(err.Error(), "hash tag")) {
+			t.Errorf("%s, root %q: error %q should name --redis-key-root and a hash tag", tc.url, tc.root, err)
 		}
 	}
 }

@@ -109,6 +109,17 @@ func MustJobEnds(tb testing.TB, api, id string) fjhttp.Job {
 	}
 }
 
+// MustJobEndsAs is MustJobEnds, and fails the test unless the job ended
+// with status and counts.
+func MustJobEndsAs(tb testing.TB, api, id, status string, counts fjhttp.JobCounts) fjhttp.Job {
+	tb.Helper()
+	j := MustJobEnds(tb, api, id)
+	if diff := cmp.Diff(counts, j.Counts); diff != "" || j.Status != status {
+		tb.Fatalf("job %s: status %s, want %s; counts (-want +got):\n%s", id, j.Status, status, diff)
+	}
+	return j
+}
+
 // MustPoll calls cond until it is true, for at most 30 s.
 func MustPoll(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
@@ -188,10 +199,7 @@ func TestSimFleetRunsAJob(t *testing.T) {
 	api, token := MustSimFleet(t, m, devices)
 
 	MustCreateSimJob(t, api, token, "j1", 1, 0)
-	j := MustJobEnds(t, api, "j1")
-	if diff := cmp.Diff(fjhttp.JobCounts{Total: 5, Succeeded: 3, Failed: 2}, j.Counts); diff != "" || j.Status != "failed" {
-		t.Fatalf("job: status %s, counts (-want +got):\n%s", j.Status, diff)
-	}
+	MustJobEndsAs(t, api, "j1", "failed", fjhttp.JobCounts{Total: 5, Succeeded: 3, Failed: 2})
 	l := MustDecode[fjhttp.List[fjhttp.JobDevice]](t, MustStatus(t, Do(t, http.MethodGet, api+"/jobs/j1/devices", nil, nil), http.StatusOK))
 	got := map[string]string{}
 	for _, d := range l.Items {
@@ -284,10 +292,7 @@ func TestSimRestartMidJob(t *testing.T) {
 		t.Fatal("the job ended before the restart: the test proves nothing")
 	}
 	api = m2.HTTPURL() + fjhttp.APIBase
-	j := MustJobEnds(t, api, "j-restart")
-	if diff := cmp.Diff(fjhttp.JobCounts{Total: 48, Succeeded: 40, Failed: 8}, j.Counts); diff != "" || j.Status != "failed" {
-		t.Fatalf("job: status %s, counts (-want +got):\n%s", j.Status, diff)
-	}
+	MustJobEndsAs(t, api, "j-restart", "failed", fjhttp.JobCounts{Total: 48, Succeeded: 40, Failed: 8})
 	s := MustReadJobStream(t, es2, "j-restart")
 	want := make(map[string]int, len(devices))
 	for _, d := range devices {

@@ -77,6 +77,9 @@ func rebuildFlags(getenv func(string) string) (*flag.FlagSet, func() (RebuildCon
 		if c.KeyRoot == "" || strings.ContainsAny(c.KeyRoot, ": \t\n") {
 			return c, logSource{}, usageErrorf("invalid --redis-key-root %q", c.KeyRoot)
 		}
+		if err := checkClusterKeyRoot(c.RedisURL, c.KeyRoot); err != nil {
+			return c, logSource{}, usageErrorf("--redis-key-root %q: %v", c.KeyRoot, err)
+		}
 		if c.Grace <= 0 {
 			return c, logSource{}, usageErrorf("invalid --grace %s: want a positive duration such as 10s", c.Grace)
 		}

@@ -230,6 +230,7 @@ func TestRebuild(t *testing.T) {
 			{env, []string{"rebuild", "--verify", "--grace", "5s"}, "--grace"},
 			{[]string{"FLEETJOBS_REDIS_URL=nope://x"}, []string{"rebuild"}, "redis"},
 			{env, []string{"rebuild", "now"}, `"now"`},
+			{[]string{"FLEETJOBS_REDIS_URL=redis://10.0.0.1:6379,10.0.0.2:6379"}, []string{"rebuild"}, "hash tag"},
 		}
 		for _, tc := range cases {
 			r := MustRun(t, bin, tc.env, tc.args...)
