@@ -27,6 +27,11 @@ func RebuildKey(root, name string) string { return root + ":" + name + ":rebuild
 // (a Queries' active-version cache, activeTTL; a Runner's ActivePoll).
 const DefaultGrace = 10 * time.Second
 
+// MinGrace is the shortest grace a rebuild may be given: twice as long as
+// a Queries trusts the active version it read (activeTTL), so that no
+// reader is left on a version whose keys are being deleted.
+const MinGrace = 2 * activeTTL
+
 // RebuildConfig configures Rebuild. Store, Codec, Redis, Root, Projectors
 // and Logger are required.
 type RebuildConfig struct {

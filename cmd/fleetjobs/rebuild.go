@@ -80,8 +80,8 @@ func rebuildFlags(getenv func(string) string) (*flag.FlagSet, func() (RebuildCon
 		if err := checkClusterKeyRoot(c.RedisURL, c.KeyRoot); err != nil {
 			return c, logSource{}, usageErrorf("--redis-key-root %q: %v", c.KeyRoot, err)
 		}
-		if c.Grace <= 0 {
-			return c, logSource{}, usageErrorf("invalid --grace %s: want a positive duration such as 10s", c.Grace)
+		if c.Grace < projections.MinGrace {
+			return c, logSource{}, usageErrorf("invalid --grace %s: want at least %s (serve instances trust the active version they read for a second, and must not be left reading deleted keys), such as 10s", c.Grace, projections.MinGrace)
 		}
 		if c.Verify && flagSet(fs, "grace") {
 			return c, logSource{}, usageErrorf("--grace is for a rebuild, not --verify (which deletes only its scratch keys)")

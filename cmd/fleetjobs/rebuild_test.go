@@ -202,7 +202,7 @@ func TestRebuild(t *testing.T) {
 			t.Fatal(err)
 		}
 		<-p.done
-		r := rebuild("--grace", "1s", "--quiet")
+		r := rebuild("--grace", "2s", "--quiet")
 		if r.code != 0 || r.stderr != "" {
 			t.Fatalf("rerun: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 		}
@@ -227,6 +227,7 @@ func TestRebuild(t *testing.T) {
 			{nil, []string{"rebuild"}, "embedded Redis"},
 			{env, []string{"rebuild", "--projection", "widgets"}, "devices, jobs"},
 			{env, []string{"rebuild", "--grace", "0s"}, "--grace"},
+			{env, []string{"rebuild", "--grace", "500ms"}, "at least 2s"},
 			{env, []string{"rebuild", "--verify", "--grace", "5s"}, "--grace"},
 			{[]string{"FLEETJOBS_REDIS_URL=nope://x"}, []string{"rebuild"}, "redis"},
 			{env, []string{"rebuild", "now"}, `"now"`},
@@ -267,13 +268,13 @@ func TestRebuildDataDir(t *testing.T) {
 		return MustRun(t, bin, env, append([]string{"rebuild", "--redis-key-root", root, "--data", cfg.EventStoreDir()}, args...)...)
 	}
 
-	if r := rebuild("--grace", "1ms"); r.code != 1 || !strings.Contains(r.stderr, "in use") {
+	if r := rebuild("--grace", "2s"); r.code != 1 || !strings.Contains(r.stderr, "in use") {
 		t.Errorf("while serve holds the data: exit %d, stderr %q; want 1, in use", r.code, r.stderr)
 	}
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if r := rebuild("--grace", "1ms"); r.code != 0 || !strings.Contains(r.stdout, "switched devices 1 -> 2, jobs 1 -> 2") {
+	if r := rebuild("--grace", "2s"); r.code != 0 || !strings.Contains(r.stdout, "switched devices 1 -> 2, jobs 1 -> 2") {
 		t.Fatalf("rebuild: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
 	if r := rebuild("--verify"); r.code != 0 || strings.Count(r.stdout, "identical") != 2 {
