@@ -3,8 +3,9 @@
 # broker (Mosquitto) started on free loopback ports, and stop them afterwards.
 #
 # The tests find them through FLEETJOBS_TEST_REDIS_URL and
-# FLEETJOBS_TEST_MQTT_URL, and a Redis Cluster of three nodes through
-# FLEETJOBS_TEST_REDIS_CLUSTER_URL. Missing servers are installed with apt-get (CI runs
+# FLEETJOBS_TEST_MQTT_URL, a Redis Cluster of three nodes through
+# FLEETJOBS_TEST_REDIS_CLUSTER_URL, and a Sentinel of the first Redis through
+# FLEETJOBS_TEST_REDIS_SENTINEL_URL. Missing servers are installed with apt-get (CI runs
 # as root on a Debian machine). Nothing listens beyond 127.0.0.1.
 set -euo pipefail
 
@@ -63,6 +64,17 @@ start_clusternode() { # start_clusternode PORT: a Redis Cluster node (bus on POR
 	PID=$!
 }
 
+start_sentinel() { # start_sentinel PORT: a Sentinel of the Redis on $redis_port, master "fjmaster"; sets PID
+	cat >"$dir/sentinel-$1.conf" <<CONF
+bind 127.0.0.1
+port $1
+dir $dir
+sentinel monitor fjmaster 127.0.0.1 $redis_port 1
+CONF
+	redis-server "$dir/sentinel-$1.conf" --sentinel --logfile "$dir/sentinel.log" >/dev/null 2>&1 &
+	PID=$!
+}
+
 start_mosquitto() { # start_mosquitto PORT: sets PID
 	cat >"$dir/mosquitto.conf" <<CONF
 listener $1 127.0.0.1
@@ -95,6 +107,16 @@ redis_port=$PORT
 start mosquitto
 mqtt_port=$PORT
 
+# A Sentinel watching that Redis as master "fjmaster", for the tests of
+# FLEETJOBS_REDIS_URL's Sentinel form.
+start sentinel
+sentinel_port=$PORT
+for i in $(seq 1 100); do
+	if redis-cli -h 127.0.0.1 -p "$sentinel_port" sentinel get-master-addr-by-name fjmaster 2>/dev/null | grep -q "$redis_port"; then break; fi
+	if [ "$i" = 100 ]; then echo "testenv: the Sentinel does not know its master" >&2; exit 1; fi
+	sleep 0.1
+done
+
 # A Redis Cluster of three masters, for the tests of FLEETJOBS_REDIS_URL's
 # cluster form.
 cluster=()
@@ -118,5 +140,6 @@ done
 export FLEETJOBS_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/0"
 export FLEETJOBS_TEST_MQTT_URL="mqtt://127.0.0.1:$mqtt_port"
 export FLEETJOBS_TEST_REDIS_CLUSTER_URL="redis://$(IFS=,; echo "${cluster[*]}")"
-echo "testenv: redis on $FLEETJOBS_TEST_REDIS_URL, mosquitto on $FLEETJOBS_TEST_MQTT_URL, redis cluster on $FLEETJOBS_TEST_REDIS_CLUSTER_URL" >&2
+export FLEETJOBS_TEST_REDIS_SENTINEL_URL="redis://127.0.0.1:$sentinel_port/0?master=fjmaster"
+echo "testenv: redis on $FLEETJOBS_TEST_REDIS_URL, mosquitto on $FLEETJOBS_TEST_MQTT_URL, redis cluster on $FLEETJOBS_TEST_REDIS_CLUSTER_URL, sentinel on $FLEETJOBS_TEST_REDIS_SENTINEL_URL" >&2
 "$@"
