@@ -92,17 +92,20 @@ func simDevice(rc *rawConn) {
 		if err != nil {
 			return
 		}
-		if first>>4 != pktPublish {
-			continue // PUBACKs of its answers
+		if first>>4 == pktPublish { // else a PUBACK of one of its answers
+			topic, id, _, err := parsePublish(first, body)
+			if err != nil {
+				return
+			}
+			if id != 0 {
+				rc.puback(id)
+			}
+			rc.publish(topic+"/result", resultOK, 1)
 		}
-		topic, id, _, err := parsePublish(first, body)
-		if err != nil {
-			return
-		}
-		if id != 0 {
-			rc.puback(id)
-		}
-		rc.publish(topic+"/result", resultOK, 1)
+		// Send what is buffered once nothing more has been read: after any
+		// packet, not only after a job (a job and a PUBACK read together,
+		// PUBACK last, would otherwise leave the job's answer unsent until
+		// the next job came).
 		if rc.r.Buffered() == 0 {
 			if rc.Flush() != nil {
 				return
