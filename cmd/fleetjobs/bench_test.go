@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -19,18 +20,21 @@ import (
 
 // BenchmarkImport100k imports FLEETJOBS_BENCH_DEVICES devices (default
 // 1,000; the issue's target is 100,000 in under 10 s) through
-// withServeGC gives this process serve's GC settings (main.ServeGC: GOGC=300 and
-// a 1 GiB soft memory limit, unless GOGC or GOMEMLIMIT are set) until the
+// withServeGC gives this process serve's runtime settings (main.ServeGC:
+// GOGC=300, a 1 GiB soft memory limit and two processors per CPU, unless
+// GOGC, GOMEMLIMIT or GOMAXPROCS are set) until the
 // benchmark ends, for benchmarks that run the service in this process: they
 // measure it as `fleetjobs serve` runs.
 func withServeGC(tb testing.TB) {
 	percent := debug.SetGCPercent(100)
 	limit := debug.SetMemoryLimit(-1) // a negative limit reads it
+	procs := runtime.GOMAXPROCS(0)
 	debug.SetGCPercent(percent)
 	main.ServeGC()
 	tb.Cleanup(func() {
 		debug.SetGCPercent(percent)
 		debug.SetMemoryLimit(limit)
+		runtime.GOMAXPROCS(procs)
 	})
 }
 

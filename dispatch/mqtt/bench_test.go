@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -165,14 +166,18 @@ func BenchmarkFleetRoundTrips(b *testing.B) {
 		ids[i] = fmt.Sprintf("vm-%06d", i)
 	}
 	// The broker and the Transport share a process, as in `fleetjobs
-	// serve`, which runs with GOGC=300 and a 1 GiB soft memory limit unless
-	// GOGC or GOMEMLIMIT are set (cmd/fleetjobs, serveGC): so does this
-	// benchmark, baseline included. The simulated devices keep the defaults.
+	// serve`, which runs with GOGC=300, a 1 GiB soft memory limit and two
+	// processors per CPU unless GOGC, GOMEMLIMIT or GOMAXPROCS are set
+	// (cmd/fleetjobs, serveGC): so does this benchmark, baseline included.
+	// The simulated devices keep the defaults.
 	if _, ok := os.LookupEnv("GOGC"); !ok {
 		defer debug.SetGCPercent(debug.SetGCPercent(300))
 	}
 	if _, ok := os.LookupEnv("GOMEMLIMIT"); !ok {
 		defer debug.SetMemoryLimit(debug.SetMemoryLimit(1 << 30))
+	}
+	if _, ok := os.LookupEnv("GOMAXPROCS"); !ok {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2 * runtime.GOMAXPROCS(0)))
 	}
 	bk := MustBroker(b, ids...)
 	t0 := time.Now()
@@ -250,11 +255,13 @@ func transportRoundTrips(tb testing.TB, bk backend, ids []string, rounds int, na
 		once.Do(func() { sent <- nil })
 	}()
 	timeout := time.After(2 * time.Minute)
+	answered := make(map[[2]string]bool, want)
 	for got := 0; got < want; {
 		select {
 		case as := <-answers:
 			for _, a := range as {
-				if jobs[a.JobID] {
+				if jobs[a.JobID] && !answered[[2]string{a.JobID, a.DeviceID}] {
+					answered[[2]string{a.JobID, a.DeviceID}] = true
 					got++
 				}
 			}
@@ -263,7 +270,15 @@ func transportRoundTrips(tb testing.TB, bk backend, ids []string, rounds int, na
 			if bk.broker != nil {
 				st = bk.broker.Stats()
 			}
-			tb.Fatalf("%s: %d of %d answers after 2 minutes (transport: %+v; broker: %+v)", name, got, want, tr.Stats(), st)
+			var missing []string
+			for _, b := range batches {
+				for _, d := range b {
+					if !answered[[2]string{d.JobID, d.DeviceID}] && len(missing) < 20 {
+						missing = append(missing, d.JobID+"/"+d.DeviceID)
+					}
+				}
+			}
+			tb.Fatalf("%s: %d of %d answers after 2 minutes (transport: %+v; broker: %+v); no answer for %v", name, got, want, tr.Stats(), st, missing)
 		}
 	}
 	elapsed := time.Since(start)
