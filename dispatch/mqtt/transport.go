@@ -44,12 +44,12 @@ const (
 	// adds nothing the service can use and costs what it cannot afford. The
 	// service's session ends with its connection (clean start, no expiry),
 	// so answers in flight on a dropped connection are lost at either QoS.
-	// At QoS 1 a broker also holds back every answer beyond the client's
-	// receive maximum until earlier ones are acknowledged, and the embedded
-	// broker releases them only as the service sends further packets: at
-	// the end of a burst the last answers could wait for the next
-	// keep-alive ping, one per ping, while their devices time out. Its
-	// acknowledgements also cost a round trip per answer. Flow control is
+	// At QoS 1 a broker also holds back every answer beyond the receive
+	// maximum the service announces (answerQueue), until earlier ones are
+	// acknowledged, and the embedded broker releases such answers only as
+	// the service sends further packets: at the end of a burst the last
+	// ones could wait for the next keep-alive ping. QoS 1 acknowledgements
+	// also cost a packet per answer. Flow control is
 	// TCP's: when the dispatcher is busy, the Transport stops reading
 	// (answerQueue, receive), the broker's writes to it wait, and the
 	// embedded broker holds back the answering devices rather than drop
