@@ -26,10 +26,11 @@ const readBuffer = 64 << 10
 // DISCONNECT packet, typically) to reach the socket.
 const closeFlushWait = 2 * time.Second
 
-// batchConn is a net.Conn whose reads are buffered and whose writes are collected and sent by one
-// goroutine, so that the packets written while one send is under way leave
-// together in the next: one system call for many small packets (deliveries
-// and the acknowledgements of answers) instead of one each. A Write
+// batchConn is a net.Conn whose reads are buffered and whose writes are
+// collected and sent by one goroutine, so that the packets written while
+// one send is under way leave together in the next: one system call for
+// many small packets (the deliveries of many concurrent publishes) instead
+// of one each. A Write
 // returns once its bytes are queued, as it would once they were in the
 // kernel's socket buffer; the first send error is returned by every Write
 // after it. It is a sync.Locker: the MQTT client holds the lock around the
