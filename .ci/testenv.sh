@@ -21,10 +21,20 @@ need redis-server redis-server
 need mosquitto mosquitto
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 
-free_port() { # a port nothing on 127.0.0.1 accepts on, from the ephemeral-free range
+# Ports are drawn below the kernel's ephemeral range, where outgoing
+# connections take theirs: after a benchmark's tens of thousands of short
+# connections that range is full of sockets in TIME_WAIT, and binding one of
+# its ports fails. A Cluster node also binds PORT+10000 (its bus), so that
+# must stay below the range too.
+read -r eph_low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || eph_low=32768
+port_lo=10000
+port_span=$((eph_low - 10000 - port_lo))
+if [ "$port_span" -lt 2000 ]; then port_lo=20000; port_span=30000; fi
+
+free_port() { # a port nothing on 127.0.0.1 accepts on, below the ephemeral range
 	local p
 	for _ in $(seq 1 200); do
-		p=$((20000 + RANDOM % 30000))
+		p=$((port_lo + RANDOM % port_span))
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
 	done
 	echo "testenv: no free port found" >&2
