@@ -96,8 +96,11 @@ func TestRebuild(t *testing.T) {
 	MustStatus(t, Do(t, http.MethodPut, api+"/device-templates/vending", map[string]any{"name": "Vending",
 		"properties": []map[string]string{{"name": "city", "schema": "string"}}}, nil), http.StatusCreated)
 	mustAppendDevices(t, es, 300)
-	MustStatus(t, Do(t, http.MethodPut, api+"/device-sets/seattle", map[string]any{"name": "Seattle", "templateId": "vending",
+	set := MustStatus(t, Do(t, http.MethodPut, api+"/device-sets/seattle", map[string]any{"name": "Seattle", "templateId": "vending",
 		"conditions": []map[string]any{{"property": "city", "op": "eq", "value": "Seattle"}}}, nil), http.StatusCreated)
+	// The queries below run without a token: the read models must have
+	// everything recorded so far before they start.
+	MustStatus(t, Do(t, http.MethodGet, api+"/device-sets/seattle", nil, WithToken(set.Token())), http.StatusOK)
 	env := []string{"FLEETJOBS_REDIS_URL=" + redisURL}
 	rebuild := func(args ...string) result {
 		return MustRun(t, bin, env, append([]string{"rebuild", "--redis-key-root", root, "--eventstore-url", m.EventStoreURL()}, args...)...)
