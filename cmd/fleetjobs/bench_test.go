@@ -18,19 +18,17 @@ import (
 	fjhttp "github.com/fleetjobs/fleetjobs/http"
 )
 
-// BenchmarkImport100k imports FLEETJOBS_BENCH_DEVICES devices (default
-// 1,000; the issue's target is 100,000 in under 10 s) through
-// withServeGC gives this process serve's runtime settings (main.ServeGC:
-// GOGC=300, a 1 GiB soft memory limit and two processors per CPU, unless
-// GOGC, GOMEMLIMIT or GOMAXPROCS are set) until the
-// benchmark ends, for benchmarks that run the service in this process: they
-// measure it as `fleetjobs serve` runs.
-func withServeGC(tb testing.TB) {
+// withServeRuntime gives this process serve's runtime settings
+// (main.ServeRuntime: GOGC=300, a 1 GiB soft memory limit and two
+// processors per CPU, unless GOGC, GOMEMLIMIT or GOMAXPROCS are set) until
+// the benchmark ends, for benchmarks that run the service in this process:
+// they measure it as `fleetjobs serve` runs.
+func withServeRuntime(tb testing.TB) {
 	percent := debug.SetGCPercent(100)
 	limit := debug.SetMemoryLimit(-1) // a negative limit reads it
 	procs := runtime.GOMAXPROCS(0)
 	debug.SetGCPercent(percent)
-	main.ServeGC()
+	main.ServeRuntime()
 	tb.Cleanup(func() {
 		debug.SetGCPercent(percent)
 		debug.SetMemoryLimit(limit)
@@ -38,6 +36,8 @@ func withServeGC(tb testing.TB) {
 	})
 }
 
+// BenchmarkImport100k imports FLEETJOBS_BENCH_DEVICES devices (default
+// 1,000; the issue's target is 100,000 in under 10 s) through
 // POST /api/v1/devices:import, end to end: each iteration's time runs until
 // a GET of the last device, sent with the import's consistency token,
 // answers 200, so the read models hold every device. The event store is the
@@ -54,7 +54,7 @@ func BenchmarkImport100k(b *testing.B) {
 		}
 	}
 	url, root := MustRedisURL(b)
-	withServeGC(b)
+	withServeRuntime(b)
 	m := MustServe(b, ServeConfig(b, url, root), zaptest.NewLogger(b, zaptest.Level(zap.WarnLevel)))
 	api := m.HTTPURL() + fjhttp.APIBase
 	MustStatus(b, Do(b, http.MethodPut, api+"/device-templates/vending-v2", vendingBody, nil), http.StatusCreated)

@@ -234,10 +234,10 @@ func registerMQTTMetrics(m *fjhttp.Metrics, t *mqtt.Transport, broker *mqtt.Brok
 	if broker != nil {
 		errs = append(errs,
 			m.CounterFunc("fleetjobs_mqtt_broker_dropped_total",
-				"Messages the embedded broker dropped instead of delivering (a device's queue of pending writes was full): the job times out on that device.",
+				"Messages the embedded broker did not deliver: a device's queue of pending writes was full or it had too many unacknowledged messages (the job times out on that device), or an answer could not be written to a failing service connection.",
 				func() float64 { return float64(broker.Stats().Dropped) }),
 			m.CounterFunc("fleetjobs_mqtt_broker_answers_waited_total",
-				"Device answers that found the service's queue of pending writes full in the embedded broker and were held until the service took them (none is dropped): a sign the service reads answers more slowly than devices send them.",
+				"Device answers that found the service's queue of pending writes full in the embedded broker and were written directly, holding back the device that sent them until the service read them: a sign the service reads answers more slowly than devices send them.",
 				func() float64 { return float64(broker.Stats().ServiceWaited) }))
 	}
 	return errors.Join(append(errs,

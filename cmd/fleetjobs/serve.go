@@ -364,8 +364,9 @@ const (
 	serveMemoryLimit = 1 << 30
 )
 
-// serveProcsPerCPU is how many goroutines serve runs at once per CPU
-// (GOMAXPROCS, unless the environment sets it). serve spends much of its
+// serveProcsPerCPU is how many Go processors (threads running Go code at
+// once, GOMAXPROCS) serve runs per CPU, unless the environment sets
+// GOMAXPROCS. serve spends much of its
 // time in system calls: the embedded store's log syncs (fdatasync, about
 // a tenth of a millisecond each) and a system call per packet on sockets.
 // A thread in a system call keeps its processor until the runtime notices
@@ -376,9 +377,9 @@ const (
 // bound, was unchanged.
 const serveProcsPerCPU = 2
 
-// serveGC applies serveGCPercent and serveMemoryLimit where the environment
-// does not set its own, and serveProcsPerCPU.
-func serveGC() {
+// serveRuntime applies serveGCPercent, serveMemoryLimit and
+// serveProcsPerCPU where the environment does not set its own.
+func serveRuntime() {
 	if _, ok := os.LookupEnv("GOGC"); !ok {
 		debug.SetGCPercent(serveGCPercent)
 	}
@@ -400,7 +401,7 @@ func runServe(ctx context.Context, stopSignals func(), args []string, getenv fun
 	}
 	logger := newLogger(stderr, cfg.LogLevel)
 	defer func() { _ = logger.Sync() }()
-	serveGC()
+	serveRuntime()
 
 	m := NewMain(cfg, logger)
 	m.Out = stderr

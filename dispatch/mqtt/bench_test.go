@@ -168,7 +168,7 @@ func BenchmarkFleetRoundTrips(b *testing.B) {
 	// The broker and the Transport share a process, as in `fleetjobs
 	// serve`, which runs with GOGC=300, a 1 GiB soft memory limit and two
 	// processors per CPU unless GOGC, GOMEMLIMIT or GOMAXPROCS are set
-	// (cmd/fleetjobs, serveGC): so does this benchmark, baseline included.
+	// (cmd/fleetjobs, serveRuntime): so does this benchmark, baseline included.
 	// The simulated devices keep the defaults.
 	if _, ok := os.LookupEnv("GOGC"); !ok {
 		defer debug.SetGCPercent(debug.SetGCPercent(300))

@@ -49,12 +49,12 @@ const (
 	// acknowledged, and the embedded broker releases such answers only as
 	// the service sends further packets: at the end of a burst the last
 	// ones could wait for the next keep-alive ping. QoS 1 acknowledgements
-	// also cost a packet per answer. Flow control is
-	// TCP's: when the dispatcher is busy, the Transport stops reading
-	// (answerQueue, receive), the broker's writes to it wait, and the
-	// embedded broker holds back the answering devices rather than drop
-	// their answers (serviceQueueHook). An external broker applies its own
-	// limits to a slow subscriber (for Mosquitto, max_queued_messages and
+	// also cost a packet per answer. Flow control is TCP's: when the
+	// dispatcher is busy, the Transport stops reading (answerQueue,
+	// receive), the broker's writes to it wait, and the embedded broker
+	// holds back the answering devices rather than drop their answers
+	// (serviceQueueHook). An external broker applies its own limits to a
+	// slow subscriber (for Mosquitto, max_queued_messages and
 	// max_queued_bytes): size them for the fleet's answer rate.
 	AnswerQoS = 0
 )
