@@ -3,6 +3,8 @@ package projections_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -28,9 +30,14 @@ import (
 // rebuild` runs) from the start to the switch. All report events/s of the
 // log; "runner" and "rebuild" also the CPU time per event of this process
 // and of redis-server (see cpuMeter), which show which side bounds them.
+// All three run with the garbage collector at GOGC=400 unless GOGC is set,
+// as `fleetjobs rebuild` does (cmd/fleetjobs, readerGC).
 //
 //	FLEETJOBS_BENCH_EVENTS=5000000 bash .ci/testenv.sh go test -run '^$' -bench RebuildLog -benchtime 1x -count 2 -timeout 30m ./projections/
 func BenchmarkRebuildLog(b *testing.B) {
+	if _, ok := os.LookupEnv("GOGC"); !ok {
+		defer debug.SetGCPercent(debug.SetGCPercent(400))
+	}
 	events := benchlog.EventsFromEnv(b)
 	ctx := context.Background()
 	rdb, root := MustRedis(b)

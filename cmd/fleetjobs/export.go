@@ -265,7 +265,7 @@ func runExport(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	defer exportGC()()
+	defer readerGC()()
 	es, release, err := openLog(ctx, src)
 	if err != nil {
 		return err
@@ -293,22 +293,25 @@ func runExport(ctx context.Context, args []string, getenv func(string) string, s
 	return nil
 }
 
-// exportGCPercent is the garbage collector's target during an export.
-const exportGCPercent = 400
+// readerGCPercent is the garbage collector's target during an export or a
+// rebuild.
+const readerGCPercent = 400
 
-// exportGC sets the garbage collector's target to exportGCPercent for an
-// export, unless the process's GOGC is set (the runtime reads the real
-// environment, not the command's getenv), and returns what restores it.
-// An export allocates a few hundred bytes per event (the client's
-// messages, the embedded store's pages) that die at once, while its live
-// heap stays a few MiB: at the default GOGC=100 the collector runs every
-// few MiB and costs about an eighth of the export's CPU (BenchmarkExport);
-// at 400 it runs a quarter as often, for a heap a few tens of MiB larger.
-func exportGC() (restore func()) {
+// readerGC sets the garbage collector's target to readerGCPercent for a
+// command that reads the whole log (export, rebuild), unless the process's
+// GOGC is set (the runtime reads the real environment, not the command's
+// getenv), and returns what restores it. Such a command allocates a few
+// hundred bytes per event (the client's messages, the embedded store's
+// pages, decoded events) that die at once, while its live heap stays small:
+// at the default GOGC=100 the collector runs every few MiB and costs about
+// an eighth of an export's CPU (BenchmarkExport) and a fifth of a
+// rebuild's (BenchmarkRebuildLog); at 400 it runs a quarter as often, for a
+// heap a few tens of MiB larger. Higher targets measured no faster.
+func readerGC() (restore func()) {
 	if _, ok := os.LookupEnv("GOGC"); ok {
 		return func() {}
 	}
-	old := debug.SetGCPercent(exportGCPercent)
+	old := debug.SetGCPercent(readerGCPercent)
 	return func() { debug.SetGCPercent(old) }
 }
 

@@ -53,7 +53,7 @@ func BenchmarkExport(b *testing.B) {
 	b.Run("client", func(b *testing.B) { benchlog.BenchClientRead(b, es) })
 
 	b.Run("export", func(b *testing.B) {
-		defer exportGC()() // as runExport does
+		defer readerGC()() // as runExport does
 		cpu0 := benchlog.CPUTime(b)
 		var n uint64
 		for range b.N {

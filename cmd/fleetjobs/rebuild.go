@@ -117,6 +117,7 @@ func runRebuild(ctx context.Context, args []string, getenv func(string) string, 
 		return err
 	}
 	defer release()
+	defer readerGC()()
 	codec := eventstore.NewCatalogCodec()
 	store := eventstore.New(es, eventstore.WithCodec(codec))
 	logger := newLogger(stderr, zapcore.WarnLevel)
