@@ -130,6 +130,18 @@ type sealedKey struct {
 }
 
 type keyPlan struct {
+	// While every op of the key in the batch is of one kind, ZADD, ZREM or
+	// HSET (most keys of a batch: a job's pending, succeeded and results
+	// keys take thousands of one kind), the ops are kept in order as they
+	// came, to be sent as variadic commands of that kind, which Redis
+	// applies member by member in order: exactly the ops one by one, with
+	// no map to fold them into. run is that kind; the first op of another
+	// kind folds the run into the fields below (leaveRun).
+	run        OpKind
+	runMembers []string
+	runScores  []float64 // ZADD
+	runValues  []string  // HSET
+
 	cleared  bool // DEL first
 	hasStr   bool // str is the key's final string value
 	str      string
@@ -165,6 +177,10 @@ func (p *plan) key(k string) *keyPlan {
 // add folds op into the plan.
 func (p *plan) add(op Op) {
 	kp := p.key(op.Key)
+	if kp.extendRun(op) {
+		return
+	}
+	kp.leaveRun()
 	switch op.Kind {
 	case OpSet:
 		kp.str, kp.hasStr = op.Value, true
@@ -180,6 +196,78 @@ func (p *plan) add(op Op) {
 		kp.write(op)
 	case OpExpireAt:
 		kp.expireAt = op.At
+	}
+}
+
+// extendRun appends op to kp's run and reports true if op is of the run's
+// kind, or starts a run if kp is untouched and op may run.
+func (kp *keyPlan) extendRun(op Op) bool {
+	switch {
+	case kp.run == op.Kind:
+	case kp.run == 0 && (op.Kind == OpZAdd || op.Kind == OpZRem || op.Kind == OpHSet) && kp.untouched():
+		kp.run = op.Kind
+	default:
+		return false
+	}
+	kp.runMembers = append(kp.runMembers, op.Member)
+	switch op.Kind {
+	case OpZAdd:
+		kp.runScores = append(kp.runScores, op.Score)
+	case OpHSet:
+		kp.runValues = append(kp.runValues, op.Value)
+	}
+	return true
+}
+
+// untouched reports whether no op of the batch has reached kp yet.
+func (kp *keyPlan) untouched() bool {
+	return !kp.cleared && !kp.hasStr && kp.zadd == nil && kp.zrem == nil && kp.hash == nil && kp.expireAt.IsZero()
+}
+
+// leaveRun folds kp's run, if any, as if its ops had come one by one.
+func (kp *keyPlan) leaveRun() {
+	kind, members := kp.run, kp.runMembers
+	if kind == 0 {
+		return
+	}
+	scores, values := kp.runScores, kp.runValues
+	kp.run, kp.runMembers, kp.runScores, kp.runValues = 0, nil, nil, nil
+	for i, m := range members {
+		op := Op{Kind: kind, Member: m}
+		switch kind {
+		case OpZAdd:
+			op.Score = scores[i]
+		case OpHSet:
+			op.Value = values[i]
+		}
+		kp.write(op)
+	}
+}
+
+// queueRun sends kp's run as variadic commands on key full.
+func (kp *keyPlan) queueRun(ctx context.Context, pipe redis.Pipeliner, full string) {
+	for start := 0; start < len(kp.runMembers); start += argsPerCommand {
+		end := min(start+argsPerCommand, len(kp.runMembers))
+		switch kp.run {
+		case OpZAdd:
+			zs := make([]redis.Z, end-start)
+			for i := range zs {
+				zs[i] = redis.Z{Score: kp.runScores[start+i], Member: kp.runMembers[start+i]}
+			}
+			pipe.ZAdd(ctx, full, zs...)
+		case OpZRem:
+			members := make([]any, end-start)
+			for i := range members {
+				members[i] = kp.runMembers[start+i]
+			}
+			pipe.ZRem(ctx, full, members...)
+		case OpHSet:
+			pairs := make([]any, 0, 2*(end-start))
+			for i := start; i < end; i++ {
+				pairs = append(pairs, kp.runMembers[i], kp.runValues[i])
+			}
+			pipe.HSet(ctx, full, pairs...)
+		}
 	}
 }
 
@@ -292,6 +380,10 @@ func (p *plan) queue(ctx context.Context, pipe redis.Pipeliner, prefix string) {
 	for _, k := range p.order {
 		kp := p.keys[k]
 		full := prefix + k
+		if kp.run != 0 {
+			kp.queueRun(ctx, pipe, full)
+			continue
+		}
 		if len(kp.zrem) > 0 {
 			members := make([]any, 0, len(kp.zrem))
 			for m := range kp.zrem {

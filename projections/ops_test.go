@@ -15,7 +15,9 @@ import (
 
 // randomOps returns n ops over a few keys of each type, with every kind of
 // op, so that reductions (a key deleted then written again, a member added
-// then removed, increments after a set...) all occur. Sorted sets and
+// then removed, increments after a set...) all occur, and runs of one kind
+// on one key (half the ops repeat the previous op's key and kind, if it may
+// run: ZADD, ZREM, HSET) with repeated members. Sorted sets and
 // hashes get expiries only at the end, and only if expire: see ExpireAt for
 // why.
 func randomOps(rng *rand.Rand, n int, expire bool) []projections.Op {
@@ -24,6 +26,20 @@ func randomOps(rng *rand.Rand, n int, expire bool) []projections.Op {
 	for i := range ops {
 		k := rng.IntN(3)
 		m := fmt.Sprintf("m%d", rng.IntN(4))
+		if i > 0 && rng.IntN(2) == 0 {
+			prev := ops[i-1]
+			switch prev.Kind {
+			case projections.OpZAdd:
+				ops[i] = projections.ZAdd(prev.Key, float64(rng.IntN(3)), m)
+				continue
+			case projections.OpZRem:
+				ops[i] = projections.ZRem(prev.Key, m)
+				continue
+			case projections.OpHSet:
+				ops[i] = projections.HSet(prev.Key, m, fmt.Sprint(rng.IntN(10)))
+				continue
+			}
+		}
 		switch rng.IntN(3) {
 		case 0: // strings
 			key := fmt.Sprintf("s%d", k)
