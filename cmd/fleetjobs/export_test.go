@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -347,13 +349,16 @@ func TestExportAndReplay(t *testing.T) {
 	})
 }
 
-// TestExportDataDir reads a data directory no serve holds.
+// TestExportDataDir reads a data directory no serve holds, named as serve's
+// data directory or as its eventstore subdirectory, and refuses one that
+// holds no store without creating anything in it.
 func TestExportDataDir(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
 	bin := MustBuild(t)
-	dir := t.TempDir()
+	data := t.TempDir()
+	dir := filepath.Join(data, "eventstore")
 	srv := eventstoretest.MustStartServerIn(t, dir)
 	es := eventstoretest.MustDial(t, srv.URL(), eventstore.WithCodec(eventstore.NewCatalogCodec()))
 	MustStoppedJobWithLateResults(t, es, "j2")
@@ -365,12 +370,25 @@ func TestExportDataDir(t *testing.T) {
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r = MustRun(t, bin, nil, "export", "--data", dir, "--type", "JobStopped")
-	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	for _, d := range []string{dir, data} {
+		r = MustRun(t, bin, nil, "export", "--data", d, "--type", "JobStopped")
+		if r.code != 0 {
+			t.Fatalf("--data %s: exit %d: %s", d, r.code, r.stderr)
+		}
+		if diff := cmp.Diff([]string{"job-j2:JobStopped"}, streamsAndTypes(parseExport(t, r.stdout))); diff != "" {
+			t.Errorf("--data %s (-want +got):\n%s", d, diff)
+		}
 	}
-	if diff := cmp.Diff([]string{"job-j2:JobStopped"}, streamsAndTypes(parseExport(t, r.stdout))); diff != "" {
-		t.Errorf("(-want +got):\n%s", diff)
+
+	empty := t.TempDir()
+	for _, d := range []string{empty, filepath.Join(empty, "missing")} {
+		r = MustRun(t, bin, nil, "export", "--data", d)
+		if r.code != 2 || !strings.Contains(r.stderr, "no event store") {
+			t.Errorf("--data %s: exit %d, stderr %q; want 2, no event store", d, r.code, r.stderr)
+		}
+	}
+	if left, err := os.ReadDir(empty); err != nil || len(left) != 0 {
+		t.Errorf("the refused directory holds %v (%v); want nothing created", left, err)
 	}
 }
 

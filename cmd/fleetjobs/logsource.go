@@ -6,7 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -38,7 +38,7 @@ func logSourceFlags(fs *flag.FlagSet, getenv func(string) string) func() (logSou
 		def = v
 	}
 	url := fs.String("eventstore-url", def, "the event log's KurrentDB connection string ($FLEETJOBS_EVENTSTORE_URL; default: the embedded store of a running serve, at $FLEETJOBS_EVENTSTORE_ADDR)")
-	data := fs.String("data", "", "open the embedded store's data directory directly (e.g. ./data/eventstore), when no serve holds it")
+	data := fs.String("data", "", "read serve's data directory (e.g. ./data, or its ./data/eventstore) directly, when no serve holds it")
 	return func() (logSource, error) {
 		src := logSource{URL: *url, DataDir: *data}
 		if src.DataDir != "" {
@@ -57,6 +57,20 @@ func logSourceFlags(fs *flag.FlagSet, getenv func(string) string) func() (logSou
 	}
 }
 
+// storeDir resolves --data DIR: serve's data directory
+// ($FLEETJOBS_DATA_DIR), whose event log is in its eventstore
+// subdirectory, or that subdirectory itself (what `fleetjobs eventstore
+// --data` names). A directory that holds neither is a usage error: opening
+// it would create an empty store there and read nothing from it.
+func storeDir(dir string) (string, error) {
+	for _, d := range []string{filepath.Join(dir, "eventstore"), dir} {
+		if server.Exists(d) {
+			return d, nil
+		}
+	}
+	return "", usageErrorf("invalid --data %q: no event store in it or in its eventstore subdirectory (want serve's data directory, as $FLEETJOBS_DATA_DIR)", dir)
+}
+
 // openLog connects to the event log src names: it starts the embedded store
 // on a free loopback port for a data directory, and checks the store
 // answers. The returned close releases both.
@@ -64,18 +78,18 @@ func openLog(ctx context.Context, src logSource) (*esdb.Client, func(), error) {
 	url := src.URL
 	var st *server.Embedded
 	if src.DataDir != "" {
-		if _, err := os.Stat(src.DataDir); err != nil {
-			return nil, nil, fmt.Errorf("data directory: %w", err)
+		dir, err := storeDir(src.DataDir)
+		if err != nil {
+			return nil, nil, err
 		}
-		var err error
 		st, err = server.Start(ctx, server.Options{
-			Dir:           src.DataDir,
+			Dir:           dir,
 			Listen:        "127.0.0.1:0",
 			MaxAppendSize: defaultMaxAppendSize,
 			Logger:        zap.NewNop(),
 		})
 		if err != nil {
-			return nil, nil, eventStoreStartError(src.DataDir, err)
+			return nil, nil, eventStoreStartError(dir, err)
 		}
 		url = st.URL()
 	}

@@ -16,3 +16,8 @@ func openStore(opts Options, logger *zap.Logger) (storeCloser, error) {
 	}
 	return st, nil
 }
+
+// Exists reports whether dir holds an event store's data, without opening
+// it or changing anything in dir (Start with such a dir would create an
+// empty store).
+func Exists(dir string) bool { return store.Exists(dir) }

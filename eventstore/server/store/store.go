@@ -45,6 +45,14 @@ type Options struct {
 	StateCacheSize int
 }
 
+// Exists reports whether dir holds a store, without opening it or
+// changing anything in dir: false for a missing or empty directory, or one
+// holding something else.
+func Exists(dir string) bool {
+	desc, err := pebble.Peek(dir, vfs.Default)
+	return err == nil && desc.Exists
+}
+
 // Store is the durable event log. It is safe for concurrent use; writes
 // are validated one at a time and share WAL syncs (see writer).
 type Store struct {
