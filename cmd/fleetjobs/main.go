@@ -37,7 +37,7 @@ func run(ctx context.Context, stopSignals func(), args []string, getenv func(str
 	var err error
 	switch cmd {
 	case "help", "-h", "-help", "--help":
-		if len(rest) > 0 {
+		if len(rest) > 0 && !isHelp(rest[0]) {
 			return run(ctx, stopSignals, []string{rest[0], "--help"}, getenv, stdout, stderr)
 		}
 		fmt.Fprint(stdout, topUsage())
@@ -75,6 +75,16 @@ func run(ctx context.Context, stopSignals func(), args []string, getenv func(str
 		fmt.Fprintf(stderr, "fleetjobs %s: %v\n", cmd, err)
 		return exitFail
 	}
+}
+
+// isHelp reports whether arg asks for help rather than names a command:
+// `fleetjobs help --help` and `fleetjobs --help help` show the top usage.
+func isHelp(arg string) bool {
+	switch arg {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
 }
 
 // topUsage is the text of `fleetjobs --help`.

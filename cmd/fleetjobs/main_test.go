@@ -263,7 +263,7 @@ func MustReadTypes(tb testing.TB, c *esdb.Client, stream string) []string {
 }
 
 func testHelp(t *testing.T, bin string) {
-	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}, {"serve", "--help"}, {"eventstore", "--help"}, {"version", "--help"}, {"export", "--help"}, {"replay", "--help"}, {"help", "serve"}} {
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}, {"serve", "--help"}, {"eventstore", "--help"}, {"version", "--help"}, {"export", "--help"}, {"replay", "--help"}, {"rebuild", "--help"}, {"device", "--help"}, {"help", "serve"}, {"help", "--help"}, {"--help", "help"}, {"help", "-h"}} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			r := MustRun(t, bin, nil, args...)
 			if r.code != 0 {
