@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"go.uber.org/zap"
+
+	"github.com/fleetjobs/fleetjobs/domain/job"
 )
 
 // This file holds what the job routes need of the rest of the service
@@ -415,6 +418,11 @@ func (s *Server) postResult(c echo.Context) error {
 	case resultFailed:
 	default:
 		fe.add("status", "must be succeeded or failed")
+	}
+	if len(b.Error) > job.MaxErrorLen {
+		// A device's message over MQTT is cut to this length (the domain's
+		// rule); a gateway can be told.
+		fe.add("error", fmt.Sprintf("is %d bytes long; at most %d are allowed", len(b.Error), job.MaxErrorLen))
 	}
 	if err := fe.err(); err != nil {
 		return err

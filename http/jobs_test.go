@@ -187,6 +187,8 @@ func TestResultStatusIsChecked(t *testing.T) {
 		{`{}`, 400, "status"},
 		{`{"status":"succeeded","error":"x"}`, 400, "error"},
 		{`{"status":"failed","error":"E42"}`, 202, ""},
+		{`{"status":"failed","error":"` + strings.Repeat("x", 1024) + `"}`, 202, ""},
+		{`{"status":"failed","error":"` + strings.Repeat("x", 1025) + `"}`, 400, "error"},
 	} {
 		a := MustDo(t, s.URL(), Request{Method: "POST", Path: "/api/v1/jobs/j/devices/d/result", Body: c.body, Header: JSONHeader()})
 		if a.Code != c.code || (c.field != "" && !bytes.Contains(a.Body, []byte(strconv.Quote(c.field)))) {
