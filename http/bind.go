@@ -95,6 +95,7 @@ func readBody(c echo.Context, limit int64) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("read request body: %w", err)
 	}
+	noteBody(c, body, nil)
 	return body, nil
 }
 
@@ -111,6 +112,7 @@ func (s *Server) bindJSON(c echo.Context, dst any) error {
 	if fields := s.binder.decode(body, dst, ""); len(fields) > 0 {
 		return &ValidationError{Fields: fields}
 	}
+	noteBody(c, body, dst)
 	return nil
 }
 

@@ -54,9 +54,11 @@ type DeviceQueries interface {
 // CommandMeta is who asked, and under which IDs: it becomes every
 // recorded event's metadata.
 type CommandMeta struct {
-	// CommandID is the request's Idempotency-Key when it sent a valid one,
-	// else a fresh ID: event IDs derive from it, so a retried request with
-	// the same key is recognised by the event store.
+	// CommandID is, for a request with a valid Idempotency-Key, the key
+	// followed by a digest of the request (keyedCommandID), else a fresh
+	// ID: event IDs derive from it, so a retried request with the same key
+	// is recognised by the event store, and another request reusing the
+	// key is not mistaken for it.
 	CommandID string
 	// CorrelationID is the X-Correlation-Id header when valid, else the
 	// CommandID.
@@ -325,7 +327,7 @@ func (s *Server) meta(c echo.Context) (CommandMeta, error) {
 	m := CommandMeta{Actor: actorOf(c)}
 	if key := c.Request().Header.Get("Idempotency-Key"); key != "" {
 		checkID(&fe, "Idempotency-Key", key)
-		m.CommandID = key
+		m.CommandID = keyedCommandID(c, key)
 	} else {
 		m.CommandID = s.newID()
 	}

@@ -2,6 +2,7 @@ package http_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -44,7 +45,15 @@ func TestCommandRoutesBuildTheirCommands(t *testing.T) {
 			if a.Code != 200 {
 				t.Fatalf("status %d: %s", a.Code, a.Body)
 			}
-			if diff := cmp.Diff(tc.want, rec.Commands()[i]); diff != "" {
+			// A keyed command's ID is the key and a digest of the request
+			// (TestIdempotencyKeyNamesOneRequest): compare the key.
+			keyOnly := cmp.Transformer("key", func(m fjhttp.CommandMeta) fjhttp.CommandMeta {
+				if k, _, ok := strings.Cut(m.CommandID, "."); ok && k == "retry-7" {
+					m.CommandID = k
+				}
+				return m
+			})
+			if diff := cmp.Diff(tc.want, rec.Commands()[i], keyOnly); diff != "" {
 				t.Errorf("command (-want +got):\n%s", diff)
 			}
 		})
@@ -143,5 +152,56 @@ func TestQueryRoutes(t *testing.T) {
 		if string(a.Body) != `{"items":[],"next":""}`+"\n" {
 			t.Errorf("%s: %s, want an empty page with items []", p, a.Body)
 		}
+	}
+}
+
+// An Idempotency-Key names one request: sent again with the key (even
+// encoded otherwise), it is the same command; another request under the
+// same key is another command, never taken for a retry of the first.
+func TestIdempotencyKeyNamesOneRequest(t *testing.T) {
+	s, rec, _ := MustOpenAPI(t, fjhttp.Config{})
+	send := func(method, path, key, body string) string {
+		t.Helper()
+		h := With(JSONHeader(), "Idempotency-Key", key)
+		n := len(rec.Commands())
+		a := MustDo(t, s.URL(), Request{Method: method, Path: path, Header: h, Body: body})
+		if a.Code >= 300 || len(rec.Commands()) != n+1 {
+			t.Fatalf("%s %s: %d %s", method, path, a.Code, a.Body)
+		}
+		switch c := rec.Commands()[n].(type) {
+		case fjhttp.RegisterDevice:
+			return c.Meta.CommandID
+		case fjhttp.DeleteDevice:
+			return c.Meta.CommandID
+		default:
+			t.Fatalf("%s %s: command %T", method, path, c)
+			return ""
+		}
+	}
+	first := send("PUT", "/api/v1/devices/d1", "k1", `{"name":"One","templateId":"t","properties":{"a":1,"b":"x"}}`)
+	if !strings.HasPrefix(first, "k1.") {
+		t.Errorf("command ID %q does not start with the key", first)
+	}
+	for _, retry := range []string{
+		`{"name":"One","templateId":"t","properties":{"a":1,"b":"x"}}`,
+		`{ "templateId": "t", "properties": {"b": "x", "a": 1.0}, "name": "One" }`,
+	} {
+		if got := send("PUT", "/api/v1/devices/d1", "k1", retry); got != first {
+			t.Errorf("retry %s: command ID %q, want %q", retry, got, first)
+		}
+	}
+	others := map[string]string{"first": first}
+	for name, id := range map[string]string{
+		"another name":   send("PUT", "/api/v1/devices/d1", "k1", `{"name":"Two","templateId":"t","properties":{"a":1,"b":"x"}}`),
+		"another device": send("PUT", "/api/v1/devices/d2", "k1", `{"name":"One","templateId":"t","properties":{"a":1,"b":"x"}}`),
+		"a delete":       send("DELETE", "/api/v1/devices/d1", "k1", ""),
+		"another key":    send("PUT", "/api/v1/devices/d1", "k2", `{"name":"One","templateId":"t","properties":{"a":1,"b":"x"}}`),
+	} {
+		for was, other := range others {
+			if id == other {
+				t.Errorf("%s has the command ID of %s: %q", name, was, id)
+			}
+		}
+		others[name] = id
 	}
 }

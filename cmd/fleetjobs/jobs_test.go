@@ -98,6 +98,20 @@ func (f *fleet) devices(tb testing.TB, id, query, token string) []fjhttp.JobDevi
 	return l.Items
 }
 
+// TestIdempotencyKeyReusedForAnotherRequest: a key sent again with another
+// request is another command, recorded, not a retry answered 2xx with
+// nothing recorded: stopping a job with the key that created it stops it.
+func TestIdempotencyKeyReusedForAnotherRequest(t *testing.T) {
+	url, root := MustRedisURL(t)
+	f := MustFleet(t, ServeConfig(t, url, root), nil)
+	reused := header("Idempotency-Key", "reused-key", fjhttp.ConsistencyTokenHeader, f.token)
+	id := MustDecode[fjhttp.JobAnswer](t, MustStatus(t, Do(t, http.MethodPost, f.api+"/jobs", jobBody("Reused"), reused), http.StatusCreated)).ID
+	halt := MustStatus(t, Do(t, http.MethodPost, f.api+"/jobs/"+id+"/stop", map[string]any{"reason": "key reused"}, reused), http.StatusOK)
+	if got := f.job(t, id, halt.Token()); got.Status != "stopped" || got.Reason != "key reused" {
+		t.Errorf("stopped with the creating request's key: %s %q, want stopped %q", got.Status, got.Reason, "key reused")
+	}
+}
+
 // TestJobLifecycle drives the job routes through the real server: create
 // (PUT idempotent, POST with Idempotency-Key), results over HTTP until the
 // job completes or fails, stop and stop again, late results, a device
