@@ -15,6 +15,7 @@ import (
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/fleetjobs/fleetjobs/domain"
 	fjhttp "github.com/fleetjobs/fleetjobs/http"
 	"github.com/fleetjobs/fleetjobs/projections"
 )
@@ -293,6 +294,9 @@ func checkMQTTURL(v string) error {
 	if u.Port() == "" {
 		return errors.New("no port: want host:port")
 	}
+	if p, err := strconv.ParseUint(u.Port(), 10, 16); err != nil || p == 0 {
+		return fmt.Errorf("port %q: want a number from 1 to 65535", u.Port())
+	}
 	if u.Host == "" {
 		return errors.New("no host")
 	}
@@ -307,6 +311,15 @@ func (e *usageError) Error() string { return e.msg }
 
 func usageErrorf(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// checkIDFlag refuses, as a usage error, an identifier flag (--job, --id)
+// that the domain would refuse: such an ID names nothing in the log.
+func checkIDFlag(name, id string) error {
+	if err := domain.CheckID("--"+name, id); err != nil {
+		return usageErrorf("invalid %v", err)
+	}
+	return nil
 }
 
 // newFlagSet makes a subcommand's flag set. Its output is discarded: parse

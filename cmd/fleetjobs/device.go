@@ -59,6 +59,9 @@ func deviceFlags(getenv func(string) string) (*flag.FlagSet, func() (DeviceConfi
 		case c.Fail != "" && c.Ignore:
 			return c, usageErrorf("--fail and --ignore exclude each other")
 		}
+		if err := checkIDFlag("id", c.ID); err != nil {
+			return c, err
+		}
 		if err := checkMQTTURL(c.Broker); err != nil || c.Broker == "" {
 			return c, usageErrorf("invalid --broker %q: want mqtt://host:port", redactURL(c.Broker))
 		}

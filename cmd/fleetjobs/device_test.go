@@ -72,6 +72,8 @@ func TestDeviceCommand(t *testing.T) {
 		{"fail and ignore", []string{"device", "--id", "cli-ok", "--key", "k", "--fail", "x", "--ignore"}, "exclude"},
 		{"bad broker", []string{"device", "--id", "cli-ok", "--key", "k", "--broker", "http://x"}, "--broker"},
 		{"positional", []string{"device", "--id", "cli-ok", "--key", "k", "now"}, `"now"`},
+		{"bad id", []string{"device", "--id", "bad id", "--key", "k"}, "--id"},
+		{"port out of range", []string{"device", "--id", "cli-ok", "--key", "k", "--broker", "mqtt://127.0.0.1:99999"}, "--broker"},
 	} {
 		r := MustRun(t, bin, nil, tc.args...)
 		if r.code != 2 || !strings.Contains(r.stderr, tc.mention) {

@@ -57,6 +57,11 @@ func exportFlags(getenv func(string) string) (*flag.FlagSet, func() (ExportConfi
 	source := logSourceFlags(fs, getenv)
 	return fs, func() (ExportConfig, logSource, error) {
 		c := ExportConfig{Streams: streams, Types: types, JobID: *jobID, Format: *format}
+		if flagSet(fs, "job") {
+			if err := checkIDFlag("job", c.JobID); err != nil {
+				return c, logSource{}, err
+			}
+		}
 		switch c.Format {
 		case "ndjson":
 			if c.JobID != "" {

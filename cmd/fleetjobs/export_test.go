@@ -331,6 +331,9 @@ func TestExportAndReplay(t *testing.T) {
 			{"replay"},
 			{"replay", "--job", "j1", "--as-of", "later"},
 			{"replay", "--job", "j1", "--bogus"},
+			{"replay", "--job", "bad id"},
+			{"export", "--job", "bad/id"},
+			{"export", "--job", strings.Repeat("j", 129), "--format", "csv"},
 		} {
 			r := MustRun(t, bin, nil, args...)
 			if r.code != 2 || !strings.Contains(r.stderr, "--help") {

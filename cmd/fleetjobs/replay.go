@@ -39,6 +39,9 @@ func replayFlags(getenv func(string) string) (*flag.FlagSet, func() (ReplayConfi
 		if c.JobID == "" {
 			return c, logSource{}, usageErrorf("--job is required")
 		}
+		if err := checkIDFlag("job", c.JobID); err != nil {
+			return c, logSource{}, err
+		}
 		if *asOf != "" {
 			t, err := time.Parse(time.RFC3339Nano, *asOf)
 			if err != nil {
