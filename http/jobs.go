@@ -239,8 +239,8 @@ type jobBody struct {
 	JobType               string      `json:"jobType"`
 	Operations            []Operation `json:"operations"`
 	DeviceIDs             []string    `json:"deviceIds"`
-	TimeoutSeconds        int         `json:"timeoutSeconds"`
-	BatchSize             int         `json:"batchSize"`
+	TimeoutSeconds        *int        `json:"timeoutSeconds"` // nil: left out, the default
+	BatchSize             *int        `json:"batchSize"`
 	CancellationThreshold int         `json:"cancellationThreshold"`
 }
 
@@ -286,6 +286,14 @@ func (s *Server) createJob(c echo.Context, idFor func(CommandMeta) string) error
 	for i, d := range b.DeviceIDs {
 		checkID(&fe, "deviceIds["+itoa(i)+"]", d)
 	}
+	// The domain takes 0 for "left out"; a 0 sent is a mistake, not a
+	// request for the default.
+	if b.TimeoutSeconds != nil && *b.TimeoutSeconds == 0 {
+		fe.add("timeoutSeconds", fmt.Sprintf("must be between 1 and %d seconds (or left out for %d), got 0", job.MaxTimeoutSeconds, job.DefaultTimeoutSeconds))
+	}
+	if b.BatchSize != nil && *b.BatchSize == 0 {
+		fe.add("batchSize", fmt.Sprintf("must be between 1 and %d (or left out for %d), got 0", job.MaxBatchSize, job.DefaultBatchSize))
+	}
 	if err := fe.err(); err != nil {
 		return err
 	}
@@ -297,7 +305,7 @@ func (s *Server) createJob(c echo.Context, idFor func(CommandMeta) string) error
 	res, err := s.jobCommands.CreateJob(c.Request().Context(), CreateJob{
 		Meta: meta, JobID: id, Name: b.Name, Description: b.Description, DeviceSetID: b.DeviceSetID,
 		JobType: b.JobType, Operations: orEmpty(b.Operations), DeviceIDs: b.DeviceIDs,
-		TimeoutSeconds: b.TimeoutSeconds, BatchSize: b.BatchSize, CancellationThreshold: b.CancellationThreshold,
+		TimeoutSeconds: orZero(b.TimeoutSeconds), BatchSize: orZero(b.BatchSize), CancellationThreshold: b.CancellationThreshold,
 	})
 	if err != nil {
 		return err
@@ -612,4 +620,12 @@ func acceptsNDJSON(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// orZero is *p, or 0 (the domain's "left out") for nil.
+func orZero(p *int) int {
+	if p == nil {
+		return 0
+	}
+	return *p
 }

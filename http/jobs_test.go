@@ -270,3 +270,25 @@ func TestJobCommandsAnswerTheJob(t *testing.T) {
 		t.Errorf("copy without operations: %s, want operations []", a.Body)
 	}
 }
+
+// A 0 sent for timeoutSeconds or batchSize is refused, naming the field;
+// left out, the domain's default applies.
+func TestJobZeroIsNotLeftOut(t *testing.T) {
+	s := MustOpen(t, withJobs(fjhttp.Config{}, newJobStub(1)))
+	for _, c := range []struct {
+		extra string
+		code  int
+		field string
+	}{
+		{``, 201, ""},
+		{`,"timeoutSeconds":0`, 400, "timeoutSeconds"},
+		{`,"batchSize":0`, 400, "batchSize"},
+		{`,"timeoutSeconds":45,"batchSize":10`, 201, ""},
+	} {
+		body := `{"name":"Fans up","deviceSetId":"seattle","jobType":"setting","operations":[{"name":"fanSpeed","value":1200}]` + c.extra + `}`
+		a := MustDo(t, s.URL(), Request{Method: "POST", Path: "/api/v1/jobs", Body: body, Header: JSONHeader()})
+		if a.Code != c.code || (c.field != "" && !bytes.Contains(a.Body, []byte(strconv.Quote(c.field)))) {
+			t.Errorf("%s: %d %s, want %d naming %q", body, a.Code, a.Body, c.code, c.field)
+		}
+	}
+}
