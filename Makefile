@@ -21,8 +21,11 @@ test: ## every test, with a real redis-server and MQTT broker started on free po
 build: ## build bin/fleetjobs
 	$(GO) build -o $(BIN) ./cmd/fleetjobs
 
-bench: ## the benchmarks behind BENCHMARKS.md (long: see BENCHMARKS.md for each command)
+bench: ## every benchmark once at its default size: a smoke run, 3-4 min (BENCHMARKS.md has the commands behind its figures)
 	bash .ci/testenv.sh $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) $(PKGS)
+
+vet: ## go vet of every package
+	$(GO) vet $(PKGS)
 
 lint: ## golangci-lint when installed, else go vet and gofmt
 	@if command -v golangci-lint >/dev/null 2>&1; then golangci-lint run ./...; \
