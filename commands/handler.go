@@ -15,6 +15,12 @@ import (
 	"github.com/fleetjobs/fleetjobs/eventstore"
 )
 
+// ErrTooLargeToRecord is returned (wrapped) for a command whose event would
+// weigh more than one append to the event store may carry: the caller's
+// input (a long property value, a large operation), not a failure of the
+// store.
+var ErrTooLargeToRecord = errors.New("too large to record")
+
 // Store is what the command path needs of the event log.
 // *eventstore.Client satisfies it.
 type Store interface {
@@ -363,7 +369,7 @@ func splitAppend(sizes []int, glued []bool, limit int) ([]int, error) {
 		}
 		runSum += n
 		if runSum > limit {
-			return nil, fmt.Errorf("event %d (with the events it must be appended with) weighs %d bytes, more than the %d one append may carry", run, runSum, limit)
+			return nil, fmt.Errorf("%w: event %d (with the events it must be appended with) weighs %d bytes, more than the %d one append may carry", ErrTooLargeToRecord, run, runSum, limit)
 		}
 		if sum+n > limit {
 			// Close the current append before the run this event

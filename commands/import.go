@@ -165,7 +165,14 @@ func (h *Handler) ImportDevices(ctx context.Context, meta Meta, cmds []device.Re
 			}
 		}
 		var err error
-		if r.events, err = device.DecideDevice(d, r.cmd); err != nil {
+		if r.events, err = device.DecideDevice(d, r.cmd); err == nil {
+			// A row whose event the store would refuse is refused here,
+			// with the other bad rows, before any row is recorded.
+			if err = h.fitsAppend(r.stream, meta, r.events); err != nil && !errors.As(err, new(*domain.Error)) {
+				return err // an event that does not encode: not the row's fault
+			}
+		}
+		if err != nil {
 			badMu.Lock()
 			bad = append(bad, rowError(i, r.cmd.DeviceID, err))
 			badMu.Unlock()
@@ -288,6 +295,31 @@ func (h *Handler) loadRows(ctx context.Context, rows []row) error {
 	}
 	for i := range rows {
 		rows[i].snap.state = states[i]
+	}
+	return nil
+}
+
+// occurredAtSpread is how much more the same metadata can weigh when
+// recorded at another instant: its occurredAt drops the trailing zeros of
+// its fractional seconds (RFC 3339 with nanoseconds).
+const occurredAtSpread = len(".000000001")
+
+// fitsAppend checks that events can be appended to stream under meta: that
+// none (with the metadata it would carry) is over the most one append may
+// carry, which the store would refuse however the events were split. It
+// answers a CodeInvalid *domain.Error naming no field (the event as a
+// whole is too large) or, if an event does not encode, that error.
+func (h *Handler) fitsAppend(stream string, meta Meta, events []device.DeviceEvent) error {
+	_, sizes, err := envelope(h, stream, meta, events, 0)
+	if err != nil {
+		return err
+	}
+	for _, n := range sizes {
+		if n += occurredAtSpread; n > h.maxAppendBytes {
+			return &domain.Error{Code: domain.CodeInvalid, Message: fmt.Sprintf(
+				"too large to record: the device's event would weigh about %d bytes, more than the %d one append to the event store may carry; make its properties smaller",
+				n, h.maxAppendBytes)}
+		}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package commands_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -10,6 +11,7 @@ import (
 	"github.com/fleetjobs/fleetjobs/commands"
 	"github.com/fleetjobs/fleetjobs/domain"
 	"github.com/fleetjobs/fleetjobs/domain/device"
+	"github.com/fleetjobs/fleetjobs/eventstore"
 )
 
 // TestImportListsEveryRefusedRowInRowOrder: rows are decided by concurrent
@@ -48,5 +50,39 @@ func TestImportListsEveryRefusedRowInRowOrder(t *testing.T) {
 	}
 	if n := len(MustRead(t, store, "device-dev-00000")); n != 0 {
 		t.Errorf("row 0 recorded %d events although the import was refused", n)
+	}
+}
+
+// TestImportRefusesARowTooLargeToRecordBeforeRecordingAny: a row whose
+// event is over what one append may carry (the store would refuse it) is
+// refused with the other bad rows, naming the row, and the good rows
+// before and after it are not recorded: the import stays all or nothing.
+func TestImportRefusesARowTooLargeToRecordBeforeRecordingAny(t *testing.T) {
+	ctx := context.Background()
+	store := MustStore(t)
+	h := MustHandler(t, store)
+	MustPublish(t, h)
+	in := rows(3)
+	in[1].Properties = map[string]any{"city": strings.Repeat("a", commands.DefaultMaxAppendBytes)}
+	_, err := h.ImportDevices(ctx, commands.Meta{CommandID: "import-huge"}, in)
+	var ie *commands.ImportError
+	if !errors.As(err, &ie) {
+		t.Fatalf("import with an oversized row: %v, want an *ImportError", err)
+	}
+	if len(ie.Rows) != 1 || ie.Rows[0].Row != 1 || ie.Rows[0].Err.Code != domain.CodeInvalid || !strings.Contains(ie.Rows[0].Err.Message, "too large to record") {
+		t.Errorf("refused rows: %+v, want row 1, too large to record", ie.Rows)
+	}
+	if e, ok := domain.AsError(err); !ok || len(e.Fields) != 1 || e.Fields[0].Field != "rows[1]" {
+		t.Errorf("import error as a domain error: %+v, want one field rows[1]", e)
+	}
+	for _, r := range in {
+		if n := len(MustRead(t, store, eventstore.DeviceStream(r.DeviceID))); n != 0 {
+			t.Errorf("device %s has %d events after a refused import", r.DeviceID, n)
+		}
+	}
+	// Just under the limit, the same row is recorded.
+	in[1].Properties = map[string]any{"city": strings.Repeat("a", commands.DefaultMaxAppendBytes-4096)}
+	if _, err := h.ImportDevices(ctx, commands.Meta{CommandID: "import-big"}, in); err != nil {
+		t.Fatalf("import with a big row that fits: %v", err)
 	}
 }

@@ -1,11 +1,19 @@
 package http_test
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
 
+	"github.com/fleetjobs/fleetjobs/commands"
+	"github.com/fleetjobs/fleetjobs/domain/device"
+	"github.com/fleetjobs/fleetjobs/eventstore"
+	"github.com/fleetjobs/fleetjobs/eventstore/eventstoretest"
 	fjhttp "github.com/fleetjobs/fleetjobs/http"
 )
 
@@ -145,5 +153,77 @@ func TestPaging(t *testing.T) {
 		if p := a.Problem(t); len(p.Errors) != 1 || p.Errors[0].Field != field {
 			t.Errorf("%s: errors %+v, want one naming %s", q, p.Errors, field)
 		}
+	}
+}
+
+// smallAppendsHandler is a real command handler, over an embedded event
+// store, whose appends carry at most 4,096 bytes (instead of about 1 MiB,
+// to keep the tests small), with template t1 (a string property city).
+func smallAppendsHandler(t *testing.T) *commands.Handler {
+	t.Helper()
+	codec := eventstore.NewCatalogCodec()
+	h := commands.New(eventstoretest.MustStart(t, eventstore.WithCodec(codec)), codec, time.Now, uuid.NewString, nil, commands.WithMaxAppendBytes(4096))
+	tmpl := device.PublishTemplate{TemplateID: "t1", Name: "T", Properties: []device.Capability{{Name: "city", Schema: device.SchemaString}}}
+	if _, err := h.PublishTemplate(context.Background(), commands.Meta{}, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// tooLargeToRecordError is what the real command handler answers for a
+// device whose event is over what one append to the event store may carry.
+func tooLargeToRecordError(t *testing.T) error {
+	t.Helper()
+	_, err := smallAppendsHandler(t).RegisterDevice(context.Background(), commands.Meta{}, device.Register{DeviceID: "huge2", Name: "x", TemplateID: "t1",
+		Properties: map[string]any{"city": strings.Repeat("a", 5000)}})
+	if err == nil {
+		t.Fatal("the command handler recorded an event over its append limit")
+	}
+	return err
+}
+
+// failingJobs answers every job creation with err.
+type failingJobs struct {
+	*jobStub
+	err error
+}
+
+func (f failingJobs) CreateJob(context.Context, fjhttp.CreateJob) (fjhttp.JobResult, error) {
+	return fjhttp.JobResult{}, f.err
+}
+
+// TestBodyTooLargeToRecord: a body under the HTTP limit whose event is over
+// what one append to the event store may carry (a long property value, a
+// long operation value) is the caller's input, not a server failure: 413
+// naming the body, as for a body over the HTTP limit.
+func TestBodyTooLargeToRecord(t *testing.T) {
+	tooLarge := tooLargeToRecordError(t)
+	s, rec, _ := MustOpenAPI(t, fjhttp.Config{})
+	rec.err = tooLarge
+	j := failingJobs{jobStub: newJobStub(0), err: fmt.Errorf("create job: %w", tooLarge)}
+	cfg := fjhttp.Config{JobQueries: j, JobHistory: j, JobCommands: j}
+	jobs := MustOpen(t, cfg)
+	cases := []struct {
+		name string
+		base string
+		req  Request
+	}{
+		{"device", s.URL(), Request{Method: "PUT", Path: "/api/v1/devices/huge2", Header: JSONHeader(),
+			Body: `{"name":"x","templateId":"t1","properties":{"city":"` + strings.Repeat("a", 5000) + `"}}`}},
+		{"job", jobs.URL(), Request{Method: "PUT", Path: "/api/v1/jobs/j1", Header: JSONHeader(),
+			Body: `{"name":"j","deviceSetId":"s1","jobType":"setting","operations":[{"name":"s","value":"` + strings.Repeat("a", 5000) + `"}]}`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := MustDo(t, tc.base, tc.req)
+			if a.Code != 413 {
+				t.Fatalf("status %d (%s), want 413", a.Code, a.Body)
+			}
+			p := a.Problem(t)
+			if p.Type != fjhttp.ProblemTypeBase+"too-large" || p.Detail == "" || len(p.Errors) != 1 || p.Errors[0].Field != "body" ||
+				!strings.Contains(p.Errors[0].Message, "too large to record") {
+				t.Errorf("problem %+v", p)
+			}
+		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"go.uber.org/zap"
 
+	"github.com/fleetjobs/fleetjobs/commands"
 	"github.com/fleetjobs/fleetjobs/domain"
 )
 
@@ -88,6 +89,7 @@ func errorTable() []mapping {
 		{match: is(ErrNotFound), status: http.StatusNotFound, slug: "not-found", title: "Not found", detail: true},
 		{match: is(ErrConflict), status: http.StatusConflict, slug: "conflict", title: "Conflict", detail: true},
 		{match: is(ErrTooLarge), status: http.StatusRequestEntityTooLarge, slug: "too-large", title: "Request body too large", detail: true},
+		{match: is(commands.ErrTooLargeToRecord), status: http.StatusRequestEntityTooLarge, slug: "too-large", title: "Request too large to record", detail: true},
 		{match: is(ErrUnsupportedMediaType), status: http.StatusUnsupportedMediaType, slug: "unsupported-media-type", title: "Unsupported media type", detail: true},
 		{match: is(ErrNotCaughtUp), status: http.StatusServiceUnavailable, slug: "not-caught-up", title: "Read models not caught up", detail: true, retryAfter: retryAfterSeconds},
 		{match: is(ErrNotReady), status: http.StatusServiceUnavailable, slug: "not-ready", title: "Service not ready", detail: true},
@@ -172,6 +174,10 @@ func fieldsOf(err error) []FieldError {
 	case errors.Is(err, ErrTooLarge):
 		// Every bad input names its field (issue 3): an oversized body's
 		// field is the body itself.
+		return []FieldError{{Field: bodyField, Message: err.Error()}}
+	case errors.Is(err, commands.ErrTooLargeToRecord):
+		// A body under the HTTP limit can still make an event over the
+		// event store's append limit.
 		return []FieldError{{Field: bodyField, Message: err.Error()}}
 	}
 	if de, ok := domain.AsError(err); ok && len(de.Fields) > 0 {

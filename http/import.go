@@ -181,7 +181,12 @@ func parseCSVImport(body []byte) ([]ImportRow, map[int][]FieldError) {
 				rows = append(rows, ImportRow{}) // the reader can go on after a short or long record
 				continue
 			}
-			break // a quoting error leaves the reader lost
+			// A quoting error leaves the reader lost: the rows after it
+			// cannot be found. The row keeps its place, so that its
+			// problem is reported with the others' and nothing is
+			// recorded.
+			rows = append(rows, ImportRow{})
+			break
 		}
 		row := ImportRow{DeviceID: rec[0], Name: rec[1], TemplateID: rec[2], Properties: make(map[string]any, len(props))}
 		for j, name := range props {
@@ -244,12 +249,20 @@ func csvValue(cell string) any {
 	return cell
 }
 
+// csvMessage is the CSV reader's error as a row's problem: the line the
+// record starts on, and where the parser stopped if that is elsewhere (a
+// quoted field that is never closed runs to the end of the body).
 func csvMessage(err error) string {
 	var pe *csv.ParseError
-	if errors.As(err, &pe) {
+	switch {
+	case !errors.As(err, &pe):
+		return err.Error()
+	case errors.Is(pe.Err, csv.ErrFieldCount):
 		return fmt.Sprintf("line %d: %v", pe.Line, pe.Err)
+	case pe.StartLine != pe.Line:
+		return fmt.Sprintf("line %d (parse error on line %d, column %d): %v", pe.StartLine, pe.Line, pe.Column, pe.Err)
 	}
-	return err.Error()
+	return fmt.Sprintf("line %d, column %d: %v", pe.Line, pe.Column, pe.Err)
 }
 
 // checkImportRows applies PUT /devices' shape checks to every row that

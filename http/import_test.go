@@ -1,6 +1,7 @@
 package http_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -8,7 +9,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/fleetjobs/fleetjobs/commands"
 	"github.com/fleetjobs/fleetjobs/domain"
+	"github.com/fleetjobs/fleetjobs/domain/device"
 	fjhttp "github.com/fleetjobs/fleetjobs/http"
 )
 
@@ -105,23 +108,30 @@ func TestImportRefusesEveryBadRowAndRecordsNothing(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s, rec, _ := MustOpenAPI(t, fjhttp.Config{})
 			tc.req.Method, tc.req.Path = "POST", "/api/v1/devices:import"
-			a := MustDo(t, s.URL(), tc.req)
-			if a.Code != 422 {
-				t.Fatalf("status %d (%s), want 422", a.Code, a.Body)
-			}
-			p := a.Problem(t)
-			if p.Type != fjhttp.ProblemTypeBase+"import-refused" {
-				t.Errorf("type %q", p.Type)
-			}
-			if diff := cmp.Diff(tc.want, p.Errors); diff != "" {
-				t.Errorf("errors (-want +got):\n%s", diff)
-			}
-			if n := len(rec.Commands()); n != 0 {
-				t.Errorf("%d commands recorded, want none", n)
-			}
+			mustImportRefused(t, tc.req, tc.want)
 		})
+	}
+}
+
+// mustImportRefused sends an import that must be refused with 422 and the
+// problems want, recording nothing.
+func mustImportRefused(t *testing.T, req Request, want []fjhttp.FieldError) {
+	t.Helper()
+	s, rec, _ := MustOpenAPI(t, fjhttp.Config{})
+	a := MustDo(t, s.URL(), req)
+	if a.Code != 422 {
+		t.Fatalf("status %d (%s), want 422", a.Code, a.Body)
+	}
+	p := a.Problem(t)
+	if p.Type != fjhttp.ProblemTypeBase+"import-refused" {
+		t.Errorf("type %q", p.Type)
+	}
+	if diff := cmp.Diff(want, p.Errors); diff != "" {
+		t.Errorf("errors (-want +got):\n%s", diff)
+	}
+	if n := len(rec.Commands()); n != 0 {
+		t.Errorf("%d commands recorded, want none", n)
 	}
 }
 
@@ -235,4 +245,61 @@ func TestLargeNDJSONImportKeepsRowOrderAndFindsEveryBadRow(t *testing.T) {
 			t.Errorf("%d commands recorded, want none", k)
 		}
 	})
+}
+
+// TestCSVImportRefusesAQuotingError: a quote that is never closed, or one
+// inside an unquoted field, leaves the CSV reader unable to find the rows
+// after it. The import is refused naming the row the error is in (after any
+// problems of the rows before it), not answered 200 with the rows before it
+// recorded and the rest dropped.
+func TestCSVImportRefusesAQuotingError(t *testing.T) {
+	const head = "deviceId,name,templateId,prop.city\n"
+	cases := []struct {
+		name string
+		body string
+		want []fjhttp.FieldError
+	}{
+		{"unclosed quote", head + "csv1,C1,t1,Oslo\ncsv2,C2,t1,\"Bergen\ncsv3,C3,t1,Oslo\n", []fjhttp.FieldError{
+			{Field: "rows[1]", Message: "line 3 (parse error on line 4, column 17): extraneous or missing \" in quoted-field"},
+		}},
+		{"bare quote", head + "csv1,C1,t1,Oslo\ncsv2,C2,t1,Os\"lo\ncsv3,C3,t1,Oslo\n", []fjhttp.FieldError{
+			{Field: "rows[1]", Message: "line 3, column 14: bare \" in non-quoted-field"},
+		}},
+		{"in the first row", head + "csv1,C1,t1,\"Oslo\n", []fjhttp.FieldError{
+			{Field: "rows[0]", Message: "line 2, column 18: extraneous or missing \" in quoted-field"},
+		}},
+		{"after a bad row", head + "csv1,,t1,Oslo\ncsv2,C2,t1,Os\"lo\n", []fjhttp.FieldError{
+			{Field: "rows[0].name", Message: "is required"},
+			{Field: "rows[1]", Message: "line 3, column 14: bare \" in non-quoted-field"},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			mustImportRefused(t, Request{Method: "POST", Path: "/api/v1/devices:import", Header: csvHeader(), Body: tc.body}, tc.want)
+		})
+	}
+}
+
+// TestImportRefusesARowTooLargeToRecord: an import with a row whose event
+// is over what one append to the event store may carry is refused by the
+// real command handler before it records any row (see the commands
+// package's TestImportRefusesARowTooLargeToRecordBeforeRecordingAny), and
+// answered like any bad row: 422 naming the row.
+func TestImportRefusesARowTooLargeToRecord(t *testing.T) {
+	_, err := smallAppendsHandler(t).ImportDevices(context.Background(), commands.Meta{}, []device.Register{
+		{DeviceID: "good1", Name: "x", TemplateID: "t1"},
+		{DeviceID: "huge3", Name: "x", TemplateID: "t1", Properties: map[string]any{"city": strings.Repeat("a", 5000)}},
+	})
+	s, rec, _ := MustOpenAPI(t, fjhttp.Config{})
+	rec.err = err
+	a := MustDo(t, s.URL(), Request{Method: "POST", Path: "/api/v1/devices:import", Header: ndjsonHeader(), Body: `{"deviceId":"good1","name":"x","templateId":"t1"}` + "\n" +
+		`{"deviceId":"huge3","name":"x","templateId":"t1","properties":{"city":"` + strings.Repeat("a", 5000) + `"}}` + "\n"})
+	if a.Code != 422 {
+		t.Fatalf("status %d (%.300s), want 422", a.Code, a.Body)
+	}
+	p := a.Problem(t)
+	if p.Type != fjhttp.ProblemTypeBase+"import-refused" || len(p.Errors) != 1 || p.Errors[0].Field != "rows[1]" ||
+		!strings.Contains(p.Errors[0].Message, "too large to record") {
+		t.Errorf("problem %+v, want rows[1] too large to record", p)
+	}
 }
