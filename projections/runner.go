@@ -225,6 +225,14 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.cfg.Logger.Info("projections follow a rebuild's switch", zap.Error(err))
 			continue
 		}
+		if errors.Is(err, ErrCheckpointMoved) {
+			// Another instance committed first (several serve instances
+			// project the same log into one Redis): reopen from its
+			// checkpoint at once. Not a failure either: /readyz would
+			// flap on every race.
+			r.cfg.Logger.Debug("projections reopen after another writer's commit", zap.Error(err))
+			continue
+		}
 		r.setHealth(false, err)
 		if progressed {
 			backoff, failing = r.cfg.MinBackoff, false

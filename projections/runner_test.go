@@ -313,9 +313,33 @@ func TestTwoRunnersOnOneRedisEndLikeARebuild(t *testing.T) {
 	small := func(c *projections.RunnerConfig) { c.BatchSize = 16 }
 	a := MustRun(t, es, rdb, root, "1", small)
 	b := MustRun(t, es, rdb, root, "1", small)
+	// Losing a race to the other runner's commit is not a failure: the
+	// loser reopens at once, and Status (so /readyz) never reports it.
+	stop := make(chan struct{})
+	raced := make(chan error, 1)
+	go func() {
+		defer close(raced)
+		for {
+			for _, r := range []*projections.Runner{a.Runner, b.Runner} {
+				if err := r.Status().Err; errors.Is(err, projections.ErrCheckpointMoved) {
+					raced <- err
+					return
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond): // sampling interval, not a wait for a condition
+			}
+		}
+	}()
 	tok := mustAppendFleet(t, es, 200)
 	MustReach(t, a.Runner, tok)
 	MustReach(t, b.Runner, tok)
+	close(stop)
+	if err := <-raced; err != nil {
+		t.Errorf("a runner reported losing a race as a failure: %v", err)
+	}
 	rebuilt := MustRun(t, es, rdb, root, "2")
 	MustReach(t, rebuilt.Runner, tok)
 	if diff := cmp.Diff(MustDump(t, rdb, projections.Prefix(root, "devices", "2")), MustDump(t, rdb, projections.Prefix(root, "devices", "1"))); diff != "" {
