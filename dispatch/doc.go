@@ -38,9 +38,14 @@
 // no result and whose deadline has not passed, with their recorded deadline,
 // and lets the others time out.
 //
-// One Manager per event log: two would both dispatch (harmless for devices,
-// which drop duplicates, and for the results, which are idempotent, but
-// wasteful).
+// One Manager per event log runs (Run) at a time: two would both dispatch
+// (harmless for devices, which drop duplicates, and for the results, which
+// are idempotent, but wasteful). cmd/fleetjobs elects it with a lease in
+// Redis; the Managers of the other instances stand by in Relay, recording
+// the answers that reach their instance (a shared MQTT subscription hands
+// each answer to any one of them), which the running Manager then reads in
+// the log: a device recorded there that it still waited for is settled
+// and widens its job's window as an answer does.
 //
 // Transports live in subpackages (sim; mqtt). They import this package for
 // Delivery and Answer, and never the domain. This package may import

@@ -384,15 +384,26 @@ func (m *Manager) onEvent(ctx context.Context, r eventstore.Recorded) error {
 		}
 		m.addGroup(j, e.DeviceIDs, at.Add(j.timeout()))
 	case job.OperationSucceeded:
-		j.settle(e.DeviceID)
+		m.settleRecorded(j, e.DeviceID)
 	case job.OperationFailed:
-		j.settle(e.DeviceID)
+		m.settleRecorded(j, e.DeviceID)
 	}
 	m.maybeDrop(j)
 	m.cond.Broadcast()
 	m.mu.Unlock()
 	m.maybeSave(ctx)
 	return nil
+}
+
+// settleRecorded settles a device whose result the log now holds. One still
+// waited for was answered through another instance (which relayed the
+// answer, see Relay), or timed out there: that widens the window as an
+// answer taken here does. Called with mu held.
+func (m *Manager) settleRecorded(j *jobRun, id string) {
+	if _, waiting := j.outstanding[id]; waiting && j.window > 0 && j.window < m.cfg.Window {
+		j.window++
+	}
+	j.settle(id)
 }
 
 func (m *Manager) advance(p eventstore.Position) {
@@ -821,32 +832,71 @@ func (m *Manager) resends(ctx context.Context) {
 // never holds up the transport.
 func (m *Manager) answers(ctx context.Context) {
 	for {
-		var batch []Answer
-		select {
-		case <-ctx.Done():
+		batch, ok := m.nextAnswers(ctx.Done())
+		if !ok {
 			return
-		case as, ok := <-m.cfg.Answers:
-			if !ok {
-				return
-			}
-			batch = append(batch, as...)
-		}
-	drain:
-		for len(batch) < m.cfg.Round {
-			select {
-			case as, ok := <-m.cfg.Answers:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, as...)
-			default:
-				break drain
-			}
 		}
 		if unknown := m.takeAnswers(batch); len(unknown) > 0 {
 			m.recordAll(ctx, unknown, false)
 		}
 	}
+}
+
+// nextAnswers waits for answers and returns them with those already
+// waiting, up to about a Round; false once stop is closed or the channel.
+func (m *Manager) nextAnswers(stop <-chan struct{}) ([]Answer, bool) {
+	var batch []Answer
+	select {
+	case <-stop:
+		return nil, false
+	case as, ok := <-m.cfg.Answers:
+		if !ok {
+			return nil, false
+		}
+		batch = append(batch, as...)
+	}
+drain:
+	for len(batch) < m.cfg.Round {
+		select {
+		case as, ok := <-m.cfg.Answers:
+			if !ok {
+				break drain
+			}
+			batch = append(batch, as...)
+		default:
+			break drain
+		}
+	}
+	return batch, true
+}
+
+// Relay records the answers that reach this instance while another
+// instance dispatches (one dispatches at a time; the others stand by):
+// each through Outcomes for its job, as the answers of jobs a running
+// Manager does not track are. The dispatching instance learns them from the
+// log. Relay returns once stop is closed, after recording the answers it
+// took, or when ctx ends; call it only while Run is not running (before
+// it, or in between standbys of a Manager that has not run).
+func (m *Manager) Relay(ctx context.Context, stop <-chan struct{}) {
+	for {
+		batch, ok := m.nextAnswers(stop)
+		if !ok {
+			return
+		}
+		perJob := make(map[string][]job.DeviceResult)
+		for _, a := range batch {
+			perJob[a.JobID] = append(perJob[a.JobID], resultOf(a))
+		}
+		m.recordAll(ctx, perJob, false)
+	}
+}
+
+// resultOf is the device result an answer reports.
+func resultOf(a Answer) job.DeviceResult {
+	if a.Succeeded {
+		return job.DeviceResult{DeviceID: a.DeviceID, Status: job.DeviceSucceeded}
+	}
+	return job.DeviceResult{DeviceID: a.DeviceID, Status: job.DeviceFailed, Error: a.Error}
 }
 
 // takeAnswers turns answers into results: those of tracked jobs are queued
@@ -859,10 +909,7 @@ func (m *Manager) takeAnswers(as []Answer) map[string][]job.DeviceResult {
 	var unknown map[string][]job.DeviceResult
 	var queued []*jobRun
 	for _, a := range as {
-		r := job.DeviceResult{DeviceID: a.DeviceID, Status: job.DeviceSucceeded}
-		if !a.Succeeded {
-			r.Status, r.Error = job.DeviceFailed, a.Error
-		}
+		r := resultOf(a)
 		j := m.jobs[a.JobID]
 		if j == nil {
 			if unknown == nil {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"go.uber.org/zap/zapcore"
@@ -47,6 +48,12 @@ type Config struct {
 	// Demo seeds a demonstration fleet through the command path at start,
 	// unless the log already has it (--demo or FLEETJOBS_DEMO=1).
 	Demo bool
+
+	// DispatchLease is how long the dispatching instance holds the dispatch
+	// lease without renewing it, so how long a crashed one leaves jobs
+	// undispatched before another instance takes over (no flag: tests
+	// shorten it; zero means 10 s).
+	DispatchLease time.Duration
 }
 
 // KeyRoot is the root of the read models' keys in Redis.

@@ -205,12 +205,14 @@ func (p simProperties) props() map[string]any {
 type dispatcher struct {
 	cfg       dispatch.Config // Transport and Answers filled in by newDispatcher
 	transport deviceTransport
+	lease     *lease // who dispatches, among instances; nil: this one, always
 	logger    *zap.Logger
 
 	mu      sync.Mutex
 	current *dispatch.Manager
 	base    dispatch.Stats // counters of the Managers replaced
 	running bool           // a Manager is running
+	standby bool           // another instance dispatches; this one relays answers
 	err     error          // why the last Manager stopped, until the next one runs
 
 	stop context.CancelFunc
@@ -220,8 +222,8 @@ type dispatcher struct {
 // newDispatcher checks the Manager's configuration (a mistake there is a
 // start-up error, not a retry loop) over transport, whose answers arrive on
 // answers.
-func newDispatcher(cfg dispatch.Config, transport deviceTransport, answers chan []dispatch.Answer) (*dispatcher, error) {
-	d := &dispatcher{transport: transport, logger: cfg.Logger}
+func newDispatcher(cfg dispatch.Config, transport deviceTransport, answers chan []dispatch.Answer, l *lease) (*dispatcher, error) {
+	d := &dispatcher{transport: transport, lease: l, logger: cfg.Logger}
 	cfg.Transport, cfg.Answers = transport, answers
 	d.cfg = cfg
 	m, err := dispatch.New(cfg)
@@ -242,36 +244,58 @@ func (d *dispatcher) start() {
 	go func() { wg.Wait(); close(d.done) }()
 }
 
-// supervise runs the current Manager and, whenever Run fails, a new one
-// after a pause, until ctx ends.
+// supervise runs the current Manager while this instance holds the
+// dispatch lease (relaying answers while another instance does), and after
+// Run fails, or the lease is lost, a new Manager, until ctx ends.
 func (d *dispatcher) supervise(ctx context.Context) {
 	for {
 		d.mu.Lock()
 		m := d.current
-		d.running, d.err = true, nil
+		d.mu.Unlock()
+		if !d.awaitLease(ctx, m) {
+			return
+		}
+		d.mu.Lock()
+		d.running, d.standby, d.err = true, false, nil
 		d.mu.Unlock()
 
-		err := m.Run(ctx)
+		runCtx, cancel := context.WithCancel(ctx)
+		lost := make(chan struct{})
+		var kept sync.WaitGroup
+		kept.Go(func() { d.keepLease(runCtx, cancel, lost) })
+		err := m.Run(runCtx)
+		cancel()
+		kept.Wait()
 
 		d.mu.Lock()
 		d.running, d.err = false, err
 		d.mu.Unlock()
 		if ctx.Err() != nil {
+			d.releaseLease()
 			return
 		}
-		if err == nil {
-			err = errors.New("stopped on its own")
-			d.mu.Lock()
-			d.err = err
-			d.mu.Unlock()
-		}
-		d.logger.Error("dispatcher stopped; restarting it", zap.Error(err), zap.Duration("after", dispatchRestartDelay))
-		t := time.NewTimer(dispatchRestartDelay)
 		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
+		case <-lost:
+			d.mu.Lock()
+			d.err = nil
+			d.mu.Unlock()
+		default:
+			if err == nil {
+				err = errors.New("stopped on its own")
+				d.mu.Lock()
+				d.err = err
+				d.mu.Unlock()
+			}
+			// Another instance may dispatch meanwhile.
+			d.releaseLease()
+			d.logger.Error("dispatcher stopped; restarting it", zap.Error(err), zap.Duration("after", dispatchRestartDelay))
+			t := time.NewTimer(dispatchRestartDelay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
 		}
 		next, err := dispatch.New(d.cfg)
 		if err != nil { // the configuration was accepted once: cannot happen
@@ -284,6 +308,101 @@ func (d *dispatcher) supervise(ctx context.Context) {
 		d.base = addStats(d.base, d.current.Stats())
 		d.current = next
 		d.mu.Unlock()
+	}
+}
+
+// awaitLease returns true once this instance holds the dispatch lease, false
+// if ctx ends first. Until then m relays the answers that reach this
+// instance (MQTT answers come through a shared subscription, to any
+// instance), and /readyz reports the dispatcher on standby, which is ready.
+func (d *dispatcher) awaitLease(ctx context.Context, m *dispatch.Manager) bool {
+	if d.lease == nil {
+		return true
+	}
+	var stop chan struct{}
+	var relaying sync.WaitGroup
+	defer func() {
+		if stop != nil {
+			close(stop)
+			relaying.Wait()
+		}
+	}()
+	failing := false
+	for {
+		ok, err := d.lease.take(ctx)
+		switch {
+		case ok:
+			if stop != nil {
+				d.logger.Info("dispatcher: this instance dispatches now")
+			}
+			return true
+		case err != nil && ctx.Err() == nil && !failing:
+			d.logger.Warn("dispatcher: cannot read the dispatch lease in Redis; standing by until it can", zap.Error(err))
+		}
+		failing = err != nil
+		if stop == nil {
+			if err == nil {
+				d.logger.Info("dispatcher: another instance dispatches; standing by, recording the answers that reach this one")
+			}
+			d.mu.Lock()
+			d.standby = true
+			d.mu.Unlock()
+			stop = make(chan struct{})
+			relaying.Go(func() { m.Relay(ctx, stop) })
+		}
+		t := time.NewTimer(d.lease.ttl / 3)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
+}
+
+// keepLease renews the lease every third of its time until ctx ends. When
+// another instance holds it (this one paused past its expiry), it closes
+// lost and cancels the Manager's run. A renewal that fails (Redis
+// unreachable) keeps dispatching: two instances dispatching for a while
+// cost duplicate deliveries, which devices drop, while none dispatching
+// would stall every job.
+func (d *dispatcher) keepLease(ctx context.Context, cancel context.CancelFunc, lost chan<- struct{}) {
+	if d.lease == nil {
+		return
+	}
+	t := time.NewTicker(d.lease.ttl / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ok, err := d.lease.take(ctx)
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				d.logger.Warn("dispatcher: cannot renew the dispatch lease; dispatching on", zap.Error(err))
+			}
+		case !ok:
+			d.logger.Warn("dispatcher: another instance took the dispatch lease; standing by")
+			close(lost)
+			cancel()
+			return
+		}
+	}
+}
+
+// releaseLease gives the lease up, so that another instance takes over at
+// once.
+func (d *dispatcher) releaseLease() {
+	if d.lease == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := d.lease.release(ctx); err != nil {
+		d.logger.Warn("dispatcher: could not release the dispatch lease; another instance takes over when it expires", zap.Error(err), zap.Duration("expiry", d.lease.ttl))
 	}
 }
 
@@ -313,7 +432,7 @@ func (d *dispatcher) ready(context.Context) error {
 	switch {
 	case d.err != nil:
 		return fmt.Errorf("not running, restarting: %w", d.err)
-	case !d.running:
+	case !d.running && !d.standby:
 		return errors.New("not running")
 	}
 	return nil
@@ -340,9 +459,19 @@ func registerDispatchMetrics(m *fjhttp.Metrics, d *dispatcher) error {
 		}
 		return 0
 	}
+	leader := func() float64 {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.running {
+			return 1
+		}
+		return 0
+	}
 	return errors.Join(
 		m.GaugeFunc("fleetjobs_dispatch_running",
-			"1 while the dispatcher runs, 0 while it is restarting after a failure.", running),
+			"1 while the dispatcher dispatches or stands by (another instance dispatches), 0 while it is restarting after a failure.", running),
+		m.GaugeFunc("fleetjobs_dispatch_leader",
+			"1 while this instance dispatches (holds the dispatch lease), 0 while it stands by.", leader),
 		m.GaugeFunc("fleetjobs_dispatch_jobs",
 			"Jobs the dispatcher tracks now (running, or with devices waiting for an answer).",
 			func() float64 { return float64(d.stats().Jobs) }),

@@ -42,16 +42,25 @@ func (b broker) embedded() bool { return b.url == "" }
 func forEachBroker(t *testing.T, f func(t *testing.T, b broker)) {
 	t.Run("embedded", func(t *testing.T) { t.Parallel(); f(t, broker{name: "embedded"}) })
 	t.Run("mosquitto", func(t *testing.T) {
-		u := os.Getenv("FLEETJOBS_TEST_MQTT_URL")
-		if u == "" {
-			if os.Getenv("CI") != "" {
-				t.Fatal("FLEETJOBS_TEST_MQTT_URL is not set under CI: run the tests with bash .ci/testenv.sh (make test)")
-			}
-			t.Skip("FLEETJOBS_TEST_MQTT_URL is not set: run with bash .ci/testenv.sh go test ./cmd/fleetjobs/ to test against Mosquitto")
-		}
+		u := MustMosquittoURL(t)
 		t.Parallel()
 		f(t, broker{name: "mosquitto", url: u})
 	})
+}
+
+// MustMosquittoURL returns the Mosquitto that make test starts
+// (FLEETJOBS_TEST_MQTT_URL); without it the test is skipped (failed under
+// CI).
+func MustMosquittoURL(tb testing.TB) string {
+	tb.Helper()
+	u := os.Getenv("FLEETJOBS_TEST_MQTT_URL")
+	if u == "" {
+		if os.Getenv("CI") != "" {
+			tb.Fatal("FLEETJOBS_TEST_MQTT_URL is not set under CI: run the tests with bash .ci/testenv.sh (make test)")
+		}
+		tb.Skip("FLEETJOBS_TEST_MQTT_URL is not set: run with bash .ci/testenv.sh go test ./cmd/fleetjobs/ to test against Mosquitto")
+	}
+	return u
 }
 
 // MQTTServeConfig is ServeConfig with MQTT devices on b.
@@ -222,8 +231,11 @@ func TestMQTTKillMidJob(t *testing.T) {
 		redisURL, root := MustRedisURL(t)
 		data := t.TempDir()
 		mqttAddr := freeAddr(t)
+		// The restart listens where the killed service did, as a service
+		// restarted with its configuration does: it holds the dispatch
+		// lease under the same ID (leaseHolder) and dispatches at once.
+		httpAddr := freeAddr(t)
 		env := func() (vars []string, base, esAddr string) {
-			httpAddr := freeAddr(t)
 			esAddr = freeAddr(t)
 			return []string{
 				"FLEETJOBS_DATA_DIR=" + data, "FLEETJOBS_HTTP_ADDR=" + httpAddr, "FLEETJOBS_EVENTSTORE_ADDR=" + esAddr,

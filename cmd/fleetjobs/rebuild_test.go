@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/fleetjobs/fleetjobs/domain/device"
 	"github.com/fleetjobs/fleetjobs/eventstore"
@@ -85,12 +84,7 @@ func TestRebuild(t *testing.T) {
 	m := MustServe(t, ServeConfig(t, redisURL, root), nil)
 	api := m.HTTPURL() + fjhttp.APIBase
 	es := MustEventStore(t, m)
-	opt, err := redis.ParseURL(redisURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
+	rdb := MustRedisClient(t, redisURL)
 	ctx := context.Background()
 
 	MustStatus(t, Do(t, http.MethodPut, api+"/device-templates/vending", map[string]any{"name": "Vending",

@@ -187,14 +187,19 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		m.Logger.Warn("no device transport (FLEETJOBS_DEVICES=none): jobs stay pending; device gateways report results over HTTP")
 	}
 	if transport != nil {
-		if m.dispatch, err = newDispatcher(dcfg, transport, answers); err != nil {
+		ttl := cfg.DispatchLease
+		if ttl <= 0 {
+			ttl = defaultDispatchLease
+		}
+		// The holder's ID is set once HTTP listens (leaseHolder).
+		l := &lease{rdb: m.redis, key: dispatchLeaseKey(root), ttl: ttl}
+		if m.dispatch, err = newDispatcher(dcfg, transport, answers, l); err != nil {
 			return err
 		}
 		if err := registerDispatchMetrics(metrics, m.dispatch); err != nil {
 			return err
 		}
 		checks = append(checks, fjhttp.Check{Name: "dispatcher", Check: m.dispatch.ready})
-		m.dispatch.start()
 	}
 	if cfg.Demo {
 		if _, err := seedDemo(ctx, m.commands, m.Logger.Named("demo")); err != nil {
@@ -231,6 +236,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.Logger.Info("serving HTTP", zap.String("addr", m.http.Addr()), zap.String("url", m.http.URL()))
+	if m.dispatch != nil {
+		m.dispatch.lease.id = leaseHolder(m.http.Addr())
+		m.dispatch.start()
+	}
 	if cfg.Demo {
 		m.Logger.Info("demo fleet: the API is here", zap.String("api", m.http.URL()+fjhttp.APIBase))
 		printDemo(m.Out, m.http.URL(), cfg.Devices == devicesSim)

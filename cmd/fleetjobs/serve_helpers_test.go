@@ -45,16 +45,23 @@ func MustRedisURL(tb testing.TB) (url, root string) {
 	return url, root
 }
 
-// MustDeleteKeys deletes the keys matching pattern: a test flushes only its
-// own keys.
-func MustDeleteKeys(tb testing.TB, url, pattern string) {
+// MustRedisClient is a client of the Redis at url, closed at the test's end.
+func MustRedisClient(tb testing.TB, url string) *redis.Client {
 	tb.Helper()
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	rdb := redis.NewClient(opt)
-	defer rdb.Close()
+	tb.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+// MustDeleteKeys deletes the keys matching pattern: a test flushes only its
+// own keys.
+func MustDeleteKeys(tb testing.TB, url, pattern string) {
+	tb.Helper()
+	rdb := MustRedisClient(tb, url)
 	ctx := context.Background()
 	iter := rdb.Scan(ctx, 0, pattern, 1000).Iterator()
 	var keys []string

@@ -12,7 +12,8 @@
 //   - Transport: a dispatch.Transport over github.com/eclipse/paho.golang
 //     (autopaho reconnects). It reads the answers through a shared
 //     subscription ($share/{group}/..., at QoS 0: AnswerQoS says why), so
-//     several service instances share the load, and hands them to the
+//     that each answer reaches one of several service instances (one
+//     dispatches, the others record the answers they get), and hands them to the
 //     dispatcher in batches. A pool of publishers (Config.Publishers) sends
 //     the deliveries of all concurrent Sends, each waiting for its PUBACK;
 //     the connection's reads are buffered and its writes gathered into as
