@@ -384,9 +384,9 @@ func (m *Manager) onEvent(ctx context.Context, r eventstore.Recorded) error {
 		}
 		m.addGroup(j, e.DeviceIDs, at.Add(j.timeout()))
 	case job.OperationSucceeded:
-		m.settleRecorded(j, e.DeviceID)
+		m.settleRecorded(j, e.DeviceID, true)
 	case job.OperationFailed:
-		m.settleRecorded(j, e.DeviceID)
+		m.settleRecorded(j, e.DeviceID, e.Error != TimedOut(j.state.TimeoutSeconds))
 	}
 	m.maybeDrop(j)
 	m.cond.Broadcast()
@@ -397,10 +397,11 @@ func (m *Manager) onEvent(ctx context.Context, r eventstore.Recorded) error {
 
 // settleRecorded settles a device whose result the log now holds. One still
 // waited for was answered through another instance (which relayed the
-// answer, see Relay), or timed out there: that widens the window as an
-// answer taken here does. Called with mu held.
-func (m *Manager) settleRecorded(j *jobRun, id string) {
-	if _, waiting := j.outstanding[id]; waiting && j.window > 0 && j.window < m.cfg.Window {
+// answer, see Relay), or timed out there: an answer widens the window as
+// one taken here does (a timeout does not, here either). Called with mu
+// held.
+func (m *Manager) settleRecorded(j *jobRun, id string, answered bool) {
+	if _, waiting := j.outstanding[id]; waiting && answered && j.window > 0 && j.window < m.cfg.Window {
 		j.window++
 	}
 	j.settle(id)
@@ -1066,7 +1067,9 @@ func (m *Manager) record(ctx context.Context, jobID string, rs []job.DeviceResul
 	case err == nil:
 		return len(rs)
 	case !isRefusal(err) || len(rs) == 1:
-		m.log.Warn("dispatch: results not recorded", zap.String("job", jobID), zap.Int("results", len(rs)), zap.Error(err))
+		if ctx.Err() == nil { // else shutting down, or the lease lost: the next dispatcher resends
+			m.log.Warn("dispatch: results not recorded", zap.String("job", jobID), zap.Int("results", len(rs)), zap.Error(err))
+		}
 		return 0
 	}
 	n := 0

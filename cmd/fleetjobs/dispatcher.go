@@ -213,6 +213,7 @@ type dispatcher struct {
 	base    dispatch.Stats // counters of the Managers replaced
 	running bool           // a Manager is running
 	standby bool           // another instance dispatches; this one relays answers
+	led     bool           // this process has held the lease (supervise's goroutine only)
 	err     error          // why the last Manager stopped, until the next one runs
 
 	stop context.CancelFunc
@@ -236,6 +237,10 @@ func newDispatcher(cfg dispatch.Config, transport deviceTransport, answers chan 
 
 // start runs the transport and the Manager in the background until close.
 func (d *dispatcher) start() {
+	// Ready from the start: standing by until the first look at the lease.
+	d.mu.Lock()
+	d.standby = d.lease != nil
+	d.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	d.stop, d.done = cancel, make(chan struct{})
 	var wg sync.WaitGroup
@@ -277,7 +282,7 @@ func (d *dispatcher) supervise(ctx context.Context) {
 		select {
 		case <-lost:
 			d.mu.Lock()
-			d.err = nil
+			d.standby, d.err = true, nil
 			d.mu.Unlock()
 		default:
 			if err == nil {
@@ -315,41 +320,47 @@ func (d *dispatcher) supervise(ctx context.Context) {
 // if ctx ends first. Until then m relays the answers that reach this
 // instance (MQTT answers come through a shared subscription, to any
 // instance), and /readyz reports the dispatcher on standby, which is ready.
+// Once it has the lease it stops the relay (which finishes recording what
+// it took: that may take long with the event store down) and takes the
+// lease again, so that it starts dispatching on a lease that is still its.
 func (d *dispatcher) awaitLease(ctx context.Context, m *dispatch.Manager) bool {
 	if d.lease == nil {
 		return true
 	}
-	var stop chan struct{}
-	var relaying sync.WaitGroup
-	defer func() {
-		if stop != nil {
-			close(stop)
-			relaying.Wait()
-		}
-	}()
-	failing := false
+	first, failing := !d.led, false
 	for {
-		ok, err := d.lease.take(ctx)
-		switch {
-		case ok:
-			if stop != nil {
-				d.logger.Info("dispatcher: this instance dispatches now")
-			}
+		ok, err := d.lease.take(ctx, first)
+		first = false
+		if ok {
+			d.led = true
 			return true
-		case err != nil && ctx.Err() == nil && !failing:
+		}
+		if err != nil && ctx.Err() == nil && !failing {
 			d.logger.Warn("dispatcher: cannot read the dispatch lease in Redis; standing by until it can", zap.Error(err))
 		}
 		failing = err != nil
-		if stop == nil {
-			if err == nil {
-				d.logger.Info("dispatcher: another instance dispatches; standing by, recording the answers that reach this one")
-			}
-			d.mu.Lock()
-			d.standby = true
-			d.mu.Unlock()
-			stop = make(chan struct{})
-			relaying.Go(func() { m.Relay(ctx, stop) })
+		d.mu.Lock()
+		d.standby, d.err = true, nil
+		d.mu.Unlock()
+		if !d.relayUntilLease(ctx, m) {
+			return false
 		}
+	}
+}
+
+// relayUntilLease has m relay answers until this instance takes the lease
+// (true; the relay has stopped) or ctx ends (false). It tries every third
+// of the lease's time.
+func (d *dispatcher) relayUntilLease(ctx context.Context, m *dispatch.Manager) bool {
+	stop := make(chan struct{})
+	var relaying sync.WaitGroup
+	relaying.Go(func() { m.Relay(ctx, stop) })
+	defer func() {
+		close(stop)
+		relaying.Wait()
+	}()
+	failing := false
+	for {
 		t := time.NewTimer(d.lease.ttl / 3)
 		select {
 		case <-ctx.Done():
@@ -357,6 +368,14 @@ func (d *dispatcher) awaitLease(ctx context.Context, m *dispatch.Manager) bool {
 			return false
 		case <-t.C:
 		}
+		ok, err := d.lease.take(ctx, false)
+		switch {
+		case ok:
+			return true
+		case err != nil && ctx.Err() == nil && !failing:
+			d.logger.Warn("dispatcher: cannot read the dispatch lease in Redis; standing by until it can", zap.Error(err))
+		}
+		failing = err != nil
 	}
 }
 
@@ -372,24 +391,28 @@ func (d *dispatcher) keepLease(ctx context.Context, cancel context.CancelFunc, l
 	}
 	t := time.NewTicker(d.lease.ttl / 3)
 	defer t.Stop()
+	failing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		ok, err := d.lease.take(ctx)
+		ok, err := d.lease.take(ctx, false)
 		switch {
 		case err != nil:
-			if ctx.Err() == nil {
+			if ctx.Err() == nil && !failing {
 				d.logger.Warn("dispatcher: cannot renew the dispatch lease; dispatching on", zap.Error(err))
 			}
+			failing = true
+			continue
 		case !ok:
 			d.logger.Warn("dispatcher: another instance took the dispatch lease; standing by")
 			close(lost)
 			cancel()
 			return
 		}
+		failing = false
 	}
 }
 

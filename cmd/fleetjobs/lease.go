@@ -5,6 +5,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -27,15 +28,24 @@ const defaultDispatchLease = 10 * time.Second
 type lease struct {
 	rdb redis.UniversalClient
 	key string
-	id  string // this instance
-	ttl time.Duration
+	// holder names this instance by where it runs (leaseHolder); id is
+	// holder, a space and a token of this process.
+	holder, id string
+	ttl        time.Duration
 }
 
-// leaseHolder is the ID an instance holds the lease under: its host name
-// and the address its HTTP server listens on, which no other live instance
-// shares and the same instance has again when it restarts (a crash, kill
-// -9), so that it takes its lease back at once instead of waiting for the
-// expiry.
+// newLease returns the lease key of root as this process, running as
+// holder, takes it.
+func newLease(rdb redis.UniversalClient, root, holder string, ttl time.Duration) *lease {
+	return &lease{rdb: rdb, key: dispatchLeaseKey(root), holder: holder, id: holder + " " + uuid.NewString(), ttl: ttl}
+}
+
+// leaseHolder names an instance by its host name and the address its HTTP
+// server listens on. No other live process on the host can listen there;
+// the same instance restarted (a crash, kill -9) does, and takes back at
+// once the lease its previous process held, instead of waiting for the
+// expiry. Two hosts with one name (a fixed hostname in a pod template)
+// each take it once at start; the one that loses it then stands by.
 func leaseHolder(httpAddr string) string {
 	host, err := os.Hostname()
 	if err != nil {
@@ -47,21 +57,38 @@ func leaseHolder(httpAddr string) string {
 // extendScript renews the lease for ARGV[2] ms if ARGV[1] holds it.
 var extendScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`)
 
+// takeBackScript gives the lease to ARGV[1] for ARGV[2] ms if its holder
+// starts with ARGV[3]: this instance's previous process.
+var takeBackScript = redis.NewScript(`local v = redis.call("GET", KEYS[1])
+if v and string.sub(v, 1, string.len(ARGV[3])) == ARGV[3] then
+	redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
+	return 1
+end
+return 0`)
+
 // releaseScript deletes the lease if ARGV[1] holds it.
 var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 
-// take takes the lease if it is free, or renews it if this instance holds
-// it: true when this instance holds it for ttl from now.
-func (l *lease) take(ctx context.Context) (bool, error) {
+// take takes the lease if it is free, or renews it if this process holds
+// it: true when it holds it for ttl from now. first is the process's first
+// try: it also takes back a lease its instance's previous process held.
+func (l *lease) take(ctx context.Context, first bool) (bool, error) {
 	ok, err := l.rdb.SetNX(ctx, l.key, l.id, l.ttl).Result()
 	if err != nil || ok {
 		return ok, err
 	}
-	n, err := extendScript.Run(ctx, l.rdb, []string{l.key}, l.id, l.ttl.Milliseconds()).Int()
+	ms := l.ttl.Milliseconds()
+	if first {
+		n, err := takeBackScript.Run(ctx, l.rdb, []string{l.key}, l.id, ms, l.holder+" ").Int()
+		if err != nil || n == 1 {
+			return n == 1, err
+		}
+	}
+	n, err := extendScript.Run(ctx, l.rdb, []string{l.key}, l.id, ms).Int()
 	return n == 1, err
 }
 
-// release gives the lease up, if this instance holds it, so that another
+// release gives the lease up, if this process holds it, so that another
 // instance takes over at once rather than after the expiry.
 func (l *lease) release(ctx context.Context) error {
 	return releaseScript.Run(ctx, l.rdb, []string{l.key}, l.id).Err()

@@ -10,11 +10,12 @@ import (
 // Lease is the dispatch lease, for its test in package main_test.
 type Lease struct{ l *lease }
 
-// NewLease returns the lease key of root as instance id holds it.
-func NewLease(rdb redis.UniversalClient, root, id string, ttl time.Duration) Lease {
-	return Lease{&lease{rdb: rdb, key: dispatchLeaseKey(root), id: id, ttl: ttl}}
+// NewLease returns the lease key of root as a process of the instance
+// holder takes it.
+func NewLease(rdb redis.UniversalClient, root, holder string, ttl time.Duration) Lease {
+	return Lease{newLease(rdb, root, holder, ttl)}
 }
 
-func (l Lease) Take(ctx context.Context) (bool, error) { return l.l.take(ctx) }
-func (l Lease) Release(ctx context.Context) error      { return l.l.release(ctx) }
-func (l Lease) Key() string                            { return l.l.key }
+func (l Lease) Take(ctx context.Context, first bool) (bool, error) { return l.l.take(ctx, first) }
+func (l Lease) Release(ctx context.Context) error                  { return l.l.release(ctx) }
+func (l Lease) Key() string                                        { return l.l.key }

@@ -84,7 +84,9 @@ func TestTwoInstancesDispatchOnce(t *testing.T) {
 
 // TestDispatchLease: one holder at a time; the holder renews; another
 // instance takes the lease once it expires, and the old holder then knows
-// it lost it; a release frees it at once, and only the holder's release.
+// it lost it; a release frees it at once, and only the holder's release;
+// a restarted instance (same host and address, a new process) takes its
+// lease back at once on its first try, and only on that one.
 func TestDispatchLease(t *testing.T) {
 	t.Parallel()
 	url, root := MustRedisURL(t)
@@ -92,28 +94,35 @@ func TestDispatchLease(t *testing.T) {
 	ctx := context.Background()
 	const ttl = 300 * time.Millisecond
 	a, b := main.NewLease(rdb, root, "host/a:1", ttl), main.NewLease(rdb, root, "host/b:1", ttl)
-	take := func(l main.Lease, want bool, what string) {
+	take := func(l main.Lease, first, want bool, what string) {
 		t.Helper()
-		got, err := l.Take(ctx)
+		got, err := l.Take(ctx, first)
 		if err != nil || got != want {
 			t.Fatalf("%s: took %t (%v), want %t", what, got, err, want)
 		}
 	}
-	take(a, true, "a, the lease free")
-	take(b, false, "b, while a holds it")
-	take(a, true, "a renewing")
+	take(a, true, true, "a, the lease free")
+	take(b, true, false, "b, while a holds it")
+	take(a, false, true, "a renewing")
 	MustPoll(t, "a's lease expired", func() bool {
 		_, err := rdb.Get(ctx, a.Key()).Result()
 		return errors.Is(err, redis.Nil)
 	})
-	take(b, true, "b, after a's lease expired")
-	take(a, false, "a, after b took the lease")
+	take(b, false, true, "b, after a's lease expired")
+	take(a, false, false, "a, after b took the lease")
 	if err := a.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	take(b, true, "b, after a released a lease it no longer held")
-	if err := b.Release(ctx); err != nil {
+	take(b, false, true, "b, after a released a lease it no longer held")
+
+	// b's instance restarts: its new process takes the lease back at once.
+	b2 := main.NewLease(rdb, root, "host/b:1", ttl)
+	take(b2, false, false, "b restarted, not its first try")
+	take(a, true, false, "a, another instance, on its first try")
+	take(b2, true, true, "b restarted, on its first try")
+	take(b, false, false, "b's old process, after its restart took the lease")
+	if err := b2.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	take(a, true, "a, once b released")
+	take(a, false, true, "a, once b released")
 }

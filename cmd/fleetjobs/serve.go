@@ -187,13 +187,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		m.Logger.Warn("no device transport (FLEETJOBS_DEVICES=none): jobs stay pending; device gateways report results over HTTP")
 	}
 	if transport != nil {
-		ttl := cfg.DispatchLease
-		if ttl <= 0 {
-			ttl = defaultDispatchLease
-		}
-		// The holder's ID is set once HTTP listens (leaseHolder).
-		l := &lease{rdb: m.redis, key: dispatchLeaseKey(root), ttl: ttl}
-		if m.dispatch, err = newDispatcher(dcfg, transport, answers, l); err != nil {
+		// Its lease is made once HTTP listens, below.
+		if m.dispatch, err = newDispatcher(dcfg, transport, answers, nil); err != nil {
 			return err
 		}
 		if err := registerDispatchMetrics(metrics, m.dispatch); err != nil {
@@ -237,7 +232,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.Logger.Info("serving HTTP", zap.String("addr", m.http.Addr()), zap.String("url", m.http.URL()))
 	if m.dispatch != nil {
-		m.dispatch.lease.id = leaseHolder(m.http.Addr())
+		// The lease's holder is where HTTP listens (leaseHolder).
+		ttl := cfg.DispatchLease
+		if ttl <= 0 {
+			ttl = defaultDispatchLease
+		}
+		m.dispatch.lease = newLease(m.redis, root, leaseHolder(m.http.Addr()), ttl)
 		m.dispatch.start()
 	}
 	if cfg.Demo {
