@@ -54,6 +54,8 @@ func run(ctx context.Context, stopSignals func(), args []string, getenv func(str
 		err = runRebuild(ctx, rest, getenv, stdout, stderr)
 	case "device":
 		err = runDevice(ctx, rest, getenv, stdout, stderr)
+	case "bench":
+		err = runBench(ctx, rest, getenv, stdout, stderr)
 	case "version":
 		err = runVersion(rest, stdout)
 	default:
@@ -105,6 +107,8 @@ Commands:
   rebuild      rebuild the read models in Redis from the log without downtime,
                or check them against a rebuild (--verify)
   device       act as a device over MQTT: print the jobs it receives, answer them
+  bench        load a running serve over its API: import devices, run a job on
+               them, report devices/s
   version      print the version
 
 Run 'fleetjobs <command> --help' for a command's flags.
@@ -171,6 +175,24 @@ export does (a running serve's store by default, --eventstore-url, --data).
 Flags:
 `
 		fs, _ = rebuildFlags(func(string) string { return "" })
+	case "bench":
+		head = `Usage: fleetjobs bench [--url URL] [--devices N] [flags]
+
+The load driver: against a running serve, over its HTTP API as an
+integration would, it imports N devices of the template fleetjobs-bench
+(NDJSON, --chunk devices a request), defines the set bench-RUN of them,
+creates the job bench-RUN (fanSpeed 1200) on the set and waits until every
+device has a result. It prints the import's devices/s (until the last
+device is visible in the read models) and the job's (from its creation to
+every result visible). Progress goes to stderr when it is a terminal.
+
+The job runs on whatever devices serve dispatches to: the simulated fleet
+with FLEETJOBS_DEVICES=sim (make run), else devices must be connected. Each
+run adds its devices to the log: use a scratch deployment.
+
+Flags:
+`
+		fs, _ = benchFlags(func(string) string { return "" })
 	case "version":
 		return "Usage: fleetjobs version\n\nPrints the version of fleetjobs and of the event store protocol it serves.\n"
 	default:
