@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -139,4 +140,20 @@ func checkID(field, id string) *Error {
 		return Invalid(field, "%q contains %q; use only letters, digits and - _ . : @", id, r)
 	}
 	return nil
+}
+
+// NameProblem says what is wrong with a name besides being blank or too
+// long, "" if nothing: names are shown in lists, job histories and
+// one-line-per-event replays, so a name is one line of text, without
+// control characters (newline, tab, NUL...), in valid UTF-8.
+func NameProblem(name string) string {
+	if !utf8.ValidString(name) {
+		return "is not valid UTF-8"
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return fmt.Sprintf("contains the control character %U; a name is one line of text", r)
+		}
+	}
+	return ""
 }

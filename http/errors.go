@@ -175,6 +175,8 @@ func fieldsOf(err error) []FieldError {
 		// Every bad input names its field (issue 3): an oversized body's
 		// field is the body itself.
 		return []FieldError{{Field: bodyField, Message: err.Error()}}
+	case errors.Is(err, ErrUnsupportedMediaType):
+		return []FieldError{{Field: "Content-Type", Message: err.Error()}}
 	case errors.Is(err, commands.ErrTooLargeToRecord):
 		// A body under the HTTP limit can still make an event over the
 		// event store's append limit.

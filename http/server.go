@@ -144,7 +144,7 @@ func NewServer(cfg Config) *Server {
 		s.newID = uuid.NewString
 	}
 	e.HTTPErrorHandler = s.handleError
-	e.Use(s.observe)
+	e.Use(s.observe, checkQuery)
 	s.routes()
 	s.http = &http.Server{
 		Handler:           e,

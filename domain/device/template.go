@@ -118,6 +118,9 @@ func checkName(bad []domain.FieldError, field, name string) []domain.FieldError 
 	case len(name) > maxNameLen:
 		return append(bad, domain.FieldError{Field: field, Message: fmt.Sprintf("is %d bytes long; at most %d are allowed", len(name), maxNameLen)})
 	}
+	if p := domain.NameProblem(name); p != "" {
+		return append(bad, domain.FieldError{Field: field, Message: p})
+	}
 	return bad
 }
 

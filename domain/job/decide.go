@@ -365,6 +365,10 @@ func checkCreate(c Create) (definition, error) {
 		add("name", "is required")
 	case len(c.Name) > maxNameLen:
 		add("name", "is %d bytes long; at most %d are allowed", len(c.Name), maxNameLen)
+	default:
+		if p := domain.NameProblem(c.Name); p != "" {
+			add("name", "%s", p)
+		}
 	}
 	if len(c.Description) > maxDescriptionLen {
 		add("description", "is %d bytes long; at most %d are allowed", len(c.Description), maxDescriptionLen)
