@@ -226,7 +226,7 @@ func (h *Handler) ImportDevices(ctx context.Context, meta Meta, cmds []device.Re
 		return nil
 	})
 	if err != nil {
-		return ImportResult{}, fmt.Errorf("import %s: recorded %d of %d devices, then: %w; retry the import with the same command ID to finish it",
+		return ImportResult{}, fmt.Errorf("import %s: recorded %d of %d devices, then: %w; retry the same import with the same command ID (over HTTP, the same request and Idempotency-Key) to finish it",
 			meta.CommandID, done.Load(), len(rows), err)
 	}
 	out := ImportResult{Rows: len(rows), Changed: int(changed.Load()), Registered: int(registered.Load())}

@@ -16,7 +16,8 @@ func jobIDSpace() uuid.UUID {
 }
 
 // JobIDFor is the ID of the job that POST /jobs creates under command ID
-// commandID (the request's Idempotency-Key, or a fresh ID without one): a
+// commandID (for a request with an Idempotency-Key, the key and a digest of
+// the request; a fresh ID without one): a
 // version 5 UUID of it, so a retried request finds the job its first try
 // created, with the same event IDs, instead of creating a second one.
 func JobIDFor(commandID string) string {

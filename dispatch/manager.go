@@ -833,7 +833,7 @@ func (m *Manager) resends(ctx context.Context) {
 // never holds up the transport.
 func (m *Manager) answers(ctx context.Context) {
 	for {
-		batch, ok := m.nextAnswers(ctx.Done())
+		batch, ok := m.nextAnswers(ctx.Done(), nil)
 		if !ok {
 			return
 		}
@@ -844,10 +844,13 @@ func (m *Manager) answers(ctx context.Context) {
 }
 
 // nextAnswers waits for answers and returns them with those already
-// waiting, up to about a Round; false once stop is closed or the channel.
-func (m *Manager) nextAnswers(stop <-chan struct{}) ([]Answer, bool) {
+// waiting, up to about a Round; false once done or stop is closed, or the
+// channel.
+func (m *Manager) nextAnswers(done, stop <-chan struct{}) ([]Answer, bool) {
 	var batch []Answer
 	select {
+	case <-done:
+		return nil, false
 	case <-stop:
 		return nil, false
 	case as, ok := <-m.cfg.Answers:
@@ -880,7 +883,7 @@ drain:
 // it, or in between standbys of a Manager that has not run).
 func (m *Manager) Relay(ctx context.Context, stop <-chan struct{}) {
 	for {
-		batch, ok := m.nextAnswers(stop)
+		batch, ok := m.nextAnswers(ctx.Done(), stop)
 		if !ok {
 			return
 		}

@@ -35,8 +35,9 @@ type JobCommands interface {
 	// the same ID is a conflict.
 	CreateJob(ctx context.Context, cmd CreateJob) (JobResult, error)
 	// NewJobID is the ID POST /jobs gives the job it creates under
-	// commandID: the same command ID (an Idempotency-Key) gives the same
-	// job, so a retried POST finds the job its first try created.
+	// commandID: the same command ID (the same request with its
+	// Idempotency-Key) gives the same job, so a retried POST finds the job
+	// its first try created.
 	NewJobID(commandID string) string
 	// StopJob stops a pending or running job.
 	StopJob(ctx context.Context, cmd StopJob) (JobResult, error)

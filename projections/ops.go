@@ -203,7 +203,7 @@ func (p *plan) add(op Op) {
 // kind, or starts a run if kp is untouched and op may run.
 func (kp *keyPlan) extendRun(op Op) bool {
 	switch {
-	case kp.run == op.Kind:
+	case kp.run != 0 && kp.run == op.Kind:
 	case kp.run == 0 && (op.Kind == OpZAdd || op.Kind == OpZRem || op.Kind == OpHSet) && kp.untouched():
 		kp.run = op.Kind
 	default:

@@ -208,12 +208,17 @@ func (r *Runner) setHealth(caughtUp bool, err error) {
 	r.status.CaughtUp, r.status.Err = caughtUp, err
 }
 
+// movedWarnAfter is how many commits in a row a Runner loses to another
+// writer, without one of its own, before it warns.
+const movedWarnAfter = 50
+
 // Run projects until ctx ends, then returns nil. Failures are retried with
 // backoff: the first of a run of failures is logged (at warn) and every one
 // is reported by Status until the Runner has caught up again.
 func (r *Runner) Run(ctx context.Context) error {
 	backoff := r.cfg.MinBackoff
 	failing := false
+	moved := 0 // commits lost to another writer in a row, without progress
 	for {
 		progressed, err := r.runOnce(ctx)
 		if ctx.Err() != nil {
@@ -229,10 +234,22 @@ func (r *Runner) Run(ctx context.Context) error {
 			// Another instance committed first (several serve instances
 			// project the same log into one Redis): reopen from its
 			// checkpoint at once. Not a failure either: /readyz would
-			// flap on every race.
-			r.cfg.Logger.Debug("projections reopen after another writer's commit", zap.Error(err))
+			// flap on every race. Losing many in a row without a commit
+			// of its own is worth a word: two deployments on different
+			// logs sharing one key root look like this.
+			if progressed {
+				moved = 0
+			}
+			moved++
+			if moved == movedWarnAfter {
+				r.cfg.Logger.Warn("projections: another writer keeps moving the checkpoint and this one has committed nothing since; is another deployment, on another event log, using this Redis key root?",
+					zap.Int("times", moved), zap.Error(err))
+			} else {
+				r.cfg.Logger.Debug("projections reopen after another writer's commit", zap.Error(err))
+			}
 			continue
 		}
+		moved = 0
 		r.setHealth(false, err)
 		if progressed {
 			backoff, failing = r.cfg.MinBackoff, false

@@ -41,6 +41,7 @@ type BenchConfig struct {
 const (
 	benchTemplate   = "fleetjobs-bench"
 	maxBenchDevices = 10_000_000
+	maxBenchRun     = 128 - len("bench--0000000")
 )
 
 func benchFlags(getenv func(string) string) (*flag.FlagSet, func() (BenchConfig, error)) {
@@ -81,8 +82,12 @@ func benchFlags(getenv func(string) string) (*flag.FlagSet, func() (BenchConfig,
 			_, _ = rand.Read(b[:])
 			c.Run = hex.EncodeToString(b[:])
 		}
-		if err := checkIDFlag("run", "bench-"+c.Run+"-0000000"); err != nil {
+		// The run names device IDs bench-RUN-0000000 (14 more characters).
+		if err := checkIDFlag("run", c.Run); err != nil {
 			return c, err
+		}
+		if len(c.Run) > maxBenchRun {
+			return c, usageErrorf("invalid --run: is %d characters long; at most %d are allowed (it names device IDs)", len(c.Run), maxBenchRun)
 		}
 		if fs.NArg() > 0 {
 			return c, usageErrorf("unexpected argument %q", fs.Arg(0))
@@ -145,6 +150,8 @@ type benchClient struct {
 	http     *http.Client
 	progress io.Writer // stderr when it is a terminal, else nil
 	log      io.Writer // stderr: a line per step
+
+	lastStatus int // of the last answer send returned
 }
 
 func (b *benchClient) run(ctx context.Context) (BenchResult, error) {
@@ -165,9 +172,18 @@ func (b *benchClient) run(ctx context.Context) (BenchResult, error) {
 		for i := from; i < to; i++ {
 			fmt.Fprintf(&body, `{"deviceId":%q,"name":"Bench fridge %d","templateId":%q,"properties":{"benchRun":%q}}`+"\n", b.deviceID(i), i, benchTemplate, c.Run)
 		}
-		h, err := b.do(ctx, http.MethodPost, "/devices:import", fjhttp.MIMENDJSON, body.Bytes(), "")
+		h, data, err := b.send(ctx, http.MethodPost, "/devices:import", fjhttp.MIMENDJSON, body.Bytes(), "")
 		if err != nil {
 			return res, fmt.Errorf("import devices %d to %d: %w", from, to-1, err)
+		}
+		var imported struct {
+			Registered int `json:"registered"`
+		}
+		if err := json.Unmarshal(data, &imported); err != nil {
+			return res, fmt.Errorf("import devices %d to %d: answer %q: %w", from, to-1, data, err)
+		}
+		if imported.Registered != to-from {
+			return res, fmt.Errorf("import devices %d to %d: %d of them existed already (run %s was run before?): choose another --run", from, to-1, to-from-imported.Registered, c.Run)
 		}
 		token = h.Get(fjhttp.ConsistencyTokenHeader)
 		b.step("imported %d of %d devices (%.0f/s)", to, c.Devices, float64(to)/time.Since(start).Seconds())
@@ -195,9 +211,12 @@ func (b *benchClient) run(ctx context.Context) (BenchResult, error) {
 	j := map[string]any{"name": "bench " + c.Run, "deviceSetId": "bench-" + c.Run, "jobType": "setting",
 		"operations": []map[string]any{{"name": "fanSpeed", "value": 1200}}, "batchSize": c.JobBatch}
 	start = time.Now()
-	h, err = b.do(ctx, http.MethodPut, "/jobs/"+res.JobID, "application/json", mustJSONBody(j), h.Get(fjhttp.ConsistencyTokenHeader))
+	h, status, err := b.doStatus(ctx, http.MethodPut, "/jobs/"+res.JobID, "application/json", mustJSONBody(j), h.Get(fjhttp.ConsistencyTokenHeader))
 	if err != nil {
 		return res, fmt.Errorf("create the job: %w", err)
+	}
+	if status != http.StatusCreated {
+		return res, fmt.Errorf("job %s exists already (run %s was run before): choose another --run", res.JobID, c.Run)
 	}
 	created := h.Get(fjhttp.ConsistencyTokenHeader) // the job's reads wait for it
 	for {
@@ -207,7 +226,9 @@ func (b *benchClient) run(ctx context.Context) (BenchResult, error) {
 		}
 		res.JobStatus, res.JobCounts = got.Status, got.Counts
 		done := got.Counts.Total - got.Counts.Pending
-		if jobFinished(got.Status) && got.Counts.Pending == 0 {
+		// A stopped job keeps its undispatched devices pending: it is
+		// over all the same.
+		if jobFinished(got.Status) && (got.Counts.Pending == 0 || got.Status == "stopped") {
 			res.JobTook = time.Since(start)
 			res.JobSeconds = res.JobTook.Seconds()
 			res.JobDevicesSec = float64(got.Counts.Total) / res.JobSeconds
@@ -241,6 +262,15 @@ func (b *benchClient) done(line string) {
 	if b.progress != nil {
 		fmt.Fprintf(b.progress, "\r\033[K%s\n", line)
 	}
+}
+
+// doStatus is do, also returning the answer's status.
+func (b *benchClient) doStatus(ctx context.Context, method, path, contentType string, body []byte, token string) (http.Header, int, error) {
+	h, _, err := b.send(ctx, method, path, contentType, body, token)
+	if err != nil {
+		return nil, 0, err
+	}
+	return h, b.lastStatus, nil
 }
 
 // do sends one request and returns the answer's headers; a 503 (read
@@ -299,6 +329,7 @@ func (b *benchClient) send(ctx context.Context, method, path, contentType string
 		case resp.StatusCode >= 300:
 			return nil, nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, problemDetail(data))
 		}
+		b.lastStatus = resp.StatusCode
 		return resp.Header, data, nil
 	}
 }

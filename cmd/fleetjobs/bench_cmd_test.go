@@ -43,11 +43,17 @@ func TestBenchCommand(t *testing.T) {
 		t.Errorf("results per device (-want +got):\n%s", diff)
 	}
 
+	r = MustRun(t, bin, nil, "bench", "--url", m.HTTPURL(), "--devices", "300", "--run", "t1")
+	if r.code != 1 || !strings.Contains(r.stderr, "choose another --run") {
+		t.Errorf("the same run again: exit %d, stderr %q; want 1, choose another --run", r.code, r.stderr)
+	}
+
 	for _, args := range [][]string{
 		{"bench", "--devices", "0"},
 		{"bench", "--url", "ftp://127.0.0.1:1"},
 		{"bench", "--chunk", "-1"},
 		{"bench", "--run", "bad run"},
+		{"bench", "--run", strings.Repeat("r", 115)},
 		{"bench", "--timeout", "0s"},
 		{"bench", "now"},
 	} {

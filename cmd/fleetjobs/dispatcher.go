@@ -213,7 +213,7 @@ type dispatcher struct {
 	base    dispatch.Stats // counters of the Managers replaced
 	running bool           // a Manager is running
 	standby bool           // another instance dispatches; this one relays answers
-	led     bool           // this process has held the lease (supervise's goroutine only)
+	asked   bool           // Redis has answered a try to take the lease (supervise's goroutine only)
 	err     error          // why the last Manager stopped, until the next one runs
 
 	stop context.CancelFunc
@@ -327,12 +327,10 @@ func (d *dispatcher) awaitLease(ctx context.Context, m *dispatch.Manager) bool {
 	if d.lease == nil {
 		return true
 	}
-	first, failing := !d.led, false
+	failing := false
 	for {
-		ok, err := d.lease.take(ctx, first)
-		first = false
+		ok, err := d.takeLease(ctx)
 		if ok {
-			d.led = true
 			return true
 		}
 		if err != nil && ctx.Err() == nil && !failing {
@@ -346,6 +344,17 @@ func (d *dispatcher) awaitLease(ctx context.Context, m *dispatch.Manager) bool {
 			return false
 		}
 	}
+}
+
+// takeLease tries to take the lease. Until Redis has answered a try, it
+// also takes back the lease of this instance's previous process (see
+// leaseHolder): a restart during a Redis outage still takes it back.
+func (d *dispatcher) takeLease(ctx context.Context) (bool, error) {
+	ok, err := d.lease.take(ctx, !d.asked)
+	if err == nil {
+		d.asked = true
+	}
+	return ok, err
 }
 
 // relayUntilLease has m relay answers until this instance takes the lease
@@ -368,7 +377,7 @@ func (d *dispatcher) relayUntilLease(ctx context.Context, m *dispatch.Manager) b
 			return false
 		case <-t.C:
 		}
-		ok, err := d.lease.take(ctx, false)
+		ok, err := d.takeLease(ctx)
 		switch {
 		case ok:
 			return true

@@ -6,6 +6,7 @@
 //	fleetjobs replay       a job's history, or its state at a moment
 //	fleetjobs rebuild      the Redis read models rebuilt from the log without downtime, or verified (--verify)
 //	fleetjobs device       a small MQTT device agent, to try the transport by hand
+//	fleetjobs bench        the load driver: imports devices and runs a job on a running serve, over its API
 //	fleetjobs version      the version
 //
 // serve wires, in order: the event store (embedded or FLEETJOBS_EVENTSTORE_URL),
@@ -18,8 +19,10 @@
 // handler, and the MQTT transport, mqtt.go; sim: the simulated fleet; none:
 // no dispatcher, jobs stay pending) with a dispatch.Manager in a goroutine
 // beside the runner, its checkpoint in one Redis key, its state in /readyz
-// and /metrics, the demo fleet (--demo, seeded through the command path) and
-// the HTTP server; adapters.go and jobs.go fit the commands and projections
+// and /metrics, the demo fleet (--demo, seeded through the command path),
+// the HTTP server, and then the dispatcher's run, under the dispatch lease
+// (lease.go: one instance of several dispatches; its ID names the address
+// HTTP listens on); adapters.go and jobs.go fit the commands and projections
 // packages to the small interfaces package http declares, and dispatcher.go
 // fits the command handler and the read models to those of package
 // dispatch. Close undoes it in reverse: the dispatcher stops before the
