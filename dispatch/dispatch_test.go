@@ -591,3 +591,57 @@ func TestNoResendAfterStop(t *testing.T) {
 		}
 	}
 }
+
+// TestAnswersRelayedByAStandbyComplete: the dispatching Manager gets none
+// of the answers; they reach another instance's Manager, standing by in
+// Relay, which records them. The dispatching one learns them from the log
+// (its window of 20 devices in flight frees up and widens with them), and
+// the job completes with each device's result once.
+func TestAnswersRelayedByAStandbyComplete(t *testing.T) {
+	e := MustEnv(t)
+	ids := deviceIDs("vm", 200)
+	relayed := make(chan []dispatch.Answer, 64)
+	fleet := sim.New(props{}, relayed, sim.Config{MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond, Rand: rand.New(rand.NewPCG(3, 4))})
+	cfg := dispatch.Config{Events: e.store, Codec: e.codec, Outcomes: outcomes{e.h}, Transport: fleet,
+		Now: time.Now, NewID: uuid.NewString, Logger: zaptest.NewLogger(t), Window: 20}
+	cfg.Answers = make(chan []dispatch.Answer) // nothing reaches the dispatching instance
+	leader, err := dispatch.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Answers = relayed
+	standby, err := dispatch.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = fleet.Run(ctx) })
+	wg.Go(func() { _ = leader.Run(ctx) })
+	wg.Go(func() { standby.Relay(ctx, stop) })
+	defer func() {
+		close(stop)
+		cancel()
+		wg.Wait()
+	}()
+
+	MustCreate(t, e, "j1", ids, 30, 10)
+	l := MustWaitJob(t, e, "j1", 30*time.Second, func(l jobLog) bool { return finished(l) && l.state.Counts().Pending == 0 })
+	if l.state.Status != job.StatusCompleted {
+		t.Errorf("job %s, want completed", l.state.Status)
+	}
+	want := make(map[string]int, len(ids))
+	for _, id := range ids {
+		want[id] = 1
+	}
+	if diff := cmp.Diff(want, results(l)); diff != "" {
+		t.Errorf("results per device (-want +got):\n%s", diff)
+	}
+	if got := standby.Stats().Answers; got != len(ids) {
+		t.Errorf("the standby recorded %d answers, want %d", got, len(ids))
+	}
+	if got := leader.Stats().Answers; got != 0 {
+		t.Errorf("the dispatching Manager recorded %d answers, want none (they did not reach it)", got)
+	}
+}
