@@ -143,6 +143,11 @@ func (b *binder) decode(data []byte, dst any, prefix string) []FieldError {
 	if _, err := dec.Token(); err != io.EOF {
 		return []FieldError{{Field: orBody(prefix), Message: fmt.Sprintf("unexpected data after the JSON value, at byte %d", dec.InputOffset())}}
 	}
+	if prefix == "" { // a request's body; an import's rows are many and machine-made
+		if path, ok := duplicateKey(data); ok {
+			return []FieldError{{Field: path, Message: "is given twice in one object"}}
+		}
+	}
 	var fields []FieldError
 	b.walk(v, reflect.TypeOf(dst).Elem(), prefix, &fields)
 	if len(fields) > 0 {
@@ -355,3 +360,70 @@ func (b *binder) structFields(t reflect.Type) map[string]reflect.StructField {
 }
 
 func sortedKeys(m map[string]any) []string { return slices.Sorted(maps.Keys(m)) }
+
+// duplicateKey returns the path ("properties.city", "conditions[1].op") of
+// the first key that appears twice in one object of data, which must be
+// valid JSON: encoding/json would keep the last value without a word.
+func duplicateKey(data []byte) (string, bool) {
+	type frame struct {
+		object bool
+		path   string
+		keys   map[string]bool
+		key    string // the object's key whose value comes next, unless wantKey
+		// wantKey: the object's next token is a key.
+		wantKey bool
+		index   int // the array's next element
+	}
+	var stack []*frame
+	// at is the path of the value the next token starts.
+	at := func() string {
+		if len(stack) == 0 {
+			return ""
+		}
+		f := stack[len(stack)-1]
+		if f.object {
+			return join(f.path, f.key)
+		}
+		return f.path + "[" + strconv.Itoa(f.index) + "]"
+	}
+	// done ends the value the last token closed or was.
+	done := func() {
+		if len(stack) == 0 {
+			return
+		}
+		if f := stack[len(stack)-1]; f.object {
+			f.wantKey = true
+		} else {
+			f.index++
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{', '[':
+				stack = append(stack, &frame{object: t == '{', wantKey: t == '{', path: at(), keys: map[string]bool{}})
+			default:
+				stack = stack[:len(stack)-1]
+				done()
+			}
+			continue
+		case string:
+			if f := stack; len(f) > 0 && f[len(f)-1].object && f[len(f)-1].wantKey {
+				top := f[len(f)-1]
+				if top.keys[t] {
+					return join(top.path, t), true
+				}
+				top.keys[t] = true
+				top.key, top.wantKey = t, false
+				continue
+			}
+		}
+		done()
+	}
+}
