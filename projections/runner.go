@@ -233,7 +233,10 @@ func (r *Runner) Run(ctx context.Context) error {
 		if errors.Is(err, ErrCheckpointMoved) {
 			// Another instance committed first (several serve instances
 			// project the same log into one Redis): reopen from its
-			// checkpoint at once. Not a failure either: /readyz would
+			// checkpoint after MinBackoff, which skips what it commits
+			// meanwhile instead of racing it for every batch, while this
+			// Runner's position (which its instance's consistency waits
+			// read) stays a moment behind. Not a failure: /readyz would
 			// flap on every race. Losing many in a row without a commit
 			// of its own is worth a word: two deployments on different
 			// logs sharing one key root look like this.
@@ -246,6 +249,13 @@ func (r *Runner) Run(ctx context.Context) error {
 					zap.Int("times", moved), zap.Error(err))
 			} else {
 				r.cfg.Logger.Debug("projections reopen after another writer's commit", zap.Error(err))
+			}
+			t := time.NewTimer(r.cfg.MinBackoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
 			}
 			continue
 		}
