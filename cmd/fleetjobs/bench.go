@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleetjobs/fleetjobs/domain/job"
 	fjhttp "github.com/fleetjobs/fleetjobs/http"
 )
 
@@ -100,21 +100,21 @@ func benchFlags(getenv func(string) string) (*flag.FlagSet, func() (BenchConfig,
 type BenchResult struct {
 	Run     string `json:"run"`
 	Devices int    `json:"devices"`
-	// Imported is the time from the first import request to the last
+	// ImportSeconds is the time from the first import request to the last
 	// device visible in the read models.
-	Imported      time.Duration `json:"-"`
-	ImportSeconds float64       `json:"importSeconds"`
-	ImportPerSec  float64       `json:"importDevicesPerSecond"`
-	JobID         string        `json:"jobId,omitempty"`
-	JobStatus     string        `json:"jobStatus,omitempty"`
-	JobCounts     JobCountsOut  `json:"jobCounts"`
-	JobTook       time.Duration `json:"-"` // from the PUT to every result visible
-	JobSeconds    float64       `json:"jobSeconds,omitempty"`
-	JobDevicesSec float64       `json:"jobDevicesPerSecond,omitempty"`
+	ImportSeconds float64          `json:"importSeconds"`
+	ImportPerSec  float64          `json:"importDevicesPerSecond"`
+	JobID         string           `json:"jobId,omitempty"`
+	JobStatus     string           `json:"jobStatus,omitempty"`
+	JobCounts     fjhttp.JobCounts `json:"jobCounts"`
+	JobSeconds    float64          `json:"jobSeconds,omitempty"` // from the PUT to every result visible
+	JobDevicesSec float64          `json:"jobDevicesPerSecond,omitempty"`
 }
 
-// JobCountsOut are a job's device counts as the API answers them.
-type JobCountsOut = fjhttp.JobCounts
+// seconds renders a duration in seconds as a rounded time.Duration.
+func seconds(s float64) time.Duration {
+	return time.Duration(s * float64(time.Second)).Round(time.Millisecond)
+}
 
 func runBench(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs, load := benchFlags(getenv)
@@ -127,7 +127,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
-	b := &benchClient{cfg: c, http: &http.Client{Timeout: 2 * time.Minute}, progress: progressWriter(stderr), log: stderr}
+	b := &benchClient{cfg: c, http: &http.Client{Timeout: 2 * time.Minute}, progress: progressWriter(stderr)}
 	res, err := b.run(ctx)
 	if err != nil {
 		return err
@@ -136,10 +136,10 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		return json.NewEncoder(stdout).Encode(res)
 	}
 	fmt.Fprintf(stdout, "run %s: %d devices imported in %s (%.0f devices/s, until visible in the read models)\n",
-		res.Run, res.Devices, res.Imported.Round(time.Millisecond), res.ImportPerSec)
+		res.Run, res.Devices, seconds(res.ImportSeconds), res.ImportPerSec)
 	if res.JobID != "" {
 		fmt.Fprintf(stdout, "job %s %s in %s (%.0f devices/s, from its creation to every result visible): %d succeeded, %d failed\n",
-			res.JobID, res.JobStatus, res.JobTook.Round(time.Millisecond), res.JobDevicesSec, res.JobCounts.Succeeded, res.JobCounts.Failed)
+			res.JobID, res.JobStatus, seconds(res.JobSeconds), res.JobDevicesSec, res.JobCounts.Succeeded, res.JobCounts.Failed)
 	}
 	return nil
 }
@@ -149,9 +149,13 @@ type benchClient struct {
 	cfg      BenchConfig
 	http     *http.Client
 	progress io.Writer // stderr when it is a terminal, else nil
-	log      io.Writer // stderr: a line per step
+}
 
-	lastStatus int // of the last answer send returned
+// benchAnswer is one answer of the service.
+type benchAnswer struct {
+	status int
+	header http.Header
+	body   []byte
 }
 
 func (b *benchClient) run(ctx context.Context) (BenchResult, error) {
@@ -159,7 +163,7 @@ func (b *benchClient) run(ctx context.Context) (BenchResult, error) {
 	res := BenchResult{Run: c.Run, Devices: c.Devices}
 	tmpl := map[string]any{"name": "fleetjobs bench", "settings": []map[string]string{{"name": "fanSpeed", "schema": "number"}},
 		"properties": []map[string]string{{"name": "benchRun", "schema": "string"}, {"name": "simFail", "schema": "string"}}}
-	if _, err := b.do(ctx, http.MethodPut, "/device-templates/"+benchTemplate, "application/json", mustJSONBody(tmpl), ""); err != nil {
+	if _, err := b.send(ctx, http.MethodPut, "/device-templates/"+benchTemplate, "application/json", mustJSONBody(tmpl), ""); err != nil {
 		return res, fmt.Errorf("publish the bench template: %w", err)
 	}
 
@@ -172,34 +176,33 @@ func (b *benchClient) run(ctx context.Context) (BenchResult, error) {
 		for i := from; i < to; i++ {
 			fmt.Fprintf(&body, `{"deviceId":%q,"name":"Bench fridge %d","templateId":%q,"properties":{"benchRun":%q}}`+"\n", b.deviceID(i), i, benchTemplate, c.Run)
 		}
-		h, data, err := b.send(ctx, http.MethodPost, "/devices:import", fjhttp.MIMENDJSON, body.Bytes(), "")
+		a, err := b.send(ctx, http.MethodPost, "/devices:import", fjhttp.MIMENDJSON, body.Bytes(), "")
 		if err != nil {
 			return res, fmt.Errorf("import devices %d to %d: %w", from, to-1, err)
 		}
 		var imported struct {
 			Registered int `json:"registered"`
 		}
-		if err := json.Unmarshal(data, &imported); err != nil {
-			return res, fmt.Errorf("import devices %d to %d: answer %q: %w", from, to-1, data, err)
+		if err := json.Unmarshal(a.body, &imported); err != nil {
+			return res, fmt.Errorf("import devices %d to %d: answer %q: %w", from, to-1, a.body, err)
 		}
 		if imported.Registered != to-from {
 			return res, fmt.Errorf("import devices %d to %d: %d of them existed already (run %s was run before?): choose another --run", from, to-1, to-from-imported.Registered, c.Run)
 		}
-		token = h.Get(fjhttp.ConsistencyTokenHeader)
+		token = a.header.Get(fjhttp.ConsistencyTokenHeader)
 		b.step("imported %d of %d devices (%.0f/s)", to, c.Devices, float64(to)/time.Since(start).Seconds())
 	}
 	// Visible: the last device, read with the last import's token.
-	if _, err := b.do(ctx, http.MethodGet, "/devices/"+b.deviceID(c.Devices-1), "", nil, token); err != nil {
+	if _, err := b.send(ctx, http.MethodGet, "/devices/"+b.deviceID(c.Devices-1), "", nil, token); err != nil {
 		return res, fmt.Errorf("read the last device imported: %w", err)
 	}
-	res.Imported = time.Since(start)
-	res.ImportSeconds = res.Imported.Seconds()
+	res.ImportSeconds = time.Since(start).Seconds()
 	res.ImportPerSec = float64(c.Devices) / res.ImportSeconds
-	b.done(fmt.Sprintf("imported %d devices in %s", c.Devices, res.Imported.Round(time.Millisecond)))
+	b.done(fmt.Sprintf("imported %d devices in %s", c.Devices, seconds(res.ImportSeconds)))
 
 	set := map[string]any{"name": "bench " + c.Run, "templateId": benchTemplate,
 		"conditions": []map[string]any{{"property": "benchRun", "op": "eq", "value": c.Run}}}
-	h, err := b.do(ctx, http.MethodPut, "/device-sets/bench-"+c.Run, "application/json", mustJSONBody(set), token)
+	defined, err := b.send(ctx, http.MethodPut, "/device-sets/bench-"+c.Run, "application/json", mustJSONBody(set), token)
 	if err != nil {
 		return res, fmt.Errorf("define the set: %w", err)
 	}
@@ -211,28 +214,31 @@ func (b *benchClient) run(ctx context.Context) (BenchResult, error) {
 	j := map[string]any{"name": "bench " + c.Run, "deviceSetId": "bench-" + c.Run, "jobType": "setting",
 		"operations": []map[string]any{{"name": "fanSpeed", "value": 1200}}, "batchSize": c.JobBatch}
 	start = time.Now()
-	h, status, err := b.doStatus(ctx, http.MethodPut, "/jobs/"+res.JobID, "application/json", mustJSONBody(j), h.Get(fjhttp.ConsistencyTokenHeader))
+	a, err := b.send(ctx, http.MethodPut, "/jobs/"+res.JobID, "application/json", mustJSONBody(j), defined.header.Get(fjhttp.ConsistencyTokenHeader))
 	if err != nil {
 		return res, fmt.Errorf("create the job: %w", err)
 	}
-	if status != http.StatusCreated {
+	if a.status != http.StatusCreated {
 		return res, fmt.Errorf("job %s exists already (run %s was run before): choose another --run", res.JobID, c.Run)
 	}
-	created := h.Get(fjhttp.ConsistencyTokenHeader) // the job's reads wait for it
+	created := a.header.Get(fjhttp.ConsistencyTokenHeader) // the job's reads wait for it
 	for {
 		var got fjhttp.Job
-		if err := b.getJSON(ctx, "/jobs/"+res.JobID, created, &got); err != nil {
+		a, err := b.send(ctx, http.MethodGet, "/jobs/"+res.JobID, "", nil, created)
+		if err == nil {
+			err = json.Unmarshal(a.body, &got)
+		}
+		if err != nil {
 			return res, fmt.Errorf("follow the job: %w", err)
 		}
 		res.JobStatus, res.JobCounts = got.Status, got.Counts
 		done := got.Counts.Total - got.Counts.Pending
 		// A stopped job keeps its undispatched devices pending: it is
 		// over all the same.
-		if jobFinished(got.Status) && (got.Counts.Pending == 0 || got.Status == "stopped") {
-			res.JobTook = time.Since(start)
-			res.JobSeconds = res.JobTook.Seconds()
+		if st := job.Status(got.Status); st.Finished() && (got.Counts.Pending == 0 || st == job.StatusStopped) {
+			res.JobSeconds = time.Since(start).Seconds()
 			res.JobDevicesSec = float64(got.Counts.Total) / res.JobSeconds
-			b.done(fmt.Sprintf("job %s %s in %s", res.JobID, got.Status, res.JobTook.Round(time.Millisecond)))
+			b.done(fmt.Sprintf("job %s %s in %s", res.JobID, got.Status, seconds(res.JobSeconds)))
 			return res, nil
 		}
 		b.step("job %s %s: %d of %d devices answered (%.0f/s)", res.JobID, got.Status, done, got.Counts.Total, float64(done)/time.Since(start).Seconds())
@@ -242,10 +248,6 @@ func (b *benchClient) run(ctx context.Context) (BenchResult, error) {
 		case <-time.After(100 * time.Millisecond): // polling interval of the job's state
 		}
 	}
-}
-
-func jobFinished(status string) bool {
-	return status == "completed" || status == "failed" || status == "stopped"
 }
 
 func (b *benchClient) deviceID(i int) string { return fmt.Sprintf("bench-%s-%07d", b.cfg.Run, i) }
@@ -264,37 +266,14 @@ func (b *benchClient) done(line string) {
 	}
 }
 
-// doStatus is do, also returning the answer's status.
-func (b *benchClient) doStatus(ctx context.Context, method, path, contentType string, body []byte, token string) (http.Header, int, error) {
-	h, _, err := b.send(ctx, method, path, contentType, body, token)
-	if err != nil {
-		return nil, 0, err
-	}
-	return h, b.lastStatus, nil
-}
-
-// do sends one request and returns the answer's headers; a 503 (read
-// models not caught up with token, Retry-After) is asked again, as a client
-// should; any other status from 300 up is an error with the problem's
-// detail.
-func (b *benchClient) do(ctx context.Context, method, path, contentType string, body []byte, token string) (http.Header, error) {
-	h, _, err := b.send(ctx, method, path, contentType, body, token)
-	return h, err
-}
-
-func (b *benchClient) getJSON(ctx context.Context, path, token string, v any) error {
-	_, data, err := b.send(ctx, http.MethodGet, path, "", nil, token)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(data, v)
-}
-
-func (b *benchClient) send(ctx context.Context, method, path, contentType string, body []byte, token string) (http.Header, []byte, error) {
+// send sends one request and returns the answer; a 503 (read models not
+// caught up with token, Retry-After) is asked again, as a client should;
+// any other status from 300 up is an error with the problem's detail.
+func (b *benchClient) send(ctx context.Context, method, path, contentType string, body []byte, token string) (benchAnswer, error) {
 	for {
 		req, err := http.NewRequestWithContext(ctx, method, b.cfg.URL+fjhttp.APIBase+path, bytes.NewReader(body))
 		if err != nil {
-			return nil, nil, err
+			return benchAnswer{}, err
 		}
 		if contentType != "" {
 			req.Header.Set("Content-Type", contentType)
@@ -307,12 +286,12 @@ func (b *benchClient) send(ctx context.Context, method, path, contentType string
 		}
 		resp, err := b.http.Do(req)
 		if err != nil {
-			return nil, nil, err
+			return benchAnswer{}, err
 		}
 		data, err := io.ReadAll(resp.Body)
 		_ = resp.Body.Close()
 		if err != nil {
-			return nil, nil, err
+			return benchAnswer{}, err
 		}
 		switch {
 		case resp.StatusCode == http.StatusServiceUnavailable:
@@ -322,15 +301,14 @@ func (b *benchClient) send(ctx context.Context, method, path, contentType string
 			}
 			select {
 			case <-ctx.Done():
-				return nil, nil, fmt.Errorf("%s %s: still 503 (%s): %w", method, path, problemDetail(data), context.Cause(ctx))
+				return benchAnswer{}, fmt.Errorf("%s %s: still 503 (%s): %w", method, path, problemDetail(data), context.Cause(ctx))
 			case <-time.After(wait):
 			}
 			continue
 		case resp.StatusCode >= 300:
-			return nil, nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, problemDetail(data))
+			return benchAnswer{}, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, problemDetail(data))
 		}
-		b.lastStatus = resp.StatusCode
-		return resp.Header, data, nil
+		return benchAnswer{status: resp.StatusCode, header: resp.Header, body: data}, nil
 	}
 }
 
@@ -355,7 +333,7 @@ func problemDetail(data []byte) string {
 func mustJSONBody(v any) []byte {
 	b, err := json.Marshal(v)
 	if err != nil {
-		panic(errors.Join(errors.New("bench: a request body that does not encode"), err))
+		panic(fmt.Sprintf("bench: a request body that does not encode: %v", err))
 	}
 	return b
 }
