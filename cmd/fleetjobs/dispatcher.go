@@ -213,8 +213,10 @@ type dispatcher struct {
 	base    dispatch.Stats // counters of the Managers replaced
 	running bool           // a Manager is running
 	standby bool           // another instance dispatches; this one relays answers
-	asked   bool           // Redis has answered a try to take the lease (supervise's goroutine only)
-	err     error          // why the last Manager stopped, until the next one runs
+	// asked: Redis has answered a try to take the lease; leaseFailing: the
+	// last try got no answer (supervise's goroutine only).
+	asked, leaseFailing bool
+	err                 error // why the last Manager stopped, until the next one runs
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -327,16 +329,10 @@ func (d *dispatcher) awaitLease(ctx context.Context, m *dispatch.Manager) bool {
 	if d.lease == nil {
 		return true
 	}
-	failing := false
 	for {
-		ok, err := d.takeLease(ctx)
-		if ok {
+		if d.takeLease(ctx) {
 			return true
 		}
-		if err != nil && ctx.Err() == nil && !failing {
-			d.logger.Warn("dispatcher: cannot read the dispatch lease in Redis; standing by until it can", zap.Error(err))
-		}
-		failing = err != nil
 		d.mu.Lock()
 		d.standby, d.err = true, nil
 		d.mu.Unlock()
@@ -346,15 +342,20 @@ func (d *dispatcher) awaitLease(ctx context.Context, m *dispatch.Manager) bool {
 	}
 }
 
-// takeLease tries to take the lease. Until Redis has answered a try, it
-// also takes back the lease of this instance's previous process (see
-// leaseHolder): a restart during a Redis outage still takes it back.
-func (d *dispatcher) takeLease(ctx context.Context) (bool, error) {
+// takeLease tries to take the lease, and says once per outage that Redis
+// does not answer. Until Redis has answered a try, it also takes back the
+// lease of this instance's previous process (see leaseHolder): a restart
+// during a Redis outage still takes it back.
+func (d *dispatcher) takeLease(ctx context.Context) bool {
 	ok, err := d.lease.take(ctx, !d.asked)
-	if err == nil {
-		d.asked = true
+	switch {
+	case err == nil:
+		d.asked, d.leaseFailing = true, false
+	case ctx.Err() == nil && !d.leaseFailing:
+		d.leaseFailing = true
+		d.logger.Warn("dispatcher: cannot read the dispatch lease in Redis; standing by until it can", zap.Error(err))
 	}
-	return ok, err
+	return ok
 }
 
 // relayUntilLease has m relay answers until this instance takes the lease
@@ -368,7 +369,6 @@ func (d *dispatcher) relayUntilLease(ctx context.Context, m *dispatch.Manager) b
 		close(stop)
 		relaying.Wait()
 	}()
-	failing := false
 	for {
 		t := time.NewTimer(d.lease.ttl / 3)
 		select {
@@ -377,14 +377,9 @@ func (d *dispatcher) relayUntilLease(ctx context.Context, m *dispatch.Manager) b
 			return false
 		case <-t.C:
 		}
-		ok, err := d.takeLease(ctx)
-		switch {
-		case ok:
+		if d.takeLease(ctx) {
 			return true
-		case err != nil && ctx.Err() == nil && !failing:
-			d.logger.Warn("dispatcher: cannot read the dispatch lease in Redis; standing by until it can", zap.Error(err))
 		}
-		failing = err != nil
 	}
 }
 
