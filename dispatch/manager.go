@@ -260,7 +260,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	for range m.cfg.Workers {
 		wg.Go(func() { m.work(ctx) })
 	}
-	wg.Go(func() { m.answers(ctx) })
+	wg.Go(func() { m.answers(ctx, nil) })
 	wg.Go(func() { m.timeouts(ctx) })
 	wg.Go(func() { m.resends(ctx) })
 	wg.Go(func() {
@@ -827,15 +827,37 @@ func (m *Manager) resends(ctx context.Context) {
 	}
 }
 
-// answers takes the transport's answers until ctx ends: each one settles
-// its device at once (so that it is neither resent nor timed out) and
-// joins its job's results waiting to be recorded (startRecorders). Recording
-// never holds up the transport.
-func (m *Manager) answers(ctx context.Context) {
+// answers takes the transport's answers until ctx ends or stop is closed:
+// each one of a tracked job settles its device at once (so that it is
+// neither resent nor timed out) and joins its job's results waiting to be
+// recorded (startRecorders), which never holds up the transport; the
+// answers of jobs it does not track (finished and forgotten, unknown, or
+// any while standing by in Relay) are recorded per job before it takes more.
+func (m *Manager) answers(ctx context.Context, stop <-chan struct{}) {
 	for {
-		batch, ok := m.nextAnswers(ctx.Done(), nil)
-		if !ok {
+		var batch []Answer
+		select {
+		case <-ctx.Done():
 			return
+		case <-stop:
+			return
+		case as, ok := <-m.cfg.Answers:
+			if !ok {
+				return
+			}
+			batch = append(batch, as...)
+		}
+	drain:
+		for len(batch) < m.cfg.Round {
+			select {
+			case as, ok := <-m.cfg.Answers:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, as...)
+			default:
+				break drain
+			}
 		}
 		if unknown := m.takeAnswers(batch); len(unknown) > 0 {
 			m.recordAll(ctx, unknown, false)
@@ -843,57 +865,14 @@ func (m *Manager) answers(ctx context.Context) {
 	}
 }
 
-// nextAnswers waits for answers and returns them with those already
-// waiting, up to about a Round; false once done or stop is closed, or the
-// channel.
-func (m *Manager) nextAnswers(done, stop <-chan struct{}) ([]Answer, bool) {
-	var batch []Answer
-	select {
-	case <-done:
-		return nil, false
-	case <-stop:
-		return nil, false
-	case as, ok := <-m.cfg.Answers:
-		if !ok {
-			return nil, false
-		}
-		batch = append(batch, as...)
-	}
-drain:
-	for len(batch) < m.cfg.Round {
-		select {
-		case as, ok := <-m.cfg.Answers:
-			if !ok {
-				break drain
-			}
-			batch = append(batch, as...)
-		default:
-			break drain
-		}
-	}
-	return batch, true
-}
-
 // Relay records the answers that reach this instance while another
 // instance dispatches (one dispatches at a time; the others stand by):
-// each through Outcomes for its job, as the answers of jobs a running
-// Manager does not track are. The dispatching instance learns them from the
-// log. Relay returns once stop is closed, after recording the answers it
-// took, or when ctx ends; call it only while Run is not running (before
-// it, or in between standbys of a Manager that has not run).
-func (m *Manager) Relay(ctx context.Context, stop <-chan struct{}) {
-	for {
-		batch, ok := m.nextAnswers(ctx.Done(), stop)
-		if !ok {
-			return
-		}
-		perJob := make(map[string][]job.DeviceResult)
-		for _, a := range batch {
-			perJob[a.JobID] = append(perJob[a.JobID], resultOf(a))
-		}
-		m.recordAll(ctx, perJob, false)
-	}
-}
+// tracking no job, it records each through Outcomes for its job, as a
+// running Manager does the answers of jobs it does not track. The
+// dispatching instance learns them from the log. Relay returns once stop
+// is closed, after recording the answers it took, or when ctx ends; call it
+// only while Run is not running, on a Manager that has not run.
+func (m *Manager) Relay(ctx context.Context, stop <-chan struct{}) { m.answers(ctx, stop) }
 
 // resultOf is the device result an answer reports.
 func resultOf(a Answer) job.DeviceResult {
