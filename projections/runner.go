@@ -250,12 +250,8 @@ func (r *Runner) Run(ctx context.Context) error {
 			} else {
 				r.cfg.Logger.Debug("projections reopen after another writer's commit", zap.Error(err))
 			}
-			t := time.NewTimer(r.cfg.MinBackoff)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !pause(ctx, r.cfg.MinBackoff) {
 				return nil
-			case <-t.C:
 			}
 			continue
 		}
@@ -270,14 +266,22 @@ func (r *Runner) Run(ctx context.Context) error {
 		} else {
 			r.cfg.Logger.Debug("projections still failing", zap.Error(err), zap.Duration("backoff", backoff))
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !pause(ctx, backoff) {
 			return nil
-		case <-t.C:
 		}
 		backoff = min(2*backoff, r.cfg.MaxBackoff)
+	}
+}
+
+// pause waits d; false if ctx ended first.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
