@@ -176,25 +176,35 @@ func TestJobHistoryPagesAndStreams(t *testing.T) {
 	}
 }
 
+// bodyCase is a request body and the answer it must get: its status and,
+// for a refusal, the field it names.
+type bodyCase struct {
+	body  string
+	code  int
+	field string
+}
+
+// mustAnswerBodies sends each body to method path and checks the answer.
+func mustAnswerBodies(t *testing.T, base, method, path string, cases []bodyCase) {
+	t.Helper()
+	for _, c := range cases {
+		a := MustDo(t, base, Request{Method: method, Path: path, Body: c.body, Header: JSONHeader()})
+		if a.Code != c.code || (c.field != "" && !bytes.Contains(a.Body, []byte(strconv.Quote(c.field)))) {
+			t.Errorf("%s: %d %s, want %d naming %q", c.body, a.Code, a.Body, c.code, c.field)
+		}
+	}
+}
+
 func TestResultStatusIsChecked(t *testing.T) {
 	s := MustOpen(t, withJobs(fjhttp.Config{}, newJobStub(1)))
-	for _, c := range []struct {
-		body  string
-		code  int
-		field string
-	}{
+	mustAnswerBodies(t, s.URL(), "POST", "/api/v1/jobs/j/devices/d/result", []bodyCase{
 		{`{"status":"done"}`, 400, "status"},
 		{`{}`, 400, "status"},
 		{`{"status":"succeeded","error":"x"}`, 400, "error"},
 		{`{"status":"failed","error":"E42"}`, 202, ""},
 		{`{"status":"failed","error":"` + strings.Repeat("x", 1024) + `"}`, 202, ""},
 		{`{"status":"failed","error":"` + strings.Repeat("x", 1025) + `"}`, 400, "error"},
-	} {
-		a := MustDo(t, s.URL(), Request{Method: "POST", Path: "/api/v1/jobs/j/devices/d/result", Body: c.body, Header: JSONHeader()})
-		if a.Code != c.code || (c.field != "" && !bytes.Contains(a.Body, []byte(strconv.Quote(c.field)))) {
-			t.Errorf("%s: %d %s, want %d naming %q", c.body, a.Code, a.Body, c.code, c.field)
-		}
-	}
+	})
 }
 
 // TestJobCommandsAnswerTheJob: create, copy and stop answer the job in the
@@ -275,20 +285,11 @@ func TestJobCommandsAnswerTheJob(t *testing.T) {
 // left out, the domain's default applies.
 func TestJobZeroIsNotLeftOut(t *testing.T) {
 	s := MustOpen(t, withJobs(fjhttp.Config{}, newJobStub(1)))
-	for _, c := range []struct {
-		extra string
-		code  int
-		field string
-	}{
-		{``, 201, ""},
-		{`,"timeoutSeconds":0`, 400, "timeoutSeconds"},
-		{`,"batchSize":0`, 400, "batchSize"},
-		{`,"timeoutSeconds":45,"batchSize":10`, 201, ""},
-	} {
-		body := `{"name":"Fans up","deviceSetId":"seattle","jobType":"setting","operations":[{"name":"fanSpeed","value":1200}]` + c.extra + `}`
-		a := MustDo(t, s.URL(), Request{Method: "POST", Path: "/api/v1/jobs", Body: body, Header: JSONHeader()})
-		if a.Code != c.code || (c.field != "" && !bytes.Contains(a.Body, []byte(strconv.Quote(c.field)))) {
-			t.Errorf("%s: %d %s, want %d naming %q", body, a.Code, a.Body, c.code, c.field)
-		}
-	}
+	const job = `{"name":"Fans up","deviceSetId":"seattle","jobType":"setting","operations":[{"name":"fanSpeed","value":1200}]`
+	mustAnswerBodies(t, s.URL(), "POST", "/api/v1/jobs", []bodyCase{
+		{job + `}`, 201, ""},
+		{job + `,"timeoutSeconds":0}`, 400, "timeoutSeconds"},
+		{job + `,"batchSize":0}`, 400, "batchSize"},
+		{job + `,"timeoutSeconds":45,"batchSize":10}`, 201, ""},
+	})
 }
