@@ -8,23 +8,32 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// bodyDigestKey is where the echo context keeps the digest of the request's
-// body (noteBody) for keyedCommandID.
-const bodyDigestKey = "fleetjobs.bodyDigest"
+// requestBodyKey is where the echo context keeps the request's body
+// (noteBody) for keyedCommandID.
+const requestBodyKey = "fleetjobs.requestBody"
 
-// noteBody keeps the digest of a request's body for keyedCommandID: of the
-// value decoded from a JSON body, re-encoded (so a retry that encodes the
-// same request with other spacing or key order is the same request), or of
-// the bytes of any other body.
+// noteBody keeps a request's body for keyedCommandID, without copying or
+// hashing it: only a request with an Idempotency-Key needs its digest.
+// decoded is the value decoded from a JSON body (nil for another body): its
+// encoding is digested rather than the bytes, so that a retry that encodes
+// the same request with other spacing or key order is the same request.
 func noteBody(c echo.Context, raw []byte, decoded any) {
-	b := raw
-	if decoded != nil {
-		if canon, err := json.Marshal(decoded); err == nil {
-			b = canon
+	c.Set(requestBodyKey, requestBody{raw: raw, decoded: decoded})
+}
+
+type requestBody struct {
+	raw     []byte
+	decoded any
+}
+
+// digest is what keyedCommandID digests of the body.
+func (b requestBody) digest() []byte {
+	if b.decoded != nil {
+		if canon, err := json.Marshal(b.decoded); err == nil {
+			return canon
 		}
 	}
-	sum := sha256.Sum256(b)
-	c.Set(bodyDigestKey, sum[:])
+	return b.raw
 }
 
 // keyedCommandID is the command ID of a request sent with an
@@ -49,8 +58,8 @@ func keyedCommandID(c echo.Context, key string) string {
 			part(values[i])
 		}
 	}
-	if d, ok := c.Get(bodyDigestKey).([]byte); ok {
-		h.Write(d)
+	if b, ok := c.Get(requestBodyKey).(requestBody); ok {
+		h.Write(b.digest())
 	}
 	return key + "." + hex.EncodeToString(h.Sum(nil)[:8])
 }
