@@ -95,28 +95,30 @@ func startMQTT(ctx context.Context, cfg Config, h *commands.Handler, events *eve
 		if err != nil {
 			return nil, err
 		}
-		tc.URL = md.broker.URL()
-		tc.Username, tc.Password = md.broker.ServiceCredential()
 		log.Info("embedded MQTT broker listening", zap.String("addr", md.broker.Addr()), zap.String("url", md.broker.URL()))
 		if !loopback(md.broker.Addr()) {
 			log.Warn("the embedded MQTT broker listens beyond loopback without TLS: devices authenticate with their keys, but keys and jobs travel in clear; put it behind a TLS proxy or use a broker of your own (FLEETJOBS_MQTT_URL)",
 				zap.String("addr", md.broker.Addr()))
 		}
 		md.watch(events)
-	} else {
-		u, err := url.Parse(cfg.MQTTURL)
-		if err != nil {
-			return nil, fmt.Errorf("FLEETJOBS_MQTT_URL: %w", err)
-		}
-		if u.User != nil {
-			tc.Username = u.User.Username()
-			p, _ := u.User.Password()
-			tc.Password = []byte(p)
-			u.User = nil
-		}
-		tc.URL = u.String()
-		log.Info("using an external MQTT broker: device authentication and topic permissions are its configuration", zap.String("url", tc.URL))
+		// The service does not connect to a broker in its own process: it
+		// hands deliveries to it and reads answers from it directly.
+		md.url = md.broker.URL()
+		md.transport = md.broker.Attach(tc, answers)
+		return md, nil
 	}
+	u, err := url.Parse(cfg.MQTTURL)
+	if err != nil {
+		return nil, fmt.Errorf("FLEETJOBS_MQTT_URL: %w", err)
+	}
+	if u.User != nil {
+		tc.Username = u.User.Username()
+		p, _ := u.User.Password()
+		tc.Password = []byte(p)
+		u.User = nil
+	}
+	tc.URL = u.String()
+	log.Info("using an external MQTT broker: device authentication and topic permissions are its configuration", zap.String("url", tc.URL))
 	md.url = tc.URL
 	dctx, cancel := context.WithTimeout(ctx, mqttDialTimeout)
 	defer cancel()
@@ -234,11 +236,8 @@ func registerMQTTMetrics(m *fjhttp.Metrics, t *mqtt.Transport, broker *mqtt.Brok
 	if broker != nil {
 		errs = append(errs,
 			m.CounterFunc("fleetjobs_mqtt_broker_dropped_total",
-				"Messages the embedded broker did not deliver: a device's queue of pending writes was full or it had too many unacknowledged messages (the job times out on that device), or an answer could not be written to a failing service connection.",
-				func() float64 { return float64(broker.Stats().Dropped) }),
-			m.CounterFunc("fleetjobs_mqtt_broker_answers_waited_total",
-				"Device answers that found the service's queue of pending writes full in the embedded broker and were written directly, holding back the device that sent them until the service read them: a sign the service reads answers more slowly than devices send them.",
-				func() float64 { return float64(broker.Stats().ServiceWaited) }))
+				"Messages the embedded broker did not deliver: a device's queue of pending writes was full or it had too many unacknowledged messages (the job times out on that device).",
+				func() float64 { return float64(broker.Stats().Dropped) }))
 	}
 	return errors.Join(append(errs,
 		m.CounterFunc("fleetjobs_mqtt_delivered_total",
@@ -250,6 +249,9 @@ func registerMQTTMetrics(m *fjhttp.Metrics, t *mqtt.Transport, broker *mqtt.Brok
 		m.CounterFunc("fleetjobs_mqtt_answers_total",
 			"Device answers received over MQTT and handed to the dispatcher.",
 			func() float64 { return float64(t.Stats().Answers) }),
+		m.CounterFunc("fleetjobs_mqtt_answers_waited_total",
+			"Device answers that found the dispatcher busy (the transport's queue of answers full) and waited, holding back the device that sent them (embedded broker) or the service's reading of its broker connection: a sign that answers come faster than they are recorded.",
+			func() float64 { return float64(t.Stats().Waited) }),
 		m.Register(droppedAnswers{t}),
 	)...)
 }

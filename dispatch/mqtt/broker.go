@@ -109,6 +109,7 @@ type Broker struct {
 	user     string
 	password []byte
 	queue    *serviceQueueHook
+	attachment
 
 	closeOnce sync.Once
 	closeErr  error
@@ -172,7 +173,9 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 		_ = srv.Close()
 		return nil, fmt.Errorf("mqtt broker: serve on %s: %w", cfg.Addr, err)
 	}
-	return &Broker{srv: srv, listener: l, user: cfg.ServiceUsername, password: cfg.ServicePassword, queue: q}, nil
+	b := &Broker{srv: srv, listener: l, user: cfg.ServiceUsername, password: cfg.ServicePassword, queue: q}
+	b.inline = srv.NewClient(nil, "local", attachedClientID, true)
+	return b, nil
 }
 
 // Addr is the address the broker listens on.
@@ -224,6 +227,7 @@ func (b *Broker) Disconnect(deviceID string) bool {
 // more than once.
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
+		b.closed.Store(true)
 		if err := b.srv.Close(); err != nil {
 			b.closeErr = fmt.Errorf("mqtt broker: close: %w", err)
 		}

@@ -20,7 +20,11 @@
 //     few system calls as the load allows (batchConn). A device answer
 //     is untrusted input: a malformed or oversized payload, a topic whose IDs
 //     are invalid or an unknown status is counted (Stats), logged with a rate
-//     limit and dropped; it never stops the transport.
+//     limit and dropped; it never stops the transport. With the embedded
+//     broker, serve attaches the Transport to it instead (Broker.Attach): no
+//     connection of its own, deliveries handed to the broker directly,
+//     answers read from an in-process subscription (not shared), a busy
+//     dispatcher holding back the answering devices.
 //   - Broker: the embedded broker (github.com/mochi-mqtt/server/v2) used when
 //     no FLEETJOBS_MQTT_URL is configured. It does not drop an answer because
 //     the service reads slowly (serviceQueueHook holds the device back

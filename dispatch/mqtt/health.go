@@ -9,6 +9,9 @@ import (
 // otherwise it waits for the connection until ctx ends and then says so.
 // Readiness checks call it with a short deadline.
 func (t *Transport) Connected(ctx context.Context) error {
+	if t.broker != nil {
+		return t.broker.serving()
+	}
 	if err := t.cm.AwaitConnection(ctx); err != nil {
 		return fmt.Errorf("not connected to the MQTT broker: %w", err)
 	}

@@ -28,6 +28,7 @@ type backend struct {
 	keys     map[string]string // device ID -> key (embedded broker only)
 	acl      bool              // the broker authenticates and enforces the ACL
 	broker   *mqtt.Broker      // the embedded broker; nil for an external one
+	attached bool              // MustTransport attaches to broker (Broker.Attach) instead of dialling it
 }
 
 // keyFor returns the key of a device the broker knows.
@@ -45,6 +46,14 @@ func staticKeys(hashes *sync.Map) mqtt.DeviceKeys {
 // devices (each gets a fresh key) and stops it when the test ends.
 func MustBroker(tb testing.TB, devices ...string) backend {
 	tb.Helper()
+	b := mustStartBroker(tb, devices...)
+	tb.Cleanup(func() { _ = b.broker.Close() })
+	return b
+}
+
+// mustStartBroker is MustBroker for a test that closes the broker itself.
+func mustStartBroker(tb testing.TB, devices ...string) backend {
+	tb.Helper()
 	hashes := &sync.Map{}
 	keys := map[string]string{}
 	for _, d := range devices {
@@ -59,7 +68,6 @@ func MustBroker(tb testing.TB, devices ...string) backend {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { _ = b.Close() })
 	user, pass := b.ServiceCredential()
 	return backend{name: "embedded", url: b.URL(), user: user, password: pass, keys: keys, acl: true, broker: b}
 }
@@ -78,8 +86,21 @@ func externalBroker(tb testing.TB) backend {
 	return backend{name: "mosquitto", url: u}
 }
 
-// forEachBroker runs f against the embedded broker and the external one.
+// forEachBroker runs f against the embedded broker with the Transport
+// attached to it (as serve runs it), against the embedded broker with the
+// Transport connected over MQTT, and against the external one.
 func forEachBroker(t *testing.T, devices []string, f func(t *testing.T, b backend)) {
+	t.Run("attached", func(t *testing.T) {
+		b := MustBroker(t, devices...)
+		b.attached = true
+		f(t, b)
+	})
+	forEachConnectedBroker(t, devices, f)
+}
+
+// forEachConnectedBroker runs f against the embedded broker and the
+// external one, the Transport connected over MQTT.
+func forEachConnectedBroker(t *testing.T, devices []string, f func(t *testing.T, b backend)) {
 	t.Run("embedded", func(t *testing.T) { f(t, MustBroker(t, devices...)) })
 	t.Run("mosquitto", func(t *testing.T) { f(t, externalBroker(t)) })
 }
@@ -91,15 +112,21 @@ func unique(prefix string) string {
 	return fmt.Sprintf("%s-%x", prefix, b)
 }
 
-// MustTransport dials a Transport on b in share group group and runs it
-// until the test ends.
+// MustTransport dials a Transport on b in share group group (or attaches
+// it to b's embedded broker) and runs it until the test ends.
 func MustTransport(tb testing.TB, b backend, group string, answers chan []dispatch.Answer) *mqtt.Transport {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	tr, err := mqtt.Dial(ctx, mqtt.Config{URL: b.url, Username: b.user, Password: b.password, ShareGroup: group, Logger: zaptest.NewLogger(tb)}, answers)
-	if err != nil {
-		tb.Fatal(err)
+	cfg := mqtt.Config{URL: b.url, Username: b.user, Password: b.password, ShareGroup: group, Logger: zaptest.NewLogger(tb)}
+	var tr *mqtt.Transport
+	if b.attached {
+		tr = b.broker.Attach(cfg, answers)
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var err error
+		if tr, err = mqtt.Dial(ctx, cfg, answers); err != nil {
+			tb.Fatal(err)
+		}
 	}
 	runCtx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

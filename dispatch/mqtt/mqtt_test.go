@@ -177,7 +177,16 @@ func TestDuplicateDeliveryIsAppliedOnceAndAnsweredAgain(t *testing.T) {
 }
 
 func TestDeviceCannotReadOrAnswerForAnotherDevice(t *testing.T) {
-	b := MustBroker(t, "vm-a", "vm-b")
+	for _, attached := range []bool{true, false} {
+		t.Run(map[bool]string{true: "attached", false: "connected"}[attached], func(t *testing.T) {
+			b := MustBroker(t, "vm-a", "vm-b")
+			b.attached = attached
+			deviceCannotReadOrAnswerForAnother(t, b)
+		})
+	}
+}
+
+func deviceCannotReadOrAnswerForAnother(t *testing.T, b backend) {
 	answers := make(chan []dispatch.Answer, 64)
 	tr := MustTransport(t, b, unique("acl"), answers)
 	rec := newRecorder()
@@ -346,7 +355,8 @@ func TestTransportsSharingTheSubscriptionSplitTheAnswers(t *testing.T) {
 	for i := range ids {
 		ids[i] = fmt.Sprintf("vm-%03d", i)
 	}
-	forEachBroker(t, ids, func(t *testing.T, b backend) {
+	// Attached Transports do not share: each gets every answer (Broker.Attach).
+	forEachConnectedBroker(t, ids, func(t *testing.T, b backend) {
 		group := unique("share")
 		a1 := make(chan []dispatch.Answer, 1024)
 		a2 := make(chan []dispatch.Answer, 1024)

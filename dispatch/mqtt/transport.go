@@ -90,6 +90,7 @@ type Stats struct {
 	Published     int64 // deliveries acknowledged by the broker
 	PublishFailed int64 // deliveries the broker did not take
 	Answers       int64 // answers handed to the dispatcher
+	Waited        int64 // answers that found the dispatcher busy and held their sender back
 	Oversized     int64 // answers dropped: payload over MaxAnswerBytes
 	BadTopic      int64 // answers dropped: not a result topic with valid IDs
 	Malformed     int64 // answers dropped: not a JSON result object
@@ -103,7 +104,9 @@ func (s Stats) Dropped() int64 { return s.Oversized + s.BadTopic + s.Malformed +
 // goroutine; Run must be running for answers to reach the dispatcher.
 type Transport struct {
 	cfg     Config
-	cm      *autopaho.ConnectionManager
+	cm      *autopaho.ConnectionManager // nil when attached to an embedded broker
+	broker  *Broker                     // the embedded broker it is attached to (Broker.Attach), or nil
+	subID   int                         // the attached Transport's subscription on broker
 	answers chan<- []dispatch.Answer
 	inbox   chan dispatch.Answer
 	publish chan publishRequest // to the publishers (unbuffered: a request taken is a request sent)
@@ -113,7 +116,7 @@ type Transport struct {
 
 	closeOnce sync.Once
 
-	published, publishFailed, handed          atomic.Int64
+	published, publishFailed, handed, waited  atomic.Int64
 	oversized, badTopic, malformed, badStatus atomic.Int64
 }
 
@@ -134,34 +137,8 @@ func Dial(ctx context.Context, cfg Config, answers chan<- []dispatch.Answer) (*T
 		_, _ = rand.Read(b[:]) // crypto/rand never fails on supported platforms
 		cfg.ClientID = ServiceClientPrefix + hex.EncodeToString(b[:])
 	}
-	if cfg.ShareGroup == "" {
-		cfg.ShareGroup = DefaultShareGroup
-	}
-	if cfg.MaxAnswerBytes <= 0 {
-		cfg.MaxAnswerBytes = DefaultMaxAnswerBytes
-	}
-	if cfg.Publishers <= 0 {
-		cfg.Publishers = DefaultPublishers
-	}
-	if cfg.AnswerBatch <= 0 {
-		cfg.AnswerBatch = DefaultAnswerBatch
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = zap.NewNop()
-	}
-	log := cfg.Logger.With(zap.String("broker", u.Host), zap.String("clientId", cfg.ClientID))
-	t := &Transport{
-		cfg:     cfg,
-		answers: answers,
-		inbox:   make(chan dispatch.Answer, 4*cfg.AnswerBatch),
-		publish: make(chan publishRequest),
-		closed:  make(chan struct{}),
-		warn:    &rateLog{log: log, now: cfg.Now, interval: 10 * time.Second},
-		log:     log,
-	}
+	t := newTransport(cfg, answers, zap.String("broker", u.Host), zap.String("clientId", cfg.ClientID))
+	cfg, log := t.cfg, t.log
 	filter := SharedResultFilter(cfg.ShareGroup)
 	// A refusal of the credentials ends the wait for the first connection
 	// at once, instead of retrying until ctx ends: a wrong password does
@@ -211,7 +188,10 @@ func Dial(ctx context.Context, cfg Config, answers chan<- []dispatch.Answer) (*T
 		ClientConfig: paho.ClientConfig{
 			ClientID: cfg.ClientID,
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){
-				func(pr paho.PublishReceived) (bool, error) { t.receive(pr.Packet); return true, nil },
+				func(pr paho.PublishReceived) (bool, error) {
+					t.receive(pr.Packet.Topic, pr.Packet.Payload)
+					return true, nil
+				},
 			},
 			OnClientError: func(err error) { log.Debug("mqtt: client error", zap.Error(err)) },
 		},
@@ -234,12 +214,47 @@ func Dial(ctx context.Context, cfg Config, answers chan<- []dispatch.Answer) (*T
 	return t, nil
 }
 
-// receive handles one answer. It runs on the client's receive path: waiting
-// here for room in the inbox stops the client's reading once its queue
-// (answerQueue) is full, which holds back the broker (AnswerQoS): the
-// backpressure we want when the dispatcher is busy.
-func (t *Transport) receive(p *paho.Publish) {
-	a, err := decodeAnswer(p.Topic, p.Payload, t.cfg.MaxAnswerBytes)
+// newTransport is a Transport on cfg with its defaults filled in, not yet
+// connected; its log carries fields.
+func newTransport(cfg Config, answers chan<- []dispatch.Answer, fields ...zap.Field) *Transport {
+	if cfg.ShareGroup == "" {
+		cfg.ShareGroup = DefaultShareGroup
+	}
+	if cfg.MaxAnswerBytes <= 0 {
+		cfg.MaxAnswerBytes = DefaultMaxAnswerBytes
+	}
+	if cfg.Publishers <= 0 {
+		cfg.Publishers = DefaultPublishers
+	}
+	if cfg.AnswerBatch <= 0 {
+		cfg.AnswerBatch = DefaultAnswerBatch
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	log := cfg.Logger.With(fields...)
+	return &Transport{
+		cfg:     cfg,
+		answers: answers,
+		inbox:   make(chan dispatch.Answer, 4*cfg.AnswerBatch),
+		publish: make(chan publishRequest),
+		closed:  make(chan struct{}),
+		warn:    &rateLog{log: log, now: cfg.Now, interval: 10 * time.Second},
+		log:     log,
+	}
+}
+
+// receive handles one answer. It runs on the client's receive path (on an
+// attached Transport, on the answering device's connection in the broker):
+// waiting here for room in the inbox stops the client's reading once its
+// queue (answerQueue) is full, which holds back the broker (AnswerQoS), or
+// holds back the device itself: the backpressure we want when the
+// dispatcher is busy.
+func (t *Transport) receive(topic string, payload []byte) {
+	a, err := decodeAnswer(topic, payload, t.cfg.MaxAnswerBytes)
 	if err != nil {
 		switch {
 		case errors.Is(err, errOversized):
@@ -251,13 +266,18 @@ func (t *Transport) receive(p *paho.Publish) {
 		default:
 			t.badStatus.Add(1)
 		}
-		topic := p.Topic
 		if len(topic) > 200 {
 			topic = topic[:200]
 		}
-		t.warn.warn("mqtt: device answer dropped", zap.String("topic", topic), zap.Int("bytes", len(p.Payload)), zap.Error(err))
+		t.warn.warn("mqtt: device answer dropped", zap.String("topic", topic), zap.Int("bytes", len(payload)), zap.Error(err))
 		return
 	}
+	select {
+	case t.inbox <- a:
+		return
+	default:
+	}
+	t.waited.Add(1)
 	select {
 	case t.inbox <- a:
 	case <-t.closed:
@@ -321,6 +341,9 @@ func (t *Transport) Send(ctx context.Context, ds []dispatch.Delivery) error {
 		payloads[i] = appendJob(make([]byte, 0, 96+len(ops)), d, ops)
 	}
 
+	if t.broker != nil {
+		return t.sendInline(ctx, ds, payloads)
+	}
 	b := &sendBatch{}
 	for i := range ds {
 		b.wg.Add(1)
@@ -393,6 +416,7 @@ func (t *Transport) Stats() Stats {
 		Published:     t.published.Load(),
 		PublishFailed: t.publishFailed.Load(),
 		Answers:       t.handed.Load(),
+		Waited:        t.waited.Load(),
 		Oversized:     t.oversized.Load(),
 		BadTopic:      t.badTopic.Load(),
 		Malformed:     t.malformed.Load(),
@@ -405,6 +429,9 @@ func (t *Transport) Stats() Stats {
 // dispatcher resends after a restart).
 func (t *Transport) Close(ctx context.Context) error {
 	t.closeOnce.Do(func() { close(t.closed) })
+	if t.broker != nil {
+		return t.broker.detach(t)
+	}
 	if err := t.cm.Disconnect(ctx); err != nil {
 		return fmt.Errorf("mqtt: disconnect: %w", err)
 	}

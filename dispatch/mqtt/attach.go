@@ -1,0 +1,102 @@
+package mqtt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"go.uber.org/zap"
+
+	"github.com/fleetjobs/fleetjobs/dispatch"
+)
+
+// attachedClientID is the broker-side identity of attached Transports'
+// deliveries. Like ServiceClientPrefix it holds a "/", which no device ID
+// does, so no device can take it over.
+const attachedClientID = ServiceClientPrefix + "attached"
+
+// errBrokerClosed is why an attached Transport cannot deliver.
+var errBrokerClosed = errors.New("the embedded MQTT broker is closed")
+
+// Attach returns a Transport that runs inside the broker's process instead
+// of connecting to it: Send hands each delivery to the broker directly (as a
+// QoS 1 publish the broker has taken once Send returns, as a PUBACK would
+// say), and the devices' answers reach the Transport from an in-process
+// subscription to every result topic, on the answering device's own
+// connection. The devices still connect, authenticate and are held to
+// their topics over MQTT as before; what goes is the service's own MQTT
+// connection to a broker in its own process: its client, its socket, a
+// packet encoded and decoded twice per message, and half the broker's
+// system calls. `serve` uses it with the embedded broker.
+//
+// The subscription is not shared: the answers all go to this Transport
+// (and to every other attached one), and a service connecting over MQTT
+// with ServiceCredential shares none of them. cfg.URL, Username,
+// Password, ClientID, ShareGroup and Publishers are not used. Close ends
+// the subscription; the broker keeps running.
+func (b *Broker) Attach(cfg Config, answers chan<- []dispatch.Answer) *Transport {
+	t := newTransport(cfg, answers, zap.String("broker", "embedded"))
+	t.broker = b
+	t.subID = int(b.nextSub.Add(1))
+	b.srv.Topics.InlineSubscribe(mochi.InlineSubscription{
+		Subscription: packets.Subscription{Identifier: t.subID, Filter: AnyResultFilter},
+		Handler:      func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) { t.receive(pk.TopicName, pk.Payload) },
+	})
+	return t
+}
+
+// detach ends t's subscription.
+func (b *Broker) detach(t *Transport) error {
+	b.srv.Topics.InlineUnsubscribe(t.subID, AnyResultFilter)
+	return nil
+}
+
+// serving is nil until the broker is closed.
+func (b *Broker) serving() error {
+	if b.closed.Load() {
+		return errBrokerClosed
+	}
+	return nil
+}
+
+// sendInline hands each delivery to the attached broker, which queues it
+// for its device's connection (or drops it, as it would a published
+// message: the device is not connected, or its queue is full).
+func (t *Transport) sendInline(ctx context.Context, ds []dispatch.Delivery, payloads [][]byte) error {
+	for i, d := range ds {
+		err := t.broker.serving()
+		if err == nil {
+			err = ctx.Err()
+		}
+		if err == nil {
+			select {
+			case <-t.closed:
+				err = errTransportClosed
+			default:
+				err = t.broker.srv.InjectPacket(t.broker.inline, packets.Packet{
+					FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+					TopicName:   JobTopic(d.DeviceID, d.JobID),
+					Payload:     payloads[i],
+					PacketID:    1, // never acknowledged: an inline publish is taken when processed
+				})
+			}
+		}
+		if err != nil {
+			n := int64(len(ds) - i)
+			t.publishFailed.Add(n)
+			return fmt.Errorf("mqtt: %d of %d deliveries not taken by the broker: %w", n, len(ds), err)
+		}
+		t.published.Add(1)
+	}
+	return nil
+}
+
+// attachment is what a Broker keeps for attached Transports.
+type attachment struct {
+	inline  *mochi.Client // the client attached Transports publish as
+	nextSub atomic.Int64  // the last subscription identifier given out
+	closed  atomic.Bool   // the broker is closed
+}
