@@ -223,11 +223,27 @@ func (b *Broker) Disconnect(deviceID string) bool {
 	return true
 }
 
-// Close disconnects every client and stops listening. It is safe to call
-// more than once.
+// Close stops listening, disconnects every client and waits for their
+// connections to end. It is safe to call more than once.
+//
+// It closes the listener itself rather than leave it to the broker
+// library's Server.Close: that lists the listener's clients with
+// Clients.GetByListener, which takes the clients' read lock and then takes
+// it again (Clients.Len); a device connecting or leaving in between waits
+// for the lock as a writer, which blocks the second read lock, and the
+// shutdown hangs for good. Here the clients are listed once
+// (Clients.GetAll), and the server is closed with no listener left, which
+// still waits for the connections' goroutines.
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
 		b.closed.Store(true)
+		b.srv.Listeners.Delete(b.listener.ID())
+		b.listener.Close(func(string) {}) // stops accepting; the clients are ours to end
+		for _, cl := range b.srv.Clients.GetAll() {
+			if !cl.Net.Inline && !cl.Closed() {
+				_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown) // the error is the code itself
+			}
+		}
 		if err := b.srv.Close(); err != nil {
 			b.closeErr = fmt.Errorf("mqtt broker: close: %w", err)
 		}
