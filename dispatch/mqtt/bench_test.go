@@ -306,7 +306,7 @@ func transportRoundTrips(tb testing.TB, bk backend, ids []string, rounds int, na
 // service: deliveries published at QoS 1, up to 1,000 unacknowledged (the
 // broker's receive maximum is 1,024), answers read from a shared
 // subscription at QoS 0 (no acknowledgements to send back). The embedded
-// broker drops what it cannot queue for a connection (1,024 packets), so
+// broker drops what it cannot queue for a connection (DefaultMaxPendingWrites), so
 // some answers may never come: it waits until every delivery is
 // acknowledged and no answer has come for two seconds, logs how many were
 // lost, and returns the answers per second up to the last one.

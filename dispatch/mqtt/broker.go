@@ -96,8 +96,14 @@ type BrokerConfig struct {
 // DefaultMaxPendingWrites is BrokerConfig.MaxPendingWrites by default.
 // Each connection's queue is allocated up front: the broker library's own
 // default (8,192) costs 64 KiB per device, 640 MiB for 10,000 devices. A
-// device has a handful of jobs in flight.
-const DefaultMaxPendingWrites = 1024
+// device has a handful of jobs in flight, and its queue only fills while
+// its socket does not drain; then a job is dropped (counted) and the
+// dispatcher resends it. At 1,024 (8 KiB a device) the queues were more
+// than half the heap with 10,000 devices connected, and serve's 1 GiB soft
+// memory limit, stacks included, kept the collector running: 256 took
+// BenchmarkFleetRoundTrips from 12,100-14,000 round trips/s to
+// 17,700-19,400 (BENCHMARKS.md).
+const DefaultMaxPendingWrites = 256
 
 // Broker is the embedded MQTT broker. The service connects with
 // ServiceCredential; devices connect as their ID with their key and may
