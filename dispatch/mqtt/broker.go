@@ -323,9 +323,9 @@ func (h *authHook) Provides(b byte) bool {
 }
 
 // OnConnectAuthenticate admits the service with its credential and a device
-// with its ID, its key, and a client ID equal to its ID: a device choosing
+// with its ID, its key, a client ID equal to its ID (a device choosing
 // another client ID could take over another client's session and the
-// messages queued in it.
+// messages queued in it) and no will message.
 func (h *authHook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bool {
 	user := string(pk.Connect.Username)
 	if user == h.cfg.ServiceUsername {
@@ -338,6 +338,14 @@ func (h *authHook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bo
 	if !validID(user) || cl.ID != user {
 		h.log.Debug("mqtt broker: connection refused: username is not a device ID or client ID differs",
 			zap.String("remote", cl.Net.Remote), zap.String("clientId", cl.ID))
+		return false
+	}
+	if pk.Connect.WillFlag {
+		// The broker library publishes a will without the topic checks
+		// (OnACLCheck): a device could leave one on another device's result
+		// topic and forge its answer by dropping its connection.
+		h.log.Debug("mqtt broker: connection refused: a device may not leave a will message",
+			zap.String("deviceId", user), zap.String("remote", cl.Net.Remote), zap.String("willTopic", pk.Connect.WillTopic))
 		return false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.VerifyTimeout)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sort"
 	"strings"
 	"sync"
@@ -246,6 +247,33 @@ func deviceCannotReadOrAnswerForAnother(t *testing.T, b backend) {
 	if len(snooped) != 0 {
 		t.Errorf("vm-a received other devices' messages: %v", snooped)
 	}
+}
+
+// TestDeviceCannotLeaveAWill: a device's connection with a will message is
+// refused, whatever its topic. The broker library publishes a will without
+// the topic checks, so a device leaving one on another device's result
+// topic, then dropping its connection, would forge that device's answer.
+func TestDeviceCannotLeaveAWill(t *testing.T) {
+	b := MustBroker(t, "vm-a", "vm-b")
+	for _, topic := range []string{mqtt.ResultTopic("vm-b", "forged"), mqtt.ResultTopic("vm-a", "j1"), "fleetjobs/devices/vm-a/status"} {
+		conn, err := net.Dial("tcp", b.broker.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := paho.NewClient(paho.ClientConfig{ClientID: "vm-a", Conn: conn})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ca, err := c.Connect(ctx, &paho.Connect{ClientID: "vm-a", CleanStart: true, KeepAlive: 30,
+			UsernameFlag: true, Username: "vm-a", PasswordFlag: true, Password: []byte(b.keyFor("vm-a")),
+			WillMessage: &paho.WillMessage{Topic: topic, Payload: []byte(`{"status":"succeeded"}`), QoS: 1}})
+		cancel()
+		if err == nil {
+			_ = c.Disconnect(&paho.Disconnect{})
+			t.Errorf("vm-a connected with a will on %s (CONNACK %+v)", topic, ca)
+		}
+		_ = conn.Close()
+	}
+	// The same device without a will is admitted.
+	MustAgent(t, b, "vm-a", newRecorder().handle)
 }
 
 func TestWrongCredentialsAreRefused(t *testing.T) {
