@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -41,6 +42,12 @@ func (b *Broker) Attach(cfg Config, answers chan<- []dispatch.Answer) *Transport
 	t := newTransport(cfg, answers, zap.String("broker", "embedded"))
 	t.broker = b
 	t.subID = int(b.nextSub.Add(1))
+	b.mu.Lock()
+	if b.attached == nil {
+		b.attached = map[*Transport]bool{}
+	}
+	b.attached[t] = true
+	b.mu.Unlock()
 	b.srv.Topics.InlineSubscribe(mochi.InlineSubscription{
 		Subscription: packets.Subscription{Identifier: t.subID, Filter: AnyResultFilter},
 		Handler:      func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) { t.receive(pk.TopicName, pk.Payload) },
@@ -51,7 +58,21 @@ func (b *Broker) Attach(cfg Config, answers chan<- []dispatch.Answer) *Transport
 // detach ends t's subscription.
 func (b *Broker) detach(t *Transport) error {
 	b.srv.Topics.InlineUnsubscribe(t.subID, AnyResultFilter)
+	b.mu.Lock()
+	delete(b.attached, t)
+	b.mu.Unlock()
 	return nil
+}
+
+// releaseAttached closes the attached Transports, so that none holds a
+// device back any longer: the broker waits for every device's connection
+// to end when it closes.
+func (b *Broker) releaseAttached() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for t := range b.attached {
+		t.closeOnce.Do(func() { close(t.closed) })
+	}
 }
 
 // serving is nil until the broker is closed.
@@ -99,4 +120,7 @@ type attachment struct {
 	inline  *mochi.Client // the client attached Transports publish as
 	nextSub atomic.Int64  // the last subscription identifier given out
 	closed  atomic.Bool   // the broker is closed
+
+	mu       sync.Mutex
+	attached map[*Transport]bool // not yet closed
 }

@@ -110,3 +110,39 @@ func TestAttachedTransportEndsWithItsBroker(t *testing.T) {
 		t.Errorf("stats %+v: want 2 failed, none published", s)
 	}
 }
+
+// TestBrokerClosesWhileAnAttachedTransportHoldsDevicesBack: closing the
+// broker ends the wait of devices held back by an attached Transport that
+// nobody reads (the broker waits for every connection to end).
+func TestBrokerClosesWhileAnAttachedTransportHoldsDevicesBack(t *testing.T) {
+	b := mustStartBroker(t, "vm-1") // not closed again by a cleanup, which would wait for a hung Close
+	tr := b.broker.Attach(mqtt.Config{AnswerBatch: 1, Logger: zaptest.NewLogger(t)}, make(chan []dispatch.Answer))
+	dev, err := rawDial(b.broker.Addr(), "vm-1", "vm-1", []byte(b.keyFor("vm-1")), 64<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	for i := range 10 { // more than the Transport holds (4, as nothing runs Run)
+		dev.publish(mqtt.ResultTopic("vm-1", fmt.Sprintf("job-%d", i)), []byte(`{"status":"succeeded"}`), 1)
+	}
+	if err := dev.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for tr.Stats().Waited == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the device was never held back")
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- b.broker.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Broker.Close has not returned after 30 s")
+	}
+}

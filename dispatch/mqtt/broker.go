@@ -230,7 +230,9 @@ func (b *Broker) Disconnect(deviceID string) bool {
 }
 
 // Close stops listening, disconnects every client and waits for their
-// connections to end. It is safe to call more than once.
+// connections to end; the Transports attached to it are closed first (one
+// holding a device back would keep its connection from ending). It is safe
+// to call more than once.
 //
 // It closes the listener itself rather than leave it to the broker
 // library's Server.Close: that lists the listener's clients with
@@ -243,6 +245,7 @@ func (b *Broker) Disconnect(deviceID string) bool {
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
 		b.closed.Store(true)
+		b.releaseAttached()
 		b.srv.Listeners.Delete(b.listener.ID())
 		b.listener.Close(func(string) {}) // stops accepting; the clients are ours to end
 		for _, cl := range b.srv.Clients.GetAll() {
