@@ -135,14 +135,5 @@ func TestBrokerClosesWhileAnAttachedTransportHoldsDevicesBack(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond) // polling interval
 	}
-	closed := make(chan error, 1)
-	go func() { closed <- b.broker.Close() }()
-	select {
-	case err := <-closed:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Broker.Close has not returned after 30 s")
-	}
+	mustCloseWithin(t, b.broker, 30*time.Second)
 }

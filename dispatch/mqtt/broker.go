@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -90,7 +91,11 @@ type BrokerConfig struct {
 	// whose queue is full is dropped; one for the service waits
 	// (serviceQueueHook).
 	MaxPendingWrites int
-	Logger           *zap.Logger
+	// WriteTimeout bounds one write to a connection; default
+	// DefaultWriteTimeout. A connection whose write takes longer (a device
+	// that stopped reading) is ended.
+	WriteTimeout time.Duration
+	Logger       *zap.Logger
 }
 
 // DefaultMaxPendingWrites is BrokerConfig.MaxPendingWrites by default.
@@ -111,7 +116,8 @@ const DefaultMaxPendingWrites = 256
 // results (ResultTopic).
 type Broker struct {
 	srv      *mochi.Server
-	listener *listeners.TCP
+	listener *listeners.Net
+	conns    *guardedListener
 	user     string
 	password []byte
 	queue    *serviceQueueHook
@@ -140,6 +146,9 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 	}
 	if cfg.MaxPendingWrites <= 0 {
 		cfg.MaxPendingWrites = DefaultMaxPendingWrites
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
 	}
 	if len(cfg.ServicePassword) == 0 {
 		k, err := NewKey(cfg.Random)
@@ -171,15 +180,21 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 	if err := srv.AddHook(q, nil); err != nil {
 		return nil, fmt.Errorf("mqtt broker: add service queue hook: %w", err)
 	}
-	l := listeners.NewTCP(listeners.Config{ID: "fleetjobs", Address: cfg.Addr})
+	nl, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt broker: listen on %s: %w", cfg.Addr, err)
+	}
+	guarded := newGuardedListener(nl, cfg.WriteTimeout)
+	l := listeners.NewNet("fleetjobs", guarded)
 	if err := srv.AddListener(l); err != nil {
+		_ = nl.Close()
 		return nil, fmt.Errorf("mqtt broker: listen on %s: %w", cfg.Addr, err)
 	}
 	if err := srv.Serve(); err != nil {
 		_ = srv.Close()
 		return nil, fmt.Errorf("mqtt broker: serve on %s: %w", cfg.Addr, err)
 	}
-	b := &Broker{srv: srv, listener: l, user: cfg.ServiceUsername, password: cfg.ServicePassword, queue: q}
+	b := &Broker{srv: srv, listener: l, conns: guarded, user: cfg.ServiceUsername, password: cfg.ServicePassword, queue: q}
 	b.inline = srv.NewClient(nil, "local", attachedClientID, true)
 	return b, nil
 }
@@ -253,6 +268,7 @@ func (b *Broker) Close() error {
 				_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown) // the error is the code itself
 			}
 		}
+		b.conns.closeConns() // those the library does not know yet, or did not end
 		if err := b.srv.Close(); err != nil {
 			b.closeErr = fmt.Errorf("mqtt broker: close: %w", err)
 		}

@@ -5,13 +5,16 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/fleetjobs/fleetjobs/dispatch"
 	"github.com/fleetjobs/fleetjobs/dispatch/mqtt"
 )
 
@@ -166,18 +169,12 @@ func TestCloseWhileClientsChange(t *testing.T) {
 				}
 			})
 		}
-		closed := make(chan error, 1)
-		go func() { closed <- b.broker.Close() }()
-		select {
-		case err := <-closed:
-			close(stop)
-			writers.Wait()
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("round %d: Broker.Close has not returned after 10 s", r)
-		}
+		func() {
+			defer close(stop) // also when Close hangs, which ends the test (then a writer waiting for the lock stays)
+			t.Logf("round %d", r)
+			mustCloseWithin(t, b.broker, 10*time.Second)
+		}()
+		writers.Wait()
 	}
 }
 
@@ -204,16 +201,7 @@ func TestCloseWhileDevicesLeave(t *testing.T) {
 		for _, c := range conns[:devices/2] {
 			leave.Go(func() { c.Close() })
 		}
-		closed := make(chan error, 1)
-		go func() { closed <- b.broker.Close() }()
-		select {
-		case err := <-closed:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatalf("round %d: Broker.Close has not returned after 30 s", r)
-		}
+		mustCloseWithin(t, b.broker, 30*time.Second)
 		leave.Wait()
 		for i, c := range conns[devices/2:] {
 			_ = c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -228,4 +216,75 @@ func TestCloseWhileDevicesLeave(t *testing.T) {
 			c.Close()
 		}
 	}
+}
+
+// TestDeviceThatStopsReadingIsEnded: a device that stops reading its
+// connection (here, with no keep-alive) is disconnected once a write to it
+// has waited WriteTimeout, instead of holding the deliveries sent to it,
+// and with them the dispatcher, for as long as its socket stays open.
+func TestDeviceThatStopsReadingIsEnded(t *testing.T) {
+	hashes := &sync.Map{}
+	key, _ := mqtt.NewKey(rand.Reader)
+	hashes.Store("vm-1", mqtt.HashKey(key))
+	br, err := mqtt.StartBroker(mqtt.BrokerConfig{Addr: "127.0.0.1:0", Keys: staticKeys(hashes), WriteTimeout: 200 * time.Millisecond, Logger: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = br.Close() })
+	dev, err := rawDial(br.Addr(), "vm-1", "vm-1", []byte(key), 4<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	if err := dev.subscribe(mqtt.JobFilter("vm-1"), 1); err != nil {
+		t.Fatal(err)
+	}
+	tr := br.Attach(mqtt.Config{Logger: zaptest.NewLogger(t)}, make(chan []dispatch.Answer, 1))
+	defer tr.Close(context.Background())
+	// 100 jobs of 200 kB: more than the sockets' buffers hold, with the
+	// device reading none of it.
+	big := []dispatch.Operation{{Name: "firmware", Value: strings.Repeat("x", 200<<10)}}
+	ds := make([]dispatch.Delivery, 100)
+	for i := range ds {
+		ds[i] = dispatch.Delivery{JobID: fmt.Sprintf("job-%d", i), DeviceID: "vm-1", JobType: "command", Operations: big}
+	}
+	sent := make(chan error, 1)
+	go func() { sent <- tr.Send(context.Background(), ds) }()
+	select {
+	case <-sent: // delivered, or refused for a device already gone: either way not held
+	case <-time.After(10 * time.Second):
+		t.Fatal("Send to a device that does not read is still waiting after 10 s")
+	}
+	// Its connection was ended: reading what the sockets hold ends in an error.
+	_ = dev.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		if _, _, err := dev.readPacket(); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatal("the device is still connected 10 s after its writes stalled")
+			}
+			break
+		}
+	}
+}
+
+// TestCloseEndsConnectionsThatNeverConnect: connections that have not sent
+// their CONNECT (the broker library waits for it without a limit, and does
+// not list them among its clients) do not keep Close waiting.
+func TestCloseEndsConnectionsThatNeverConnect(t *testing.T) {
+	const conns = 20
+	b := mustStartBroker(t) // not closed again by a cleanup, which would wait for a hung Close
+	for range conns {
+		c, err := net.Dial("tcp", b.broker.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	for deadline := time.Now().Add(5 * time.Second); mqtt.OpenConns(b.broker) < conns; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the broker has accepted %d of %d connections after 5 s", mqtt.OpenConns(b.broker), conns)
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
+	mustCloseWithin(t, b.broker, 5*time.Second) // shorter than the 10 s a connection has to send its CONNECT
 }

@@ -257,3 +257,19 @@ func collect(tb testing.TB, answers chan []dispatch.Answer, jobID string, want i
 	}
 	return got
 }
+
+// mustCloseWithin closes b and fails the test if Close has not returned
+// within d (a hung Close is the failure these tests look for).
+func mustCloseWithin(tb testing.TB, b *mqtt.Broker, d time.Duration) {
+	tb.Helper()
+	closed := make(chan error, 1)
+	go func() { closed <- b.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			tb.Fatal(err)
+		}
+	case <-time.After(d):
+		tb.Fatalf("Broker.Close has not returned after %s", d)
+	}
+}
