@@ -56,12 +56,11 @@ func (b *Broker) Attach(cfg Config, answers chan<- []dispatch.Answer) *Transport
 }
 
 // detach ends t's subscription.
-func (b *Broker) detach(t *Transport) error {
+func (b *Broker) detach(t *Transport) {
 	b.srv.Topics.InlineUnsubscribe(t.subID, AnyResultFilter)
 	b.mu.Lock()
 	delete(b.attached, t)
 	b.mu.Unlock()
-	return nil
 }
 
 // releaseAttached closes the attached Transports, so that none holds a
@@ -71,7 +70,7 @@ func (b *Broker) releaseAttached() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for t := range b.attached {
-		t.closeOnce.Do(func() { close(t.closed) })
+		t.stop()
 	}
 }
 
@@ -88,24 +87,7 @@ func (b *Broker) serving() error {
 // message: the device is not connected, or its queue is full).
 func (t *Transport) sendInline(ctx context.Context, ds []dispatch.Delivery, payloads [][]byte) error {
 	for i, d := range ds {
-		err := t.broker.serving()
-		if err == nil {
-			err = ctx.Err()
-		}
-		if err == nil {
-			select {
-			case <-t.closed:
-				err = errTransportClosed
-			default:
-				err = t.broker.srv.InjectPacket(t.broker.inline, packets.Packet{
-					FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
-					TopicName:   JobTopic(d.DeviceID, d.JobID),
-					Payload:     payloads[i],
-					PacketID:    1, // never acknowledged: an inline publish is taken when processed
-				})
-			}
-		}
-		if err != nil {
+		if err := t.inject(ctx, JobTopic(d.DeviceID, d.JobID), payloads[i]); err != nil {
 			n := int64(len(ds) - i)
 			t.publishFailed.Add(n)
 			return fmt.Errorf("mqtt: %d of %d deliveries not taken by the broker: %w", n, len(ds), err)
@@ -113,6 +95,28 @@ func (t *Transport) sendInline(ctx context.Context, ds []dispatch.Delivery, payl
 		t.published.Add(1)
 	}
 	return nil
+}
+
+// inject hands one delivery to the attached broker, unless the broker or
+// the Transport is closed or ctx has ended.
+func (t *Transport) inject(ctx context.Context, topic string, payload []byte) error {
+	if err := t.broker.serving(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case <-t.closed:
+		return errTransportClosed
+	default:
+	}
+	return t.broker.srv.InjectPacket(t.broker.inline, packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+		TopicName:   topic,
+		Payload:     payload,
+		PacketID:    1, // never acknowledged: an inline publish is taken when processed
+	})
 }
 
 // attachment is what a Broker keeps for attached Transports.

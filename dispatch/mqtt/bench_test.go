@@ -211,18 +211,8 @@ func BenchmarkFleetRoundTrips(b *testing.B) {
 func transportRoundTrips(tb testing.TB, bk backend, ids []string, rounds int, name string, attached bool) float64 {
 	tb.Helper()
 	answers := make(chan []dispatch.Answer, 1024)
-	var tr *mqtt.Transport
-	if attached {
-		tr = bk.broker.Attach(mqtt.Config{Logger: zap.NewNop()}, answers)
-	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		var err error
-		tr, err = mqtt.Dial(ctx, mqtt.Config{URL: bk.url, Username: bk.user, Password: bk.password, ShareGroup: name, Logger: zap.NewNop()}, answers)
-		if err != nil {
-			tb.Fatal(err)
-		}
-	}
+	bk.attached = attached
+	tr := openTransport(tb, bk, mqtt.Config{ShareGroup: name, Logger: zap.NewNop()}, answers)
 	runCtx, stop := context.WithCancel(context.Background())
 	var rw sync.WaitGroup
 	rw.Go(func() { _ = tr.Run(runCtx) })

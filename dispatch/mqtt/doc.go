@@ -28,8 +28,11 @@
 //   - Broker: the embedded broker (github.com/mochi-mqtt/server/v2) used when
 //     no FLEETJOBS_MQTT_URL is configured. It does not drop an answer because
 //     the service reads slowly (serviceQueueHook holds the device back
-//     instead); only a failing service connection loses one. The service connects with a service
-//     credential; a device connects with username = its ID and password = its
+//     instead); only a failing service connection loses one. It ends a
+//     connection whose write waits DefaultWriteTimeout or that does not log
+//     in within 10 s (guardedListener), so that no device holds a delivery
+//     or the broker's shutdown, and refuses a device's will message. The
+//     service connects with a service credential; a device connects with username = its ID and password = its
 //     device key, checked by DeviceKeys (which stores only hashes: HashKey,
 //     NewKey), and may only subscribe to its own job topic and publish its
 //     own results. Keys are checked when a device connects; Disconnect ends

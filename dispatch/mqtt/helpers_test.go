@@ -116,18 +116,7 @@ func unique(prefix string) string {
 // it to b's embedded broker) and runs it until the test ends.
 func MustTransport(tb testing.TB, b backend, group string, answers chan []dispatch.Answer) *mqtt.Transport {
 	tb.Helper()
-	cfg := mqtt.Config{URL: b.url, Username: b.user, Password: b.password, ShareGroup: group, Logger: zaptest.NewLogger(tb)}
-	var tr *mqtt.Transport
-	if b.attached {
-		tr = b.broker.Attach(cfg, answers)
-	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		var err error
-		if tr, err = mqtt.Dial(ctx, cfg, answers); err != nil {
-			tb.Fatal(err)
-		}
-	}
+	tr := openTransport(tb, b, mqtt.Config{ShareGroup: group, Logger: zaptest.NewLogger(tb)}, answers)
 	runCtx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = tr.Run(runCtx) })
@@ -137,6 +126,23 @@ func MustTransport(tb testing.TB, b backend, group string, answers chan []dispat
 		_ = tr.Close(context.Background())
 	})
 	mustSubscribed(tb, b, tr, group, answers)
+	return tr
+}
+
+// openTransport attaches a Transport on cfg to b's embedded broker when
+// b.attached, or dials b with b's credentials; the caller closes it.
+func openTransport(tb testing.TB, b backend, cfg mqtt.Config, answers chan []dispatch.Answer) *mqtt.Transport {
+	tb.Helper()
+	if b.attached {
+		return b.broker.Attach(cfg, answers)
+	}
+	cfg.URL, cfg.Username, cfg.Password = b.url, b.user, b.password
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tr, err := mqtt.Dial(ctx, cfg, answers)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	return tr
 }
 

@@ -410,6 +410,9 @@ func (t *Transport) publisher() {
 	}
 }
 
+// stop ends the waits of receive, Send and the publishers (once).
+func (t *Transport) stop() { t.closeOnce.Do(func() { close(t.closed) }) }
+
 // Stats returns the Transport's counters.
 func (t *Transport) Stats() Stats {
 	return Stats{
@@ -428,9 +431,10 @@ func (t *Transport) Stats() Stats {
 // or ctx ends. Answers received but not yet handed over are lost (the
 // dispatcher resends after a restart).
 func (t *Transport) Close(ctx context.Context) error {
-	t.closeOnce.Do(func() { close(t.closed) })
+	t.stop()
 	if t.broker != nil {
-		return t.broker.detach(t)
+		t.broker.detach(t)
+		return nil
 	}
 	if err := t.cm.Disconnect(ctx); err != nil {
 		return fmt.Errorf("mqtt: disconnect: %w", err)
