@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"strings"
 	"sync"
@@ -95,8 +96,21 @@ type BrokerConfig struct {
 	// DefaultWriteTimeout. A connection whose write takes longer (a device
 	// that stopped reading) is ended.
 	WriteTimeout time.Duration
+	// MaxKeepAlive bounds a connection's keep-alive; default
+	// DefaultMaxKeepAlive. A connection that asks for none (0) or a
+	// longer one gets this one, announced to MQTT v5 clients in the
+	// CONNACK (Server Keep Alive), and is ended after one and a half
+	// times it without a packet.
+	MaxKeepAlive time.Duration
 	Logger       *zap.Logger
 }
+
+// DefaultMaxKeepAlive is BrokerConfig.MaxKeepAlive by default (the most
+// AWS IoT Core allows). Without a bound, a device that asked for no
+// keep-alive and dropped off the network without closing its connection
+// (power cut, lost link) would keep its connection, its two goroutines
+// and its queue until a write to it timed out, and only if one came.
+const DefaultMaxKeepAlive = 20 * time.Minute
 
 // DefaultMaxPendingWrites is BrokerConfig.MaxPendingWrites by default.
 // Each connection's queue is allocated up front: the broker library's own
@@ -150,6 +164,9 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout
 	}
+	if cfg.MaxKeepAlive <= 0 {
+		cfg.MaxKeepAlive = DefaultMaxKeepAlive
+	}
 	if len(cfg.ServicePassword) == 0 {
 		k, err := NewKey(cfg.Random)
 		if err != nil {
@@ -175,6 +192,9 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 	h := &authHook{cfg: cfg, log: cfg.Logger}
 	if err := srv.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("mqtt broker: add auth hook: %w", err)
+	}
+	if err := srv.AddHook(&keepAliveHook{max: keepAliveSeconds(cfg.MaxKeepAlive)}, nil); err != nil {
+		return nil, fmt.Errorf("mqtt broker: add keep-alive hook: %w", err)
 	}
 	q := &serviceQueueHook{user: cfg.ServiceUsername, log: cfg.Logger}
 	if err := srv.AddHook(q, nil); err != nil {
@@ -326,6 +346,34 @@ func (h *serviceQueueHook) OnPublishDropped(cl *mochi.Client, pk packets.Packet)
 		h.lost.Add(1)
 		h.log.Debug("mqtt broker: answer for a service connection not written", zap.String("clientId", cl.ID), zap.Error(err))
 	}
+}
+
+// keepAliveHook gives a connection that asks for no keep-alive, or one
+// over max seconds, a keep-alive of max: the broker library then ends it
+// after one and a half times that without a packet. It runs before the
+// library sets the connection's first deadline.
+type keepAliveHook struct {
+	mochi.HookBase
+	max uint16
+}
+
+func (h *keepAliveHook) ID() string { return "fleetjobs-keepalive" }
+
+func (h *keepAliveHook) Provides(b byte) bool { return b == mochi.OnConnect }
+
+func (h *keepAliveHook) OnConnect(cl *mochi.Client, _ packets.Packet) error {
+	if ka := cl.State.Keepalive; ka == 0 || ka > h.max {
+		cl.State.Keepalive = h.max
+		cl.State.ServerKeepalive = true // told to MQTT v5 clients in the CONNACK
+	}
+	return nil
+}
+
+// keepAliveSeconds is d in whole seconds, at least 1 and at most MQTT's
+// largest keep-alive.
+func keepAliveSeconds(d time.Duration) uint16 {
+	s := int64(d / time.Second)
+	return uint16(min(max(s, 1), math.MaxUint16))
 }
 
 // authHook authenticates connections and enforces the topic ACL.

@@ -288,3 +288,54 @@ func TestCloseEndsConnectionsThatNeverConnect(t *testing.T) {
 	}
 	mustCloseWithin(t, b.broker, 5*time.Second) // shorter than the 10 s a connection has to send its CONNECT
 }
+
+// TestKeepAliveIsBounded: a connection that asks for no keep-alive, or a
+// longer one than the broker's bound, is given the bound (announced in the
+// CONNACK) and ended when it stays silent past it; one within the bound
+// keeps its own.
+func TestKeepAliveIsBounded(t *testing.T) {
+	hashes := &sync.Map{}
+	key, _ := mqtt.NewKey(rand.Reader)
+	for _, id := range []string{"vm-1", "vm-2", "vm-3"} {
+		hashes.Store(id, mqtt.HashKey(key))
+	}
+	br, err := mqtt.StartBroker(mqtt.BrokerConfig{Addr: "127.0.0.1:0", Keys: staticKeys(hashes), MaxKeepAlive: 2 * time.Second, Logger: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = br.Close() })
+	for _, c := range []struct {
+		device    string
+		asked     uint16
+		announced bool
+	}{{"vm-1", 0, true}, {"vm-2", 600, true}, {"vm-3", 2, false}} {
+		dev, err := rawDialKeepAlive(br.Addr(), c.device, c.device, []byte(key), 4<<10, c.asked)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dev.Close()
+		got, ok, err := dev.serverKeepAlive()
+		switch {
+		case err != nil:
+			t.Fatal(err)
+		case ok != c.announced:
+			t.Errorf("keep-alive %d s asked: Server Keep Alive announced = %v (%d s), want %v", c.asked, ok, got, c.announced)
+		case ok && got != 2:
+			t.Errorf("keep-alive %d s asked: Server Keep Alive %d s, want 2", c.asked, got)
+		}
+		if c.asked != 0 {
+			continue
+		}
+		// Silent past one and a half times the bound (3 s): ended.
+		start := time.Now()
+		_ = dev.c.SetReadDeadline(start.Add(15 * time.Second))
+		if _, _, err := dev.readPacket(); err == nil {
+			t.Fatal("a packet from the broker on a silent connection")
+		} else if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatal("a connection without keep-alive is still open after 15 s of silence")
+		}
+		if waited := time.Since(start); waited < 2*time.Second {
+			t.Errorf("the silent connection was ended after %v, before its keep-alive", waited)
+		}
+	}
+}

@@ -31,7 +31,10 @@
 //     instead); only a failing service connection loses one. It ends a
 //     connection whose write waits DefaultWriteTimeout or that does not log
 //     in within 10 s (guardedListener), so that no device holds a delivery
-//     or the broker's shutdown, and refuses a device's will message. The
+//     or the broker's shutdown; it bounds keep-alives to
+//     DefaultMaxKeepAlive (keepAliveHook), so that a device gone without a
+//     word does not keep its connection; and it refuses a device's will
+//     message. The
 //     service connects with a service credential; a device connects with username = its ID and password = its
 //     device key, checked by DeviceKeys (which stores only hashes: HashKey,
 //     NewKey), and may only subscribe to its own job topic and publish its

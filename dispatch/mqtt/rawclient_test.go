@@ -23,6 +23,8 @@ type rawConn struct {
 	wmu sync.Mutex
 	w   *bufio.Writer
 	id  uint16 // last packet ID drawn, under wmu
+	// connack is the body of the broker's CONNACK.
+	connack []byte
 }
 
 // MQTT v5 packet types (the high nibble of the first byte).
@@ -38,6 +40,11 @@ const (
 // rawDial connects and authenticates as clientID with user and password
 // (clean start, no keep-alive) and waits for the CONNACK.
 func rawDial(addr, clientID, user string, password []byte, bufSize int) (*rawConn, error) {
+	return rawDialKeepAlive(addr, clientID, user, password, bufSize, 0)
+}
+
+// rawDialKeepAlive is rawDial asking for a keep-alive of keepAlive seconds.
+func rawDialKeepAlive(addr, clientID, user string, password []byte, bufSize int, keepAlive uint16) (*rawConn, error) {
 	c, err := net.DialTimeout("tcp", addr, 30*time.Second)
 	if err != nil {
 		return nil, err
@@ -45,8 +52,8 @@ func rawDial(addr, clientID, user string, password []byte, bufSize int) (*rawCon
 	rc := &rawConn{c: c, r: bufio.NewReaderSize(c, bufSize), w: bufio.NewWriterSize(c, bufSize)}
 	var vh []byte
 	vh = appendStr(vh, "MQTT")
-	vh = append(vh, 5, 0x80|0x40|0x02, 0, 0) // v5; username, password, clean start; keep-alive 0
-	vh = append(vh, 0)                       // no properties
+	vh = append(vh, 5, 0x80|0x40|0x02, byte(keepAlive>>8), byte(keepAlive)) // v5; username, password, clean start
+	vh = append(vh, 0)                                                      // no properties
 	vh = appendStr(vh, clientID)
 	vh = appendStr(vh, user)
 	vh = appendStr(vh, string(password))
@@ -69,6 +76,7 @@ func rawDial(addr, clientID, user string, password []byte, bufSize int) (*rawCon
 		c.Close()
 		return nil, fmt.Errorf("connect refused: reason code %#x", body[1])
 	}
+	rc.connack = body
 	return rc, nil
 }
 
@@ -216,6 +224,55 @@ func parsePublish(first byte, body []byte) (topic string, id uint16, payload []b
 		return "", 0, nil, errors.New("bad publish properties")
 	}
 	return topic, id, body[p+n+int(pl):], nil
+}
+
+// serverKeepAlive is the Server Keep Alive property of the CONNACK, and
+// whether it has one.
+func (rc *rawConn) serverKeepAlive() (uint16, bool, error) {
+	props, n := binary.Uvarint(rc.connack[2:])
+	if n <= 0 || uint64(len(rc.connack)-2-n) < props {
+		return 0, false, errors.New("connack: bad properties length")
+	}
+	p := rc.connack[2+n : 2+n+int(props)]
+	for len(p) > 0 {
+		id := p[0]
+		p = p[1:]
+		var size int
+		switch id {
+		case 0x13: // Server Keep Alive, two bytes
+			if len(p) < 2 {
+				return 0, false, errors.New("connack: short Server Keep Alive")
+			}
+			return binary.BigEndian.Uint16(p), true, nil
+		case 0x24, 0x25, 0x28, 0x29, 0x2a: // one-byte properties
+			size = 1
+		case 0x21, 0x22: // two-byte
+			size = 2
+		case 0x11, 0x27: // four-byte
+			size = 4
+		case 0x12, 0x1a, 0x1c, 0x1f, 0x15, 0x16: // strings and binary data
+			if len(p) < 2 {
+				return 0, false, errors.New("connack: short property")
+			}
+			size = 2 + int(binary.BigEndian.Uint16(p))
+		case 0x26: // user property: two strings
+			if len(p) < 2 {
+				return 0, false, errors.New("connack: short user property")
+			}
+			k := 2 + int(binary.BigEndian.Uint16(p))
+			if len(p) < k+2 {
+				return 0, false, errors.New("connack: short user property")
+			}
+			size = k + 2 + int(binary.BigEndian.Uint16(p[k:]))
+		default:
+			return 0, false, fmt.Errorf("connack: unknown property %#x", id)
+		}
+		if len(p) < size {
+			return 0, false, fmt.Errorf("connack: short property %#x", id)
+		}
+		p = p[size:]
+	}
+	return 0, false, nil
 }
 
 func appendStr(b []byte, s string) []byte {
