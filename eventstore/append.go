@@ -32,7 +32,7 @@ func (c *Client) Append(ctx context.Context, stream string, expected Revision, e
 	if err != nil {
 		return AppendResult{}, fmt.Errorf("append %s: %w", stream, err)
 	}
-	res, err := es.AppendToStream(ctx, stream, esdb.AppendToStreamOptions{ExpectedRevision: toESDBExpected(expected)}, data...)
+	res, err := appendToStream(ctx, es, stream, esdb.AppendToStreamOptions{ExpectedRevision: toESDBExpected(expected)}, data...)
 	c.observe(es, err)
 	if err != nil {
 		return AppendResult{}, c.appendError(ctx, es, stream, expected, err)
@@ -176,12 +176,12 @@ func (c *Client) actualRevision(ctx context.Context, es *esdb.Client, stream str
 			}
 		}
 	}
-	rs, rerr := es.ReadStream(ctx, stream, esdb.ReadStreamOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
+	rs, rerr := readStream(ctx, es, stream, esdb.ReadStreamOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
 	if rerr != nil {
 		return StreamExists()
 	}
 	defer rs.Close()
-	ev, rerr := rs.Recv()
+	ev, rerr := recv(rs)
 	switch {
 	case isCode(rerr, esdb.ErrorCodeResourceNotFound):
 		return NoStream()

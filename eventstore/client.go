@@ -125,10 +125,11 @@ func (c *Client) client() (*esdb.Client, error) {
 }
 
 // observe looks at the error of an operation made with es: when the official
-// client reports it closed itself (a failed discovery), and this Client
-// dialled it, the next operation gets a fresh one.
+// client's connection loop is gone (a failed discovery), and this Client
+// dialled it, the next operation gets a fresh one, and closing the old one
+// releases the calls still waiting on it (survive).
 func (c *Client) observe(es *esdb.Client, err error) {
-	if err == nil || c.conf == nil || !isCode(err, esdb.ErrorCodeConnectionClosed) {
+	if err == nil || c.conf == nil || !connectionLoopGone(err) {
 		return
 	}
 	c.mu.Lock()
@@ -142,7 +143,7 @@ func (c *Client) observe(es *esdb.Client, err error) {
 		return
 	}
 	c.logger.Info("event store client: connection was closed after a failed discovery; reconnecting on next use", zap.Error(err))
-	_ = es.Close() // its state machine is gone; Close only releases the channel
+	_ = es.Close() // its connection loop is gone: this releases the calls waiting on it
 	c.es = fresh
 }
 
@@ -169,6 +170,14 @@ func (c *Client) esdbLogger() esdb.LoggingFunc {
 		// an info-level log.
 		c.logger.Debug("esdb client: "+msg, zap.String("esdbLevel", level))
 	}
+}
+
+// connectionLoopGone reports whether err says the official client's
+// connection loop has ended: the call that started a discovery that failed
+// gets the discovery's error, every later call ErrorCodeConnectionClosed.
+// Calls queued behind the discovery wait until the client is closed.
+func connectionLoopGone(err error) bool {
+	return isCode(err, esdb.ErrorCodeConnectionClosed) || strings.Contains(err.Error(), "maximum discovery attempt count reached")
 }
 
 func isCode(err error, code esdb.ErrorCode) bool {

@@ -25,7 +25,7 @@ func (c *Client) ReadStream(ctx context.Context, stream string, from uint64, fn 
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	rs, err := es.ReadStream(ctx, stream, esdb.ReadStreamOptions{Direction: esdb.Forwards, From: esdb.Revision(from)}, math.MaxUint64)
+	rs, err := readStream(ctx, es, stream, esdb.ReadStreamOptions{Direction: esdb.Forwards, From: esdb.Revision(from)}, math.MaxUint64)
 	c.observe(es, err)
 	if err != nil {
 		return readError(stream, err)
@@ -33,7 +33,7 @@ func (c *Client) ReadStream(ctx context.Context, stream string, from uint64, fn 
 	defer rs.Close()
 	var mp metadataParser
 	for {
-		ev, err := rs.Recv()
+		ev, err := recv(rs)
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
@@ -74,13 +74,13 @@ func (c *Client) Head(ctx context.Context) (Position, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	rs, err := es.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
+	rs, err := readAll(ctx, es, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
 	c.observe(es, err)
 	if err != nil {
 		return Position{}, fmt.Errorf("head: %w", err)
 	}
 	defer rs.Close()
-	ev, err := rs.Recv()
+	ev, err := recv(rs)
 	if errors.Is(err, io.EOF) {
 		return Position{}, nil
 	}

@@ -84,7 +84,7 @@ func (c *Client) SubscribeAll(ctx context.Context, from Position, filter Filter,
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sub, err := es.SubscribeToAll(ctx, opts)
+	sub, err := subscribeToAll(ctx, es, opts)
 	c.observe(es, err)
 	if err != nil {
 		if ctx.Err() != nil {
