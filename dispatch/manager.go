@@ -288,17 +288,39 @@ func (m *Manager) Run(ctx context.Context) error {
 // the last position reached, until ctx ends.
 func (m *Manager) follow(ctx context.Context) {
 	filter := eventstore.Filter{StreamPrefixes: []string{eventstore.JobStreamPrefix}}
-	h := eventstore.Handler{Event: m.onEvent, Checkpoint: m.onCheckpoint, CaughtUp: m.onCaughtUp}
+	// The first drop after the subscription delivered something is a
+	// warning; the retries of one outage (nothing delivered) are debug.
+	delivered, failing := false, false
+	h := eventstore.Handler{
+		Event: func(ctx context.Context, r eventstore.Recorded) error {
+			delivered = true
+			return m.onEvent(ctx, r)
+		},
+		Checkpoint: func(ctx context.Context, p eventstore.Position) error {
+			delivered = true
+			return m.onCheckpoint(ctx, p)
+		},
+		CaughtUp: func(ctx context.Context) error {
+			delivered = true
+			return m.onCaughtUp(ctx)
+		},
+	}
 	backoff := newBackoff()
 	for ctx.Err() == nil {
 		m.mu.Lock()
 		from := m.last
 		m.mu.Unlock()
+		delivered = false
 		err := m.cfg.Events.SubscribeAll(ctx, from, filter, h)
 		if ctx.Err() != nil {
 			return
 		}
-		m.log.Warn("dispatch: job subscription dropped; resubscribing", zap.Stringer("from", from), zap.Error(err))
+		if delivered || !failing {
+			m.log.Warn("dispatch: job subscription dropped; resubscribing", zap.Stringer("from", from), zap.Error(err))
+		} else {
+			m.log.Debug("dispatch: job subscription still failing", zap.Stringer("from", from), zap.Error(err))
+		}
+		failing = true
 		backoff.wait(ctx)
 	}
 }

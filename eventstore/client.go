@@ -26,9 +26,10 @@ type Client struct {
 	// store that comes back is used again without restarting the process.
 	conf *esdb.Configuration
 
-	mu     sync.Mutex
-	es     *esdb.Client
-	closed bool
+	mu              sync.Mutex
+	es              *esdb.Client
+	closed          bool
+	reconnectLogged time.Time // the last reconnect logged at info
 }
 
 // Option configures a Client built by Dial or New.
@@ -142,7 +143,14 @@ func (c *Client) observe(es *esdb.Client, err error) {
 		c.logger.Warn("event store client: cannot recreate the connection", zap.Error(nerr))
 		return
 	}
-	c.logger.Info("event store client: connection was closed after a failed discovery; reconnecting on next use", zap.Error(err))
+	// Once a minute at most: while the store is down every call's
+	// discovery fails.
+	if now := time.Now(); now.Sub(c.reconnectLogged) >= time.Minute {
+		c.reconnectLogged = now
+		c.logger.Info("event store client: connection was closed after a failed discovery; reconnecting on next use", zap.Error(err))
+	} else {
+		c.logger.Debug("event store client: reconnecting after another failed discovery", zap.Error(err))
+	}
 	_ = es.Close() // its connection loop is gone: this releases the calls waiting on it
 	c.es = fresh
 }

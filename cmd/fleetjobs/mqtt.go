@@ -160,19 +160,31 @@ func (md *mqttDevices) watch(events *eventstore.Client) {
 	go func() {
 		defer close(md.watchDone)
 		var from eventstore.Position
+		// One warning per outage: the retries until the log answers again
+		// are debug.
+		failing := false
+		warn := func(msg string, err error) {
+			if failing {
+				md.log.Debug(msg, zap.Error(err))
+				return
+			}
+			md.log.Warn(msg, zap.Error(err))
+			failing = true
+		}
 		for ctx.Err() == nil {
 			if from.IsZero() {
 				head, err := events.Head(ctx)
 				if err != nil {
-					md.log.Warn("mqtt key watcher: cannot read the log's head; retrying", zap.Error(err))
+					warn("mqtt key watcher: cannot read the log's head; retrying", err)
 					sleep(ctx, keyWatchRetry)
 					continue
 				}
 				from = head
+				failing = false
 			}
 			err := events.SubscribeAll(ctx, from, eventstore.Filter{StreamPrefixes: []string{eventstore.DeviceStreamPrefix}}, eventstore.Handler{
 				Event: func(_ context.Context, r eventstore.Recorded) error {
-					from = r.Position
+					from, failing = r.Position, false
 					if r.Type != eventstore.DeviceKeyIssued && r.Type != eventstore.DeviceDeleted {
 						return nil
 					}
@@ -182,10 +194,11 @@ func (md *mqttDevices) watch(events *eventstore.Client) {
 					}
 					return nil
 				},
-				Checkpoint: func(_ context.Context, p eventstore.Position) error { from = p; return nil },
+				Checkpoint: func(_ context.Context, p eventstore.Position) error { from, failing = p, false; return nil },
+				CaughtUp:   func(context.Context) error { failing = false; return nil },
 			})
 			if ctx.Err() == nil {
-				md.log.Warn("mqtt key watcher: subscription ended; subscribing again", zap.Error(err))
+				warn("mqtt key watcher: subscription ended; subscribing again", err)
 				sleep(ctx, keyWatchRetry)
 			}
 		}
