@@ -432,3 +432,21 @@ func TestDialledClientSurvivesAStoreRestart(t *testing.T) {
 		t.Errorf("after restart: %d events, want 1", len(got))
 	}
 }
+
+func TestUnavailableTellsADownStoreFromARefusal(t *testing.T) {
+	down := eventstoretest.MustDial(t, "esdb://127.0.0.1:1?tls=false")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := down.Head(ctx)
+	if !eventstore.Unavailable(err) {
+		t.Errorf("head of a store that is down: Unavailable(%v) = false", err)
+	}
+	c := eventstoretest.MustDial(t, eventstoretest.MustStartServer(t).URL())
+	err = c.ReadStream(testContext(t), "thing-none", 0, func(eventstore.Recorded) error { return nil })
+	if !errors.Is(err, eventstore.ErrStreamNotFound) || eventstore.Unavailable(err) {
+		t.Errorf("read of a missing stream: %v, Unavailable %v; want ErrStreamNotFound, not unavailable", err, eventstore.Unavailable(err))
+	}
+	if eventstore.Unavailable(nil) {
+		t.Error("Unavailable(nil)")
+	}
+}

@@ -62,3 +62,24 @@ func subscribeToAll(ctx context.Context, es *esdb.Client, opts esdb.SubscribeToA
 	defer survive(&err)
 	return es.SubscribeToAll(ctx, opts)
 }
+
+// Unavailable reports whether err says the event store could not be
+// reached (down, restarting, no leader, the connection lost): the call
+// may succeed later, unlike a refusal. The HTTP layer answers these 503.
+func Unavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrConnectionLost) || errors.Is(err, ErrClosed) {
+		return true
+	}
+	var e *esdb.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Code() {
+	case esdb.ErrorUnavailable, esdb.ErrorCodeConnectionClosed, esdb.ErrorCodeNotLeader, esdb.ErrorCodeDeadlineExceeded:
+		return true
+	}
+	return false
+}
