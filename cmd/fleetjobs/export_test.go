@@ -258,8 +258,8 @@ func TestExportAndReplay(t *testing.T) {
 			`2026-11-02T10:01:00Z  dispatcher    started`,
 			`2026-11-02T10:01:00Z  dispatcher    dispatched to 3 devices: d1, d2, d3`,
 			`2026-11-02T10:02:00Z  d1            device d1 succeeded`,
-			`2026-11-02T10:03:00Z  bob           stopped: wrong firmware`,
-			`2026-11-02T10:04:00Z  d2            device d2 failed: disk full (late: the job was already stopped)`,
+			`2026-11-02T10:03:00Z  bob           stopped: "wrong firmware"`,
+			`2026-11-02T10:04:00Z  d2            device d2 failed: "disk full" (late: the job was already stopped)`,
 		}
 		if diff := cmp.Diff(want, strings.Split(strings.TrimSpace(r.stdout), "\n")); diff != "" {
 			t.Errorf("replay (-want +got):\n%s", diff)
@@ -303,7 +303,7 @@ func TestExportAndReplay(t *testing.T) {
 			})
 		}
 		r := MustRun(t, bin, nil, "replay", url, "--job", "j1", "--as-of", "2026-11-02T10:03:30Z")
-		if !strings.Contains(r.stdout, `job j1 "reboot" as of 2026-11-02T10:03:30Z: stopped (wrong firmware)`) ||
+		if !strings.Contains(r.stdout, `job j1 "reboot" as of 2026-11-02T10:03:30Z: stopped ("wrong firmware")`) ||
 			!strings.Contains(r.stdout, "devices: 3 total, 2 pending, 1 succeeded, 0 failed, 3 dispatched") {
 			t.Errorf("text state:\n%s", r.stdout)
 		}
@@ -350,6 +350,74 @@ func TestExportAndReplay(t *testing.T) {
 			}
 		}
 	})
+}
+
+// mustCLILog skips a short test, else builds the binary and starts an empty
+// store: it returns the binary, a client of the store, and the
+// --eventstore-url argument that points the binary at it.
+func mustCLILog(t *testing.T) (bin string, es *eventstore.Client, url string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin = MustBuild(t)
+	srv := eventstoretest.MustStartServer(t)
+	es = eventstoretest.MustDial(t, srv.URL(), eventstore.WithCodec(eventstore.NewCatalogCodec()))
+	return bin, es, "--eventstore-url=" + srv.URL()
+}
+
+// TestReplayCannotBeForged replays a job whose device errors, stop reason,
+// operation name and actor hold carriage returns, line feeds, ANSI escapes
+// and text that looks like replay's own: each event stays one line, free
+// text is quoted, nothing reaches the terminal raw.
+func TestReplayCannotBeForged(t *testing.T) {
+	bin, es, url := mustCLILog(t)
+	devs := []job.TargetedDevice{{DeviceID: "q-1"}, {DeviceID: "q-2"}, {DeviceID: "q-3"}}
+	MustAppendJob(t, es, "j4", "alice", at(0),
+		job.Created{JobID: "j4", Name: "reboot", DeviceSetID: "fridges", Type: job.TypeCommand,
+			Operations: []job.Operation{{Name: "re\nboot", Value: true}}, DeviceCount: 3, TimeoutSeconds: 30, BatchSize: 100},
+		job.DevicesTargeted{JobID: "j4", Devices: devs})
+	MustAppendJob(t, es, "j4", "dispatcher", at(1), job.Started{JobID: "j4"}, job.DevicesDispatched{JobID: "j4", DeviceIDs: []string{"q-1", "q-2", "q-3"}})
+	MustAppendJob(t, es, "j4", "q-1", at(2), job.OperationFailed{JobID: "j4", DeviceID: "q-1",
+		Error: "fault\r2026-11-26T13:20:00Z  dispatcher  device q-4 succeeded"})
+	MustAppendJob(t, es, "j4", "q-2\x1b[2J", at(3), job.OperationFailed{JobID: "j4", DeviceID: "q-2",
+		Error: "\x1b[2K\x1b[1Aerased\nnext line \u2028"})
+	MustAppendJob(t, es, "j4", "bob", at(4), job.Stopped{JobID: "j4", Reason: "wrong\nfirmware"})
+	MustAppendJob(t, es, "j4", "q-3", at(5), job.OperationFailed{JobID: "j4", DeviceID: "q-3",
+		Error: "disk full (late: the job was already stopped)"})
+
+	r := MustRun(t, bin, nil, "replay", url, "--job", "j4")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	want := []string{
+		`2026-11-02T10:00:00Z  alice         created "reboot": command job on device set fridges, 3 devices, operations re\nboot=true`,
+		`2026-11-02T10:00:00Z  alice         targeted 3 devices: q-1, q-2, q-3`,
+		`2026-11-02T10:01:00Z  dispatcher    started`,
+		`2026-11-02T10:01:00Z  dispatcher    dispatched to 3 devices: q-1, q-2, q-3`,
+		`2026-11-02T10:02:00Z  q-1           device q-1 failed: "fault\r2026-11-26T13:20:00Z  dispatcher  device q-4 succeeded"`,
+		`2026-11-02T10:03:00Z  q-2\x1b[2J    device q-2 failed: "\x1b[2K\x1b[1Aerased\nnext line \u2028"`,
+		`2026-11-02T10:04:00Z  bob           stopped: "wrong\nfirmware"`,
+		`2026-11-02T10:05:00Z  q-3           device q-3 failed: "disk full (late: the job was already stopped)" (late: the job was already stopped)`,
+	}
+	if diff := cmp.Diff(want, strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")); diff != "" {
+		t.Errorf("replay (-want +got):\n%s", diff)
+	}
+
+	r = MustRun(t, bin, nil, "replay", url, "--job", "j4", "--as-of", "2026-11-02T10:06:00Z")
+	if r.code != 0 {
+		t.Fatalf("--as-of: exit %d: %s", r.code, r.stderr)
+	}
+	want = []string{
+		`job j4 "reboot" as of 2026-11-02T10:06:00Z: stopped ("wrong\nfirmware")`,
+		`devices: 3 total, 0 pending, 0 succeeded, 3 failed, 3 dispatched`,
+		`  q-1                      failed     dispatched  "fault\r2026-11-26T13:20:00Z  dispatcher  device q-4 succeeded"`,
+		`  q-2                      failed     dispatched  "\x1b[2K\x1b[1Aerased\nnext line \u2028"`,
+		`  q-3                      failed     dispatched  "disk full (late: the job was already stopped)"`,
+	}
+	if diff := cmp.Diff(want, strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")); diff != "" {
+		t.Errorf("replay --as-of (-want +got):\n%s", diff)
+	}
 }
 
 // TestExportDataDir reads a data directory no serve holds, named as serve's
@@ -400,13 +468,7 @@ func TestExportDataDir(t *testing.T) {
 // quotes and a formula, a device deleted since it was targeted, and one
 // still pending.
 func TestExportJobCSV(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	bin := MustBuild(t)
-	srv := eventstoretest.MustStartServer(t)
-	es := eventstoretest.MustDial(t, srv.URL(), eventstore.WithCodec(eventstore.NewCatalogCodec()))
-	url := "--eventstore-url=" + srv.URL()
+	bin, es, url := mustCLILog(t)
 	devs := []job.TargetedDevice{{DeviceID: "d1", Name: "one"}, {DeviceID: "d2", Name: `two, "the second"`},
 		{DeviceID: "d3", Name: "three"}, {DeviceID: "d4", Name: "=four"}}
 	MustAppendJob(t, es, "j3", "alice", at(0),

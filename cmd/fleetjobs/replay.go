@@ -8,8 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/fleetjobs/fleetjobs/domain/job"
 	"github.com/fleetjobs/fleetjobs/eventstore"
@@ -165,12 +168,12 @@ func Replay(ctx context.Context, es *eventstore.Client, cfg ReplayConfig, w io.W
 			_, err = fmt.Fprintf(w, "%s\n", line)
 			return err
 		}
-		actor := r.Metadata.Actor
+		// Escaped before padding, so that the column stays aligned.
+		actor := escapeNonPrintable(r.Metadata.Actor)
 		if actor == "" {
 			actor = "-"
 		}
-		_, err = fmt.Fprintf(w, "%s  %-12s  %s\n", at.UTC().Format(time.RFC3339Nano), actor, summary)
-		return err
+		return writeLine(w, fmt.Sprintf("%s  %-12s  %s", at.UTC().Format(time.RFC3339Nano), actor, summary))
 	})
 	switch {
 	case errors.Is(err, eventstore.ErrStreamNotFound):
@@ -210,28 +213,73 @@ func printState(w io.Writer, cfg ReplayConfig, s *job.State) error {
 		_, err = fmt.Fprintf(w, "%s\n", b)
 		return err
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "job %s %q as of %s: %s", out.JobID, out.Name, out.AsOf.Format(time.RFC3339Nano), out.Status)
+	head := fmt.Sprintf("job %s %q as of %s: %s", out.JobID, out.Name, out.AsOf.Format(time.RFC3339Nano), out.Status)
 	if out.Reason != "" {
-		fmt.Fprintf(&b, " (%s)", out.Reason)
+		head += " (" + strconv.Quote(out.Reason) + ")"
 	}
-	fmt.Fprintf(&b, "\ndevices: %d total, %d pending, %d succeeded, %d failed, %d dispatched\n",
-		c.Total, c.Pending, c.Succeeded, c.Failed, c.Dispatched)
+	lines := []string{head, fmt.Sprintf("devices: %d total, %d pending, %d succeeded, %d failed, %d dispatched",
+		c.Total, c.Pending, c.Succeeded, c.Failed, c.Dispatched)}
 	for _, d := range out.Devices {
-		fmt.Fprintf(&b, "  %-24s %-9s", d.ID, d.Status)
+		line := fmt.Sprintf("  %-24s %-9s", d.ID, d.Status)
 		if d.Dispatched {
-			b.WriteString("  dispatched")
+			line += "  dispatched"
 		}
 		if d.Error != "" {
-			fmt.Fprintf(&b, "  %s", d.Error)
+			line += "  " + strconv.Quote(d.Error)
 		}
-		b.WriteByte('\n')
+		lines = append(lines, line)
 	}
-	_, err := io.WriteString(w, b.String())
+	for _, l := range lines {
+		if err := writeLine(w, l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeLine writes s and a newline, with every rune that is not printable
+// (a line break, a carriage return, an ANSI escape, invalid UTF-8)
+// escaped as Go would quote it: free text is quoted where it is printed,
+// and this is the last line of defence, so that one event is always one
+// line and nothing in the log can rewrite what the terminal shows.
+func writeLine(w io.Writer, s string) error {
+	_, err := io.WriteString(w, escapeNonPrintable(s)+"\n")
 	return err
 }
 
-// describe says what ev recorded, in a line. late is true when the job had
+// escapeNonPrintable returns s with each non-printable rune (and each byte
+// of invalid UTF-8) replaced by its Go escape, without quotes around.
+func escapeNonPrintable(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case unicode.IsPrint(r):
+			b.WriteString(s[i : i+size])
+		default:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+// describe says what ev recorded, in a line. Free text that devices and
+// operators write (errors, reasons) is quoted, so that it cannot pass for
+// our own words ("(late: ...)"). late is true when the job had
 // already finished: results then are late (the device acted after a stop).
 func describe(ev job.Event, late bool, before *job.State) string {
 	lateNote := ""
@@ -260,13 +308,13 @@ func describe(ev job.Event, late bool, before *job.State) string {
 	case job.OperationSucceeded:
 		return "device " + e.DeviceID + " succeeded" + lateNote
 	case job.OperationFailed:
-		return fmt.Sprintf("device %s failed: %s%s", e.DeviceID, e.Error, lateNote)
+		return fmt.Sprintf("device %s failed: %s%s", e.DeviceID, strconv.Quote(e.Error), lateNote)
 	case job.Completed:
 		return fmt.Sprintf("completed: %d succeeded, %d failed", e.Succeeded, e.Failed)
 	case job.Failed:
-		return fmt.Sprintf("failed: %s (%d succeeded, %d failed)", e.Reason, e.Succeeded, e.Failed)
+		return fmt.Sprintf("failed: %s (%d succeeded, %d failed)", strconv.Quote(e.Reason), e.Succeeded, e.Failed)
 	case job.Stopped:
-		return "stopped: " + e.Reason
+		return "stopped: " + strconv.Quote(e.Reason)
 	}
 	return fmt.Sprintf("%T", ev)
 }
