@@ -253,13 +253,13 @@ func TestExportAndReplay(t *testing.T) {
 			t.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
 		want := []string{
-			`2026-11-02T10:00:00Z  alice         created "reboot": command job on device set fridges, 3 devices, operations reboot=true`,
-			`2026-11-02T10:00:00Z  alice         targeted 3 devices: d1, d2, d3`,
-			`2026-11-02T10:01:00Z  dispatcher    started`,
-			`2026-11-02T10:01:00Z  dispatcher    dispatched to 3 devices: d1, d2, d3`,
-			`2026-11-02T10:02:00Z  d1            device d1 succeeded`,
-			`2026-11-02T10:03:00Z  bob           stopped: "wrong firmware"`,
-			`2026-11-02T10:04:00Z  d2            device d2 failed: "disk full" (late: the job was already stopped)`,
+			`2026-11-02T10:00:00.000000000Z  alice         created "reboot": command job on device set fridges, 3 devices, operations reboot=true`,
+			`2026-11-02T10:00:00.000000000Z  alice         targeted 3 devices: d1, d2, d3`,
+			`2026-11-02T10:01:00.000000000Z  dispatcher    started`,
+			`2026-11-02T10:01:00.000000000Z  dispatcher    dispatched to 3 devices: d1, d2, d3`,
+			`2026-11-02T10:02:00.000000000Z  d1            device d1 succeeded`,
+			`2026-11-02T10:03:00.000000000Z  bob           stopped: "wrong firmware"`,
+			`2026-11-02T10:04:00.000000000Z  d2            device d2 failed: "disk full" (late: the job was already stopped)`,
 		}
 		if diff := cmp.Diff(want, strings.Split(strings.TrimSpace(r.stdout), "\n")); diff != "" {
 			t.Errorf("replay (-want +got):\n%s", diff)
@@ -303,7 +303,7 @@ func TestExportAndReplay(t *testing.T) {
 			})
 		}
 		r := MustRun(t, bin, nil, "replay", url, "--job", "j1", "--as-of", "2026-11-02T10:03:30Z")
-		if !strings.Contains(r.stdout, `job j1 "reboot" as of 2026-11-02T10:03:30Z: stopped ("wrong firmware")`) ||
+		if !strings.Contains(r.stdout, `job j1 "reboot" as of 2026-11-02T10:03:30.000000000Z: stopped ("wrong firmware")`) ||
 			!strings.Contains(r.stdout, "devices: 3 total, 2 pending, 1 succeeded, 0 failed, 3 dispatched") {
 			t.Errorf("text state:\n%s", r.stdout)
 		}
@@ -391,14 +391,14 @@ func TestReplayCannotBeForged(t *testing.T) {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
 	want := []string{
-		`2026-11-02T10:00:00Z  alice         created "reboot": command job on device set fridges, 3 devices, operations re\nboot=true`,
-		`2026-11-02T10:00:00Z  alice         targeted 3 devices: q-1, q-2, q-3`,
-		`2026-11-02T10:01:00Z  dispatcher    started`,
-		`2026-11-02T10:01:00Z  dispatcher    dispatched to 3 devices: q-1, q-2, q-3`,
-		`2026-11-02T10:02:00Z  q-1           device q-1 failed: "fault\r2026-11-26T13:20:00Z  dispatcher  device q-4 succeeded"`,
-		`2026-11-02T10:03:00Z  q-2\x1b[2J    device q-2 failed: "\x1b[2K\x1b[1Aerased\nnext line \u2028"`,
-		`2026-11-02T10:04:00Z  bob           stopped: "wrong\nfirmware"`,
-		`2026-11-02T10:05:00Z  q-3           device q-3 failed: "disk full (late: the job was already stopped)" (late: the job was already stopped)`,
+		`2026-11-02T10:00:00.000000000Z  alice         created "reboot": command job on device set fridges, 3 devices, operations re\nboot=true`,
+		`2026-11-02T10:00:00.000000000Z  alice         targeted 3 devices: q-1, q-2, q-3`,
+		`2026-11-02T10:01:00.000000000Z  dispatcher    started`,
+		`2026-11-02T10:01:00.000000000Z  dispatcher    dispatched to 3 devices: q-1, q-2, q-3`,
+		`2026-11-02T10:02:00.000000000Z  q-1           device q-1 failed: "fault\r2026-11-26T13:20:00Z  dispatcher  device q-4 succeeded"`,
+		`2026-11-02T10:03:00.000000000Z  q-2\x1b[2J    device q-2 failed: "\x1b[2K\x1b[1Aerased\nnext line \u2028"`,
+		`2026-11-02T10:04:00.000000000Z  bob           stopped: "wrong\nfirmware"`,
+		`2026-11-02T10:05:00.000000000Z  q-3           device q-3 failed: "disk full (late: the job was already stopped)" (late: the job was already stopped)`,
 	}
 	if diff := cmp.Diff(want, strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")); diff != "" {
 		t.Errorf("replay (-want +got):\n%s", diff)
@@ -409,7 +409,7 @@ func TestReplayCannotBeForged(t *testing.T) {
 		t.Fatalf("--as-of: exit %d: %s", r.code, r.stderr)
 	}
 	want = []string{
-		`job j4 "reboot" as of 2026-11-02T10:06:00Z: stopped ("wrong\nfirmware")`,
+		`job j4 "reboot" as of 2026-11-02T10:06:00.000000000Z: stopped ("wrong\nfirmware")`,
 		`devices: 3 total, 0 pending, 0 succeeded, 3 failed, 3 dispatched`,
 		`  q-1                      failed     dispatched  "fault\r2026-11-26T13:20:00Z  dispatcher  device q-4 succeeded"`,
 		`  q-2                      failed     dispatched  "\x1b[2K\x1b[1Aerased\nnext line \u2028"`,
@@ -417,6 +417,48 @@ func TestReplayCannotBeForged(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")); diff != "" {
 		t.Errorf("replay --as-of (-want +got):\n%s", diff)
+	}
+}
+
+// TestReplayTimes prints times of a second's fractions in one fixed-width
+// column, each precise enough that --as-of it includes its event.
+func TestReplayTimes(t *testing.T) {
+	bin, es, url := mustCLILog(t)
+	base := time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)
+	MustAppendJob(t, es, "j5", "alice", base.Add(500*time.Millisecond),
+		job.Created{JobID: "j5", Name: "reboot", DeviceSetID: "fridges", Type: job.TypeCommand,
+			Operations: []job.Operation{{Name: "reboot", Value: true}}, DeviceCount: 1, TimeoutSeconds: 30, BatchSize: 100},
+		job.DevicesTargeted{JobID: "j5", Devices: []job.TargetedDevice{{DeviceID: "d1"}}})
+	MustAppendJob(t, es, "j5", "dispatcher", base.Add(time.Second+123456789), job.Started{JobID: "j5"})
+	MustAppendJob(t, es, "j5", "bob", base.Add(2*time.Second), job.Stopped{JobID: "j5", Reason: "enough"})
+
+	r := MustRun(t, bin, nil, "replay", url, "--job", "j5")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	const width = len("2026-11-02T10:00:00.000000000Z")
+	var times []string
+	for line := range strings.Lines(r.stdout) {
+		if len(line) < width+3 || line[width:width+2] != "  " || line[width+2] == ' ' {
+			t.Fatalf("line %q: the actor column does not start at %d", line, width+2)
+		}
+		times = append(times, line[:width])
+	}
+	want := []string{"2026-11-02T10:00:00.500000000Z", "2026-11-02T10:00:00.500000000Z", "2026-11-02T10:00:01.123456789Z", "2026-11-02T10:00:02.000000000Z"}
+	if diff := cmp.Diff(want, times); diff != "" {
+		t.Fatalf("times (-want +got):\n%s\n%s", diff, r.stdout)
+	}
+	// The printed time of each event, given to --as-of, includes it.
+	for i, status := range []string{"pending", "pending", "running", "stopped"} {
+		r := MustRun(t, bin, nil, "replay", url, "--job", "j5", "--as-of", times[i], "--json")
+		var got struct{ Status string }
+		if err := json.Unmarshal([]byte(r.stdout), &got); r.code != 0 || err != nil || got.Status != status {
+			t.Errorf("--as-of %s: exit %d, status %q (%v), want %s; stderr %s", times[i], r.code, got.Status, err, status, r.stderr)
+		}
+	}
+	r = MustRun(t, bin, nil, "replay", url, "--job", "j5", "--as-of", times[2])
+	if !strings.HasPrefix(r.stdout, `job j5 "reboot" as of 2026-11-02T10:00:01.123456789Z: running`) {
+		t.Errorf("text state:\n%s", r.stdout)
 	}
 }
 

@@ -125,6 +125,12 @@ type ReplayedDevice struct {
 	Error      string           `json:"error,omitempty"`
 }
 
+// replayTime is how replay's human output prints times: UTC with all nine
+// fractional digits, so that the column has a fixed width (RFC3339Nano
+// drops trailing zeros) and a time copied to --as-of includes the event it
+// was printed for (a truncated time would be before it).
+const replayTime = "2006-01-02T15:04:05.000000000Z07:00"
+
 // errJobNotFound is replay's answer for a job the log does not have.
 var errJobNotFound = errors.New("job not found")
 
@@ -173,7 +179,7 @@ func Replay(ctx context.Context, es *eventstore.Client, cfg ReplayConfig, w io.W
 		if actor == "" {
 			actor = "-"
 		}
-		return writeLine(w, fmt.Sprintf("%s  %-12s  %s", at.UTC().Format(time.RFC3339Nano), actor, summary))
+		return writeLine(w, fmt.Sprintf("%s  %-12s  %s", at.UTC().Format(replayTime), actor, summary))
 	})
 	switch {
 	case errors.Is(err, eventstore.ErrStreamNotFound):
@@ -185,7 +191,7 @@ func Replay(ctx context.Context, es *eventstore.Client, cfg ReplayConfig, w io.W
 		return nil
 	}
 	if state == nil || !state.Exists() {
-		return fmt.Errorf("job %q did not exist yet at %s", cfg.JobID, cfg.AsOf.UTC().Format(time.RFC3339Nano))
+		return fmt.Errorf("job %q did not exist yet at %s", cfg.JobID, cfg.AsOf.UTC().Format(replayTime))
 	}
 	return printState(w, cfg, state)
 }
@@ -213,7 +219,7 @@ func printState(w io.Writer, cfg ReplayConfig, s *job.State) error {
 		_, err = fmt.Fprintf(w, "%s\n", b)
 		return err
 	}
-	head := fmt.Sprintf("job %s %q as of %s: %s", out.JobID, out.Name, out.AsOf.Format(time.RFC3339Nano), out.Status)
+	head := fmt.Sprintf("job %s %q as of %s: %s", out.JobID, out.Name, out.AsOf.Format(replayTime), out.Status)
 	if out.Reason != "" {
 		head += " (" + strconv.Quote(out.Reason) + ")"
 	}
