@@ -285,6 +285,14 @@ func runExport(ctx context.Context, args []string, getenv func(string) string, s
 		}
 		return err
 	}
+	if cfg.JobID != "" {
+		// Without this, a job the log does not have exports nothing and
+		// exits 0, as if it had no events.
+		client := eventstore.New(es, eventstore.WithCodec(eventstore.NewCatalogCodec()))
+		if err := checkJobExists(ctx, client, cfg.JobID); err != nil {
+			return err
+		}
+	}
 	n, err := Export(ctx, es, cfg, w, progressWriter(stderr))
 	// Flush what was exported even after a failure or an interrupt: every
 	// line written is whole, so the last position printed is where a rerun
@@ -403,6 +411,19 @@ func Export(ctx context.Context, es *esdb.Client, cfg ExportConfig, w *bufio.Wri
 	return x.n, nil
 }
 
+// checkJobExists returns an error wrapping errJobNotFound when the log has
+// no stream of job id.
+func checkJobExists(ctx context.Context, es *eventstore.Client, id string) error {
+	err := es.ReadStream(ctx, eventstore.JobStream(id), 0, func(eventstore.Recorded) error { return errStopReading })
+	switch {
+	case errors.Is(err, eventstore.ErrStreamNotFound):
+		return jobNotFound(id)
+	case err != nil && !errors.Is(err, errStopReading):
+		return fmt.Errorf("export job %s: %w", id, err)
+	}
+	return nil
+}
+
 // csvHeader is the first line of `export --format csv`.
 var csvHeader = []string{"device", "name", "status", "error", "time"}
 
@@ -461,11 +482,11 @@ func ExportJobCSV(ctx context.Context, es *eventstore.Client, id string, w io.Wr
 	})
 	switch {
 	case errors.Is(err, eventstore.ErrStreamNotFound):
-		return fmt.Errorf("job %q: %w in the event log", id, errJobNotFound)
+		return jobNotFound(id)
 	case err != nil:
 		return fmt.Errorf("export job %s: %w", id, err)
 	case !state.Exists():
-		return fmt.Errorf("job %q: %w in the event log", id, errJobNotFound)
+		return jobNotFound(id)
 	}
 	cw := csv.NewWriter(w)
 	if err := cw.Write(csvHeader); err != nil {

@@ -562,9 +562,11 @@ func TestExportJobCSV(t *testing.T) {
 		}
 	})
 	t.Run("an unknown job exits 1", func(t *testing.T) {
-		r := MustRun(t, bin, nil, "export", url, "--job", "nope", "--format", "csv")
-		if r.code != 1 || !strings.Contains(r.stderr, `job "nope"`) || r.stdout != "" {
-			t.Errorf("exit %d, stdout %q, stderr %q; want 1 naming the job", r.code, r.stdout, r.stderr)
+		for _, format := range []string{"csv", "ndjson"} {
+			r := MustRun(t, bin, nil, "export", url, "--job", "nope", "--format", format)
+			if r.code != 1 || !strings.Contains(r.stderr, `job "nope": job not found`) || r.stdout != "" {
+				t.Errorf("--format %s: exit %d, stdout %q, stderr %q; want 1 naming the job", format, r.code, r.stdout, r.stderr)
+			}
 		}
 	})
 	t.Run("bad arguments exit 2", func(t *testing.T) {

@@ -131,8 +131,14 @@ type ReplayedDevice struct {
 // was printed for (a truncated time would be before it).
 const replayTime = "2006-01-02T15:04:05.000000000Z07:00"
 
-// errJobNotFound is replay's answer for a job the log does not have.
+// errJobNotFound is replay's and export's answer for a job the log does
+// not have.
 var errJobNotFound = errors.New("job not found")
+
+// jobNotFound is the error for job id, which the log does not have.
+func jobNotFound(id string) error {
+	return fmt.Errorf("job %q: %w in the event log", id, errJobNotFound)
+}
 
 // Replay prints job cfg.JobID's history (or, with cfg.AsOf, its state at
 // that moment) from the log to w. A job the log does not have is an error
@@ -183,7 +189,7 @@ func Replay(ctx context.Context, es *eventstore.Client, cfg ReplayConfig, w io.W
 	})
 	switch {
 	case errors.Is(err, eventstore.ErrStreamNotFound):
-		return fmt.Errorf("job %q: %w in the event log", cfg.JobID, errJobNotFound)
+		return jobNotFound(cfg.JobID)
 	case err != nil && !errors.Is(err, errStopReading):
 		return fmt.Errorf("replay job %s: %w", cfg.JobID, err)
 	}
