@@ -14,6 +14,7 @@ import (
 	"math"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -49,7 +50,7 @@ func exportFlags(getenv func(string) string) (*flag.FlagSet, func() (ExportConfi
 	fs := newFlagSet("export")
 	var streams, types listFlag
 	fs.Var(&streams, "stream", "keep only this stream (repeatable or comma-separated; a trailing * makes a prefix: job-*)")
-	fs.Var(&types, "type", "keep only this event type (repeatable or comma-separated), e.g. JobStopped")
+	fs.Var(&types, "type", "keep only this event type of the catalog (repeatable or comma-separated), e.g. JobStopped; another type exits 2, listing them")
 	since := fs.String("since", "", "resume after this position (exclusive), as printed in the output: C:<commit>/P:<prepare>")
 	until := fs.String("until", "", "stop before the first event recorded after this time (RFC 3339, e.g. 2026-11-02T10:00:00Z)")
 	jobID := fs.String("job", "", "only this job's events; with --format csv, the job whose per-device results to write")
@@ -82,6 +83,12 @@ func exportFlags(getenv func(string) string) (*flag.FlagSet, func() (ExportConfi
 		default:
 			return c, logSource{}, usageErrorf("invalid --format %q: want ndjson or csv", c.Format)
 		}
+		known := eventstore.NewCatalogCodec().Types()
+		for _, t := range c.Types {
+			if err := checkEventType(t, known); err != nil {
+				return c, logSource{}, err
+			}
+		}
 		for _, s := range c.Streams {
 			if s == "" || s == "*" {
 				return c, logSource{}, usageErrorf("invalid --stream %q: want a stream name or a prefix ending in *", s)
@@ -104,6 +111,22 @@ func exportFlags(getenv func(string) string) (*flag.FlagSet, func() (ExportConfi
 		src, err := source()
 		return c, src, err
 	}
+}
+
+// checkEventType refuses, as a usage error, a --type that is not one of
+// the catalog's event types (known): it would silently export nothing. A
+// type that differs from one only by case is named as the likely one.
+func checkEventType(t string, known []string) error {
+	if slices.Contains(known, t) {
+		return nil
+	}
+	hint := ""
+	for _, k := range known {
+		if strings.EqualFold(k, t) {
+			hint = " (did you mean " + k + "?)"
+		}
+	}
+	return usageErrorf("unknown --type %q%s: want one of the event types of the catalog: %s", t, hint, strings.Join(known, ", "))
 }
 
 // listFlag is a repeatable, comma-separated string flag.

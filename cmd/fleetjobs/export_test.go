@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -233,6 +234,22 @@ func TestExportAndReplay(t *testing.T) {
 		r = MustRun(t, bin, nil, "export", url, "--until", "2000-01-01T00:00:00Z")
 		if r.code != 0 || r.stdout != "" {
 			t.Errorf("--until before everything: exit %d, output %q", r.code, r.stdout)
+		}
+	})
+
+	t.Run("an unknown --type exits 2", func(t *testing.T) {
+		for _, tc := range []struct{ typ, bad, hint string }{
+			{"jobstopped", "jobstopped", "did you mean JobStopped?"},
+			{"NoSuchType", "NoSuchType", ""},
+			{"", "", ""},
+			{"JobStopped,", "", ""},
+		} {
+			r := MustRun(t, bin, nil, "export", url, "--type", tc.typ)
+			if r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, "unknown --type "+strconv.Quote(tc.bad)) ||
+				!strings.Contains(r.stderr, "JobCreated, JobDevicesDispatched") || !strings.Contains(r.stderr, tc.hint) ||
+				(tc.hint == "" && strings.Contains(r.stderr, "did you mean")) {
+				t.Errorf("--type %q: exit %d, stdout %q, stderr %q; want 2 naming it, listing the catalog, hint %q", tc.typ, r.code, r.stdout, r.stderr, tc.hint)
+			}
 		}
 	})
 
