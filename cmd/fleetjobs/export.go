@@ -51,7 +51,7 @@ func exportFlags(getenv func(string) string) (*flag.FlagSet, func() (ExportConfi
 	var streams, types listFlag
 	fs.Var(&streams, "stream", "keep only this stream (repeatable or comma-separated; a trailing * makes a prefix: job-*)")
 	fs.Var(&types, "type", "keep only this event type of the catalog (repeatable or comma-separated), e.g. JobStopped; another type exits 2, listing them")
-	since := fs.String("since", "", "resume after this position (exclusive), as printed in the output: C:<commit>/P:<prepare>")
+	since := fs.String("since", "", "resume after this position (exclusive), as printed in the output: C:<commit>/P:<prepare>; one beyond the log's last event exits 2")
 	until := fs.String("until", "", "stop before the first event recorded after this time (RFC 3339, e.g. 2026-11-02T10:00:00Z)")
 	jobID := fs.String("job", "", "only this job's events; with --format csv, the job whose per-device results to write")
 	format := fs.String("format", "ndjson", "ndjson: events, one JSON object a line; csv: the per-device results of --job (device, name, status, error, time)")
@@ -300,8 +300,8 @@ func runExport(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	defer release()
 	w := bufio.NewWriterSize(stdout, 256<<10)
+	client := eventstore.New(es, eventstore.WithCodec(eventstore.NewCatalogCodec()))
 	if cfg.Format == "csv" {
-		client := eventstore.New(es, eventstore.WithCodec(eventstore.NewCatalogCodec()))
 		err := ExportJobCSV(ctx, client, cfg.JobID, w)
 		if ferr := w.Flush(); ferr != nil && err == nil {
 			err = fmt.Errorf("write output: %w", ferr)
@@ -311,10 +311,12 @@ func runExport(ctx context.Context, args []string, getenv func(string) string, s
 	if cfg.JobID != "" {
 		// Without this, a job the log does not have exports nothing and
 		// exits 0, as if it had no events.
-		client := eventstore.New(es, eventstore.WithCodec(eventstore.NewCatalogCodec()))
 		if err := checkJobExists(ctx, client, cfg.JobID); err != nil {
 			return err
 		}
+	}
+	if err := checkSince(ctx, client, cfg.Since); err != nil {
+		return err
 	}
 	n, err := Export(ctx, es, cfg, w, progressWriter(stderr))
 	// Flush what was exported even after a failure or an interrupt: every
@@ -443,6 +445,24 @@ func checkJobExists(ctx context.Context, es *eventstore.Client, id string) error
 		return jobNotFound(id)
 	case err != nil && !errors.Is(err, errStopReading):
 		return fmt.Errorf("export job %s: %w", id, err)
+	}
+	return nil
+}
+
+// checkSince refuses, as a usage error, a --since beyond the head of the
+// log (the zero Position for an empty log): it would export nothing now,
+// and a later run, once the log has grown past it, would silently skip the
+// events in between. Such a position comes from another store.
+func checkSince(ctx context.Context, es *eventstore.Client, since eventstore.Position) error {
+	if since.IsZero() {
+		return nil
+	}
+	head, err := es.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("read the head of the log: %w", err)
+	}
+	if since.Compare(head) > 0 {
+		return usageErrorf("invalid --since %s: the position is beyond the last event of this log, at %s (a position from another store?)", since, head)
 	}
 	return nil
 }

@@ -264,6 +264,24 @@ func TestExportAndReplay(t *testing.T) {
 		}
 	})
 
+	t.Run("--since beyond the head exits 2", func(t *testing.T) {
+		head := MustHead(t, es)
+		r := MustRun(t, bin, nil, "export", url, "--since", head.String())
+		if r.code != 0 || r.stdout != "" {
+			t.Errorf("--since the head: exit %d, stdout %q, stderr %q; want 0, nothing", r.code, r.stdout, r.stderr)
+		}
+		beyond := eventstore.Position{Commit: head.Commit + 1, Prepare: head.Prepare + 1}.String()
+		r = MustRun(t, bin, nil, "export", url, "--since", beyond)
+		if r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, beyond) || !strings.Contains(r.stderr, "beyond the last event of this log, at "+head.String()) {
+			t.Errorf("--since %s: exit %d, stdout %q, stderr %q; want 2 naming the head %s", beyond, r.code, r.stdout, r.stderr, head)
+		}
+		empty := eventstoretest.MustStartServer(t)
+		r = MustRun(t, bin, nil, "export", "--eventstore-url="+empty.URL(), "--since", "C:1/P:1")
+		if r.code != 2 || !strings.Contains(r.stderr, "at C:0/P:0") {
+			t.Errorf("an empty log: exit %d, stderr %q; want 2 naming the head C:0/P:0", r.code, r.stderr)
+		}
+	})
+
 	t.Run("replay history", func(t *testing.T) {
 		r := MustRun(t, bin, nil, "replay", url, "--job", "j1")
 		if r.code != 0 {
