@@ -16,7 +16,10 @@ import (
 
 // EventStoreConfig is the configuration of `fleetjobs eventstore`.
 type EventStoreConfig struct {
-	DataDir       string // the store's own directory (serve uses FLEETJOBS_DATA_DIR/eventstore)
+	// DataDir is the store's own directory (serve uses
+	// FLEETJOBS_DATA_DIR/eventstore), or serve's data directory, whose
+	// eventstore subdirectory then holds the store.
+	DataDir       string
 	Listen        string // host:port
 	MaxAppendSize int
 	LogLevel      zapcore.Level
@@ -39,7 +42,7 @@ func eventStoreFlags(getenv func(string) string) (*flag.FlagSet, func() (EventSt
 	if v, ok := lookup(getenv, "FLEETJOBS_LOG_LEVEL"); ok {
 		level = v
 	}
-	data := fs.String("data", filepath.Join(dataDir, "eventstore"), "data directory (created if missing; default $FLEETJOBS_DATA_DIR/eventstore)")
+	data := fs.String("data", filepath.Join(dataDir, "eventstore"), "the store's directory (created if missing; default $FLEETJOBS_DATA_DIR/eventstore), or serve's data directory (its eventstore subdirectory is used)")
 	addr := fs.String("listen", listen, "host:port to listen on ($FLEETJOBS_EVENTSTORE_ADDR)")
 	maxAppend := fs.Int("max-append-size", defaultMaxAppendSize, "largest append accepted, in bytes")
 	logLevel := fs.String("log-level", level, "log level: debug, info, warn or error ($FLEETJOBS_LOG_LEVEL)")
@@ -73,20 +76,24 @@ type EventStoreMain struct {
 
 // Run starts the store and returns once it listens.
 func (m *EventStoreMain) Run(ctx context.Context) error {
-	if err := os.MkdirAll(m.Config.DataDir, 0o750); err != nil {
-		return fmt.Errorf("create data directory %s: %w", m.Config.DataDir, err)
+	dir, err := newStoreDir(m.Config.DataDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("create data directory %s: %w", dir, err)
 	}
 	st, err := server.Start(ctx, server.Options{
-		Dir:           m.Config.DataDir,
+		Dir:           dir,
 		Listen:        m.Config.Listen,
 		MaxAppendSize: m.Config.MaxAppendSize,
 		Logger:        m.Logger,
 	})
 	if err != nil {
-		return eventStoreStartError(m.Config.DataDir, err)
+		return eventStoreStartError(dir, err)
 	}
 	m.store = st
-	m.Logger.Info("event store listening", zap.String("addr", st.Addr()), zap.String("url", st.URL()), zap.String("dir", m.Config.DataDir))
+	m.Logger.Info("event store listening", zap.String("addr", st.Addr()), zap.String("url", st.URL()), zap.String("dir", dir))
 	return nil
 }
 

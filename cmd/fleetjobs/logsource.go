@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -63,12 +65,42 @@ func logSourceFlags(fs *flag.FlagSet, getenv func(string) string) func() (logSou
 // --data` names). A directory that holds neither is a usage error: opening
 // it would create an empty store there and read nothing from it.
 func storeDir(dir string) (string, error) {
-	for _, d := range []string{filepath.Join(dir, "eventstore"), dir} {
-		if server.Exists(d) {
-			return d, nil
-		}
+	if d, ok := findStore(dir); ok {
+		return d, nil
 	}
 	return "", usageErrorf("invalid --data %q: no event store in it or in its eventstore subdirectory (want serve's data directory, as $FLEETJOBS_DATA_DIR)", dir)
+}
+
+// findStore returns the directory of the event store that dir names:
+// its eventstore subdirectory (dir is serve's data directory), else dir
+// itself; false when neither holds one.
+func findStore(dir string) (string, bool) {
+	for _, d := range []string{filepath.Join(dir, "eventstore"), dir} {
+		if server.Exists(d) {
+			return d, true
+		}
+	}
+	return "", false
+}
+
+// newStoreDir resolves `fleetjobs eventstore --data DIR` as storeDir does
+// (serve's data directory is read in its eventstore subdirectory, so that
+// the store serves serve's log rather than a new empty one beside it),
+// except that an empty or missing directory is where a new store is
+// created: that is its first use. A directory that holds other files but
+// no store is a usage error.
+func newStoreDir(dir string) (string, error) {
+	if d, ok := findStore(dir); ok {
+		return d, nil
+	}
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) || err == nil && len(entries) == 0:
+		return dir, nil
+	case err != nil:
+		return "", fmt.Errorf("read data directory %s: %w", dir, err)
+	}
+	return "", usageErrorf("invalid --data %q: it holds files but no event store, in it or in its eventstore subdirectory (want serve's data directory, a store's directory, or an empty or new one for a new store)", dir)
 }
 
 // openLog connects to the event log src names: it starts the embedded store

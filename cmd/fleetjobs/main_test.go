@@ -394,27 +394,58 @@ func testServe(t *testing.T, bin string) {
 	second.MustStop(t)
 }
 
-func testEventStore(t *testing.T, bin string) {
-	data := filepath.Join(t.TempDir(), "es")
-	addr := freeAddr(t)
-	p := MustStart(t, bin, nil, "eventstore", "--data", data, "--listen", addr)
-
-	// It logs its URL once it listens.
+// MustStartEventStore starts `fleetjobs eventstore --data data` on a free
+// address and waits until it logs its URL, that is listens.
+func MustStartEventStore(tb testing.TB, bin, data string) (*proc, string) {
+	tb.Helper()
+	addr := freeAddr(tb)
+	p := MustStart(tb, bin, nil, "eventstore", "--data", data, "--listen", addr)
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(p.stderr.String(), "esdb://"+addr) {
 		select {
 		case <-p.done:
-			t.Fatalf("exited: %v\nstderr:\n%s", p.err, p.stderr.String())
+			tb.Fatalf("exited: %v\nstderr:\n%s", p.err, p.stderr.String())
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no esdb:// URL logged within 30s:\n%s", p.stderr.String())
+			tb.Fatalf("no esdb:// URL logged within 30s:\n%s", p.stderr.String())
 		}
 	}
+	return p, addr
+}
+
+func testEventStore(t *testing.T, bin string) {
+	data := filepath.Join(t.TempDir(), "es")
+	p, addr := MustStartEventStore(t, bin, data)
 	es := MustESDB(t, addr)
 	MustAppendOne(t, es, "thing-2", uuid.New(), `{"n":2}`)
 	if diff := cmp.Diff([]string{`ThingHappened:{"n":2}`}, MustReadTypes(t, es, "thing-2")); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 	p.MustStop(t)
+
+	// Given serve's data directory, it serves the log in its eventstore
+	// subdirectory instead of creating a new store beside it.
+	serveData := t.TempDir()
+	p, addr = MustStartEventStore(t, bin, filepath.Join(serveData, "eventstore"))
+	MustAppendOne(t, MustESDB(t, addr), "thing-3", uuid.New(), `{"n":3}`)
+	p.MustStop(t)
+	p, addr = MustStartEventStore(t, bin, serveData)
+	if diff := cmp.Diff([]string{`ThingHappened:{"n":3}`}, MustReadTypes(t, MustESDB(t, addr), "thing-3")); diff != "" {
+		t.Errorf("--data serve's data directory (-want +got):\n%s", diff)
+	}
+	p.MustStop(t)
+	if left, err := os.ReadDir(serveData); err != nil || len(left) != 1 || left[0].Name() != "eventstore" {
+		t.Errorf("serve's data directory holds %v (%v); want only its eventstore subdirectory", left, err)
+	}
+
+	// A directory holding other files but no store is refused.
+	other := t.TempDir()
+	if err := os.WriteFile(filepath.Join(other, "notes.txt"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := MustRun(t, bin, nil, "eventstore", "--data", other, "--listen", freeAddr(t))
+	if r.code != 2 || !strings.Contains(r.stderr, "no event store") {
+		t.Errorf("--data a directory of other files: exit %d, stderr %q; want 2, no event store", r.code, r.stderr)
+	}
 }
