@@ -153,7 +153,7 @@ func commandUsage(cmd string) string {
 		head = "Usage: fleetjobs device --id ID --key KEY [--broker URL] [--fail MESSAGE] [--ignore]\n\nConnects to the MQTT broker as device ID with its key (shown when the device was\nregistered), prints each job it receives (one line, then its operations) and\nanswers it: succeeded, failed with --fail's message, or never with --ignore.\nA duplicate delivery of a job is not applied again. SIGINT disconnects and\nexits 0; a refused key exits 1.\n\nFlags:\n"
 		fs, _ = deviceFlags(func(string) string { return "" })
 	case "rebuild":
-		head = `Usage: fleetjobs rebuild [--projection NAME] [--verify] [flags]
+		head = `Usage: fleetjobs rebuild [--projection NAME] [--verify] [--create] [flags]
 
 Rebuilds read models in Redis from the event log without downtime: writes a
 new version of each projection beside the live one from the start of the
@@ -162,7 +162,10 @@ running serve instances follow it), then deletes the old version after
 --grace. Progress goes to stderr: a bar on a terminal, a line every 5 s
 otherwise, nothing with --quiet. Safe to interrupt (Ctrl-C, kill): the live
 read models are untouched, and running it again resumes the interrupted
-rebuild from its checkpoint.
+rebuild from its checkpoint. A projection with no active version under
+--redis-key-root (nothing projected there: a mistyped root?) exits 2 unless
+--create is given, which builds read models where none were ever projected,
+e.g. before the first serve start.
 
 With --verify it changes nothing: it builds a scratch copy up to the live
 version's position, compares them key by key (type, content, expiry),

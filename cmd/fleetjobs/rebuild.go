@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/fleetjobs/fleetjobs/eventstore"
@@ -23,7 +24,12 @@ type RebuildConfig struct {
 	Projections []string
 	// Verify compares the live projections with a scratch rebuild instead
 	// of rebuilding them.
-	Verify   bool
+	Verify bool
+	// Create allows a rebuild of a projection that has no active version
+	// under KeyRoot: nothing was ever projected there (before serve's first
+	// start), or KeyRoot is mistyped and the rebuild would be an orphan
+	// copy that nothing reads or deletes.
+	Create   bool
 	Quiet    bool
 	RedisURL string
 	KeyRoot  string
@@ -51,13 +57,14 @@ func rebuildFlags(getenv func(string) string) (*flag.FlagSet, func() (RebuildCon
 	var names listFlag
 	fs.Var(&names, "projection", "rebuild only this projection (repeatable or comma-separated): "+strings.Join(projectionNames, ", ")+"; default all")
 	verify := fs.Bool("verify", false, "compare the live projections key by key with a scratch rebuild and report drift, instead of rebuilding (exit 1 on drift)")
+	create := fs.Bool("create", false, "build read models where none were ever projected under --redis-key-root (e.g. before the first serve start); without it, a projection with no active version there exits 2 (a mistyped --redis-key-root?)")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	redisURL := fs.String("redis-url", getenv("FLEETJOBS_REDIS_URL"), "the Redis serve keeps its read models in ($FLEETJOBS_REDIS_URL; required)")
 	root := fs.String("redis-key-root", projections.KeyRoot, "the first segment of the read-model keys, as given to serve")
 	grace := fs.Duration("grace", projections.DefaultGrace, "how long the old versions are kept after the switch, for readers still on them, before they are deleted")
 	source := logSourceFlags(fs, getenv)
 	return fs, func() (RebuildConfig, logSource, error) {
-		c := RebuildConfig{Verify: *verify, Quiet: *quiet, RedisURL: *redisURL, KeyRoot: *root, Grace: *grace}
+		c := RebuildConfig{Verify: *verify, Create: *create, Quiet: *quiet, RedisURL: *redisURL, KeyRoot: *root, Grace: *grace}
 		for _, n := range names {
 			if !slices.Contains(projectionNames, n) {
 				return c, logSource{}, usageErrorf("unknown --projection %q: want one of %s", n, strings.Join(projectionNames, ", "))
@@ -86,6 +93,9 @@ func rebuildFlags(getenv func(string) string) (*flag.FlagSet, func() (RebuildCon
 		if c.Verify && flagSet(fs, "grace") {
 			return c, logSource{}, usageErrorf("--grace is for a rebuild, not --verify (which deletes only its scratch keys)")
 		}
+		if c.Verify && c.Create {
+			return c, logSource{}, usageErrorf("--create is for a rebuild, not --verify (which compares read models that exist)")
+		}
 		src, err := source()
 		return c, src, err
 	}
@@ -111,6 +121,11 @@ func runRebuild(ctx context.Context, args []string, getenv func(string) string, 
 	cancel()
 	if err != nil {
 		return fmt.Errorf("redis at %s does not answer: %w", redactURL(cfg.RedisURL), err)
+	}
+	if !cfg.Verify && !cfg.Create {
+		if err := checkProjected(ctx, rdb, cfg); err != nil {
+			return err
+		}
 	}
 	es, release, err := openLog(ctx, src)
 	if err != nil {
@@ -153,6 +168,23 @@ func runRebuild(ctx context.Context, args []string, getenv func(string) string, 
 		return err
 	}
 	fmt.Fprintf(stdout, "deleted %d keys of old versions\n", res.Deleted)
+	return nil
+}
+
+// checkProjected refuses, as a usage error, a rebuild of a projection that
+// has no active version under cfg.KeyRoot, unless cfg.Create: no serve
+// reads such read models and nothing would ever delete them, so a
+// mistyped --redis-key-root would leave a whole orphan copy in Redis.
+func checkProjected(ctx context.Context, rdb redis.UniversalClient, cfg RebuildConfig) error {
+	for _, name := range cfg.Projections {
+		n, err := rdb.Exists(ctx, projections.ActiveKey(cfg.KeyRoot, name)).Result()
+		if err != nil {
+			return fmt.Errorf("read active version of projection %s: %w", name, err)
+		}
+		if n == 0 {
+			return usageErrorf("projection %s has no active version under --redis-key-root %q: nothing was ever projected there, and no serve would read the rebuild (wrong --redis-key-root?); give --create to build read models where none exist yet, e.g. before the first serve start", name, cfg.KeyRoot)
+		}
+	}
 	return nil
 }
 

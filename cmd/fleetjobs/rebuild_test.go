@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -215,6 +216,24 @@ func TestRebuild(t *testing.T) {
 		}
 	})
 
+	t.Run("a key root nothing projected under needs --create", func(t *testing.T) {
+		other := root + "x" // a typo
+		t.Cleanup(func() { MustDeleteKeys(t, redisURL, other+":*") })
+		for _, args := range [][]string{nil, {"--projection", "jobs"}} {
+			r := MustRun(t, bin, env, append([]string{"rebuild", "--redis-key-root", other, "--eventstore-url", m.EventStoreURL(), "--grace", "2s"}, args...)...)
+			if r.code != 2 || !strings.Contains(r.stderr, "no active version under --redis-key-root "+strconv.Quote(other)) || !strings.Contains(r.stderr, "--create") {
+				t.Errorf("%v: exit %d\nstdout: %s\nstderr: %s\nwant 2 naming the key root and --create", args, r.code, r.stdout, r.stderr)
+			}
+		}
+		if keys := rdb.Keys(ctx, other+":*").Val(); len(keys) != 0 {
+			t.Errorf("the refused rebuild wrote %d keys under %s: %v", len(keys), other, keys[:min(len(keys), 5)])
+		}
+		r := MustRun(t, bin, env, "rebuild", "--redis-key-root", other, "--eventstore-url", m.EventStoreURL(), "--grace", "2s", "--create", "--quiet")
+		if r.code != 0 || !strings.Contains(r.stdout, "switched devices 1 -> 2, jobs 1 -> 2") {
+			t.Errorf("--create: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+		}
+	})
+
 	t.Run("bad arguments exit 2", func(t *testing.T) {
 		cases := []struct {
 			env     []string
@@ -226,6 +245,7 @@ func TestRebuild(t *testing.T) {
 			{env, []string{"rebuild", "--grace", "0s"}, "--grace"},
 			{env, []string{"rebuild", "--grace", "500ms"}, "at least 2s"},
 			{env, []string{"rebuild", "--verify", "--grace", "5s"}, "--grace"},
+			{env, []string{"rebuild", "--verify", "--create"}, "--create"},
 			{[]string{"FLEETJOBS_REDIS_URL=nope://x"}, []string{"rebuild"}, "redis"},
 			{env, []string{"rebuild", "now"}, `"now"`},
 			{[]string{"FLEETJOBS_REDIS_URL=redis://10.0.0.1:6379,10.0.0.2:6379"}, []string{"rebuild"}, "hash tag"},
