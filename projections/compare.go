@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
@@ -57,11 +58,23 @@ type Drift struct {
 // Drifted reports whether the versions differ.
 func (d Drift) Drifted() bool { return d.OnlyLive+d.OnlyRebuilt+d.Differ > 0 }
 
-// KeyDrift is one key that differs: its content in each version, as
-// "type content [expires at ms]", cut to a few hundred bytes, "(missing)"
-// when absent.
+// KeyDrift is one key that differs, described so that the difference
+// shows however long the values are. For a hash both versions have,
+// Fields are the fields that differ, and Live and Rebuilt are empty unless
+// the key's type or expiry differs too ("hash expires at ms" against
+// "hash"). For any other key, Live and Rebuilt are its content in each
+// version, as "type content [expires at ms]" ("(missing)" when absent),
+// cut to a few hundred bytes around the first difference.
 type KeyDrift struct {
 	Key           string // relative to the version's prefix
+	Live, Rebuilt string
+	Fields        []FieldDrift
+}
+
+// FieldDrift is a hash field that differs: its value in each version, cut
+// around the first difference, "(missing)" when the version lacks it.
+type FieldDrift struct {
+	Field         string
 	Live, Rebuilt string
 }
 
@@ -227,9 +240,9 @@ func buildTo(ctx context.Context, cfg VerifyConfig, w *Writer, until eventstore.
 // left out, reading a SCAN chunk of each at a time.
 func compareVersions(ctx context.Context, rdb redis.UniversalClient, live, rebuilt string, maxSamples int) (Drift, error) {
 	var d Drift
-	note := func(rel, l, r string) {
+	note := func(rel string, l, r keyState) {
 		if len(d.Samples) < maxSamples {
-			d.Samples = append(d.Samples, KeyDrift{Key: rel, Live: cut(l), Rebuilt: cut(r)})
+			d.Samples = append(d.Samples, keyDrift(rel, l, r))
 		}
 	}
 	err := scanKeys(ctx, rdb, globEscape(live)+"*", func(ctx context.Context, c redis.Cmdable, keys []string) error {
@@ -245,10 +258,10 @@ func compareVersions(ctx context.Context, rdb redis.UniversalClient, live, rebui
 		for i, rel := range rels {
 			d.Keys++
 			switch {
-			case r[i] == missing:
+			case r[i].desc == missing:
 				d.OnlyLive++
 				note(rel, l[i], r[i])
-			case l[i] != r[i]:
+			case l[i].desc != r[i].desc:
 				d.Differ++
 				note(rel, l[i], r[i])
 			}
@@ -277,7 +290,7 @@ func compareVersions(ctx context.Context, rdb redis.UniversalClient, live, rebui
 					if err != nil {
 						return err
 					}
-					note(rel, missing, desc[0])
+					note(rel, keyState{desc: missing}, desc[0])
 				}
 			}
 		}
@@ -298,23 +311,101 @@ func relKeys(keys []string, prefix string) []string {
 	return out
 }
 
-// missing describes a key that does not exist.
+// missing describes a key, or a hash field, that does not exist.
 const missing = "(missing)"
 
 // maxDescribed bounds a key's description in a KeyDrift: contents are
 // compared in full, then cut for display.
 const maxDescribed = 300
 
-func cut(s string) string {
-	if len(s) <= maxDescribed {
-		return s
-	}
-	return s[:maxDescribed] + "..."
+// keyState is a key as compared: desc is "type content" with " expires at
+// {ms}" when it has an expiry, or missing. A hash also has its fields, and
+// meta, its description without the content.
+type keyState struct {
+	desc string
+	hash map[string]string
+	meta string
 }
 
-// describeKeys returns, for each relative key under prefix, "type
-// content" with " expires at {ms}" when it has an expiry, or missing.
-func describeKeys(ctx context.Context, c redis.Cmdable, prefix string, rels []string) ([]string, error) {
+// keyDrift describes key rel, which differs between the versions l and r.
+func keyDrift(rel string, l, r keyState) KeyDrift {
+	k := KeyDrift{Key: rel}
+	if l.hash == nil || r.hash == nil {
+		k.Live, k.Rebuilt = cutAround(l.desc, r.desc)
+		return k
+	}
+	fields := make([]string, 0, len(l.hash)+len(r.hash))
+	for f := range l.hash {
+		fields = append(fields, f)
+	}
+	for f := range r.hash {
+		if _, ok := l.hash[f]; !ok {
+			fields = append(fields, f)
+		}
+	}
+	slices.Sort(fields)
+	for _, f := range fields {
+		lv, lok := l.hash[f]
+		rv, rok := r.hash[f]
+		if lok && rok && lv == rv {
+			continue
+		}
+		fd := FieldDrift{Field: f, Live: missing, Rebuilt: missing}
+		if lok {
+			fd.Live = strconv.Quote(lv)
+		}
+		if rok {
+			fd.Rebuilt = strconv.Quote(rv)
+		}
+		fd.Live, fd.Rebuilt = cutAround(fd.Live, fd.Rebuilt)
+		k.Fields = append(k.Fields, fd)
+	}
+	if l.meta != r.meta {
+		k.Live, k.Rebuilt = l.meta, r.meta
+	}
+	return k
+}
+
+// cutAround cuts two different texts to at most maxDescribed bytes each,
+// around the first byte where they differ (with a little before it for
+// context), marking what was cut with "...".
+func cutAround(a, b string) (string, string) {
+	if len(a) <= maxDescribed && len(b) <= maxDescribed {
+		return a, b
+	}
+	i := 0
+	for i < len(a) && i < len(b) && a[i] == b[i] {
+		i++
+	}
+	start := max(0, i-maxDescribed/5)
+	return cutFrom(a, start), cutFrom(b, start)
+}
+
+// cutFrom returns maxDescribed bytes of s from about byte start, on rune
+// boundaries, with "..." where it cut.
+func cutFrom(s string, start int) string {
+	if start >= len(s) {
+		start = max(0, len(s)-maxDescribed)
+	}
+	for start > 0 && !utf8.RuneStart(s[start]) {
+		start--
+	}
+	end := min(len(s), start+maxDescribed)
+	for end < len(s) && !utf8.RuneStart(s[end]) {
+		end--
+	}
+	out := s[start:end]
+	if start > 0 {
+		out = "..." + out
+	}
+	if end < len(s) {
+		out += "..."
+	}
+	return out
+}
+
+// describeKeys returns the state of each relative key under prefix.
+func describeKeys(ctx context.Context, c redis.Cmdable, prefix string, rels []string) ([]keyState, error) {
 	types := make([]*redis.StatusCmd, len(rels))
 	exp := make([]*redis.DurationCmd, len(rels))
 	if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -327,6 +418,7 @@ func describeKeys(ctx context.Context, c redis.Cmdable, prefix string, rels []st
 		return nil, fmt.Errorf("describe keys under %s: %w", prefix, err)
 	}
 	vals := make([]func() string, len(rels))
+	hashes := make([]*redis.MapStringStringCmd, len(rels))
 	if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, rel := range rels {
 			k := prefix + rel
@@ -339,6 +431,7 @@ func describeKeys(ctx context.Context, c redis.Cmdable, prefix string, rels []st
 				vals[i] = func() string { return fmt.Sprint(cmd.Val()) }
 			case "hash":
 				cmd := p.HGetAll(ctx, k)
+				hashes[i] = cmd
 				vals[i] = func() string { return sortedMap(cmd.Val()) }
 			case "set":
 				cmd := p.SMembers(ctx, k)
@@ -354,18 +447,21 @@ func describeKeys(ctx context.Context, c redis.Cmdable, prefix string, rels []st
 	}); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("describe keys under %s: %w", prefix, err)
 	}
-	out := make([]string, len(rels))
+	out := make([]keyState, len(rels))
 	for i := range rels {
 		t := types[i].Val()
 		if t == "none" {
-			out[i] = missing
+			out[i] = keyState{desc: missing}
 			continue
 		}
-		s := t + " " + vals[i]()
+		expiry := ""
 		if at := exp[i].Val(); at > 0 {
-			s += " expires at " + strconv.FormatInt(at.Milliseconds(), 10)
+			expiry = " expires at " + strconv.FormatInt(at.Milliseconds(), 10)
 		}
-		out[i] = s
+		out[i] = keyState{desc: t + " " + vals[i]() + expiry, meta: t + expiry}
+		if hashes[i] != nil {
+			out[i].hash = hashes[i].Val()
+		}
 	}
 	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -261,6 +262,10 @@ func TestVerifyReportsDrift(t *testing.T) {
 	rdb.Del(ctx, dev+"device:d0002")
 	rdb.Set(ctx, dev+"bogus", "x", 0)
 	rdb.PExpireAt(ctx, projections.Prefix(root, "jobs", "1")+"job:j01", time.Now().Add(time.Hour))
+	// Differences far into long values: a hash field after the job's JSON
+	// document, a member at the end of the sorted set of every device.
+	rdb.HSet(ctx, projections.Prefix(root, "jobs", "1")+"job:j02", "status", "failed")
+	rdb.ZAdd(ctx, dev+"devices", redis.Z{Member: "d9999"})
 
 	ds := mustVerify(t, es, rdb, root)
 	byName := map[string]projections.Drift{}
@@ -268,8 +273,8 @@ func TestVerifyReportsDrift(t *testing.T) {
 		byName[d.Projection] = d
 	}
 	devs := byName["devices"]
-	if devs.Differ != 1 || devs.OnlyLive != 1 || devs.OnlyRebuilt != 1 {
-		t.Errorf("devices drift: %d differ, %d only live, %d only rebuilt; want 1 each", devs.Differ, devs.OnlyLive, devs.OnlyRebuilt)
+	if devs.Differ != 2 || devs.OnlyLive != 1 || devs.OnlyRebuilt != 1 {
+		t.Errorf("devices drift: %d differ, %d only live, %d only rebuilt; want 2, 1, 1", devs.Differ, devs.OnlyLive, devs.OnlyRebuilt)
 	}
 	keys := map[string]projections.KeyDrift{}
 	for _, s := range devs.Samples {
@@ -284,8 +289,24 @@ func TestVerifyReportsDrift(t *testing.T) {
 	if s, ok := keys["device:d0001"]; !ok || s.Live != `string "{\"id\":\"d0001\"}"` {
 		t.Errorf("changed key's drift %+v", s)
 	}
-	if j := byName["jobs"]; j.Differ != 1 || len(j.Samples) != 1 || j.Samples[0].Key != "job:j01" {
-		t.Errorf("jobs drift (an expiry added): %+v", j)
+	// The sample of a long value shows the difference, cut around it.
+	if s := keys["devices"]; !strings.HasPrefix(s.Rebuilt, "...") || !strings.Contains(s.Live, "d9999") || strings.Contains(s.Rebuilt, "d9999") || len(s.Live) > 310 {
+		t.Errorf("a member added at the end of a long sorted set: %+v", s)
+	}
+	j := byName["jobs"]
+	if j.Differ != 2 || len(j.Samples) != 2 {
+		t.Fatalf("jobs drift (an expiry added, a field changed): %+v", j)
+	}
+	jobs := map[string]projections.KeyDrift{}
+	for _, s := range j.Samples {
+		jobs[s.Key] = s
+	}
+	if s := jobs["job:j01"]; !strings.HasPrefix(s.Live, "hash expires at ") || s.Rebuilt != "hash" || len(s.Fields) != 0 {
+		t.Errorf("a hash's expiry added: %+v", s)
+	}
+	want := projections.KeyDrift{Key: "job:j02", Fields: []projections.FieldDrift{{Field: "status", Live: `"failed"`, Rebuilt: `"stopped"`}}}
+	if diff := cmp.Diff(want, jobs["job:j02"]); diff != "" {
+		t.Errorf("a hash field changed (-want +got):\n%s", diff)
 	}
 	// The scratch versions are gone.
 	if n := len(MustDump(t, rdb, root+":devices:verify-")); n != 0 {

@@ -169,7 +169,9 @@ e.g. before the first serve start.
 
 With --verify it changes nothing: it builds a scratch copy up to the live
 version's position, compares them key by key (type, content, expiry),
-prints the drift, deletes the copy, and exits 1 on drift.
+prints the drift (a hash's differing fields as "field": live → rebuilt,
+other values cut around their first difference), deletes the copy, and
+exits 1 on drift.
 
 Needs the Redis serve uses (FLEETJOBS_REDIS_URL): with the embedded Redis
 the read models are rebuilt at every start of serve. Reads the log like

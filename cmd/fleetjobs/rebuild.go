@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -213,7 +214,13 @@ func reportDrift(w io.Writer, drifts []projections.Drift) error {
 		fmt.Fprintf(w, "%s version %s at %s: %d keys, DRIFT: %d differ, %d only in the live version, %d only in the rebuild\n",
 			d.Projection, d.Version, d.Position, d.Keys, d.Differ, d.OnlyLive, d.OnlyRebuilt)
 		for _, s := range d.Samples {
-			fmt.Fprintf(w, "  %s\n    live:    %s\n    rebuilt: %s\n", s.Key, s.Live, s.Rebuilt)
+			fmt.Fprintf(w, "  %s\n", s.Key)
+			if s.Live != "" || s.Rebuilt != "" {
+				fmt.Fprintf(w, "    live:    %s\n    rebuilt: %s\n", s.Live, s.Rebuilt)
+			}
+			for _, f := range s.Fields {
+				fmt.Fprintf(w, "    %s: %s → %s\n", strconv.Quote(f.Field), f.Live, f.Rebuilt)
+			}
 		}
 		if n := d.Differ + d.OnlyLive + d.OnlyRebuilt; n > len(d.Samples) {
 			fmt.Fprintf(w, "  ... and %d more\n", n-len(d.Samples))

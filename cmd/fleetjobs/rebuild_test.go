@@ -93,9 +93,13 @@ func TestRebuild(t *testing.T) {
 	mustAppendDevices(t, es, 300)
 	set := MustStatus(t, Do(t, http.MethodPut, api+"/device-sets/seattle", map[string]any{"name": "Seattle", "templateId": "vending",
 		"conditions": []map[string]any{{"property": "city", "op": "eq", "value": "Seattle"}}}, nil), http.StatusCreated)
+	// A job (pending: serve has no device transport), whose read model is a
+	// hash.
+	jb := MustStatus(t, Do(t, http.MethodPut, api+"/jobs/ok-1", map[string]any{"name": "Move", "deviceSetId": "seattle", "jobType": "property",
+		"operations": []map[string]any{{"name": "city", "value": "Seattle"}}}, WithToken(set.Token())), http.StatusCreated)
 	// The queries below run without a token: the read models must have
 	// everything recorded so far before they start.
-	MustStatus(t, Do(t, http.MethodGet, api+"/device-sets/seattle", nil, WithToken(set.Token())), http.StatusOK)
+	MustStatus(t, Do(t, http.MethodGet, api+"/jobs/ok-1", nil, WithToken(jb.Token())), http.StatusOK)
 	env := []string{"FLEETJOBS_REDIS_URL=" + redisURL}
 	rebuild := func(args ...string) result {
 		return MustRun(t, bin, env, append([]string{"rebuild", "--redis-key-root", root, "--eventstore-url", m.EventStoreURL()}, args...)...)
@@ -182,6 +186,15 @@ func TestRebuild(t *testing.T) {
 		r = rebuild("--verify", "--projection", "devices")
 		if r.code != 1 || !strings.Contains(r.stdout, "DRIFT: 1 differ") || !strings.Contains(r.stdout, "device:d0007") || strings.Contains(r.stdout, "jobs") {
 			t.Errorf("after tampering: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+		}
+		// A hash field far into the job's hash (after its JSON document)
+		// shows as that field's two values.
+		job := projections.Prefix(root, "jobs", "2") + "job:ok-1"
+		status := rdb.HGet(ctx, job, "status").Val()
+		rdb.HSet(ctx, job, "status", "failed")
+		r = rebuild("--verify", "--projection", "jobs")
+		if want := `"status": "failed" → ` + strconv.Quote(status); r.code != 1 || !strings.Contains(r.stdout, "  job:ok-1\n    "+want+"\n") {
+			t.Errorf("after tampering with a job: exit %d, want 1 and %s\nstdout: %s\nstderr: %s", r.code, want, r.stdout, r.stderr)
 		}
 	})
 
