@@ -76,6 +76,12 @@ type Delivery struct {
 	// Deadline is when the dispatcher stops waiting for the answer and
 	// records the device as timed out.
 	Deadline time.Time
+	// Targeted is the log position of the job's last JobDevicesTargeted
+	// event the dispatcher had read: the device was registered before it,
+	// so a read model that has applied the log up to Targeted and does not
+	// know the device has seen it deleted (a transport that looks devices
+	// up there must not call it unknown before). Zero when not known.
+	Targeted eventstore.Position
 }
 
 // Answer is a device's answer to a Delivery.

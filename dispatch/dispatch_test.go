@@ -49,10 +49,10 @@ func (o outcomes) RecordResults(ctx context.Context, m dispatch.Meta, jobID stri
 // props is the simulated devices' properties, by device ID.
 type props map[string]map[string]any
 
-func (p props) Properties(_ context.Context, ids []string) ([]map[string]any, error) {
-	out := make([]map[string]any, len(ids))
-	for i, id := range ids {
-		out[i] = p[id]
+func (p props) Properties(_ context.Context, ds []dispatch.Delivery) ([]map[string]any, error) {
+	out := make([]map[string]any, len(ds))
+	for i, d := range ds {
+		out[i] = p[d.DeviceID]
 	}
 	return out, nil
 }

@@ -141,6 +141,9 @@ type jobRun struct {
 	state *job.State
 	from  eventstore.Position // the position before its JobCreated
 	ops   []Operation
+	// targeted is the position of its last JobDevicesTargeted read
+	// (Delivery.Targeted).
+	targeted eventstore.Position
 
 	next      func() (string, job.Device, bool) // pull iterator over the targeted devices
 	stopNext  func()
@@ -399,6 +402,8 @@ func (m *Manager) onEvent(ctx context.Context, r eventstore.Recorded) error {
 		for i, o := range e.Operations {
 			j.ops[i] = Operation{Name: o.Name, Value: o.Value}
 		}
+	case job.DevicesTargeted:
+		j.targeted = r.Position
 	case job.DevicesDispatched:
 		at := r.Metadata.OccurredAt
 		if at.IsZero() {
@@ -777,7 +782,7 @@ func (m *Manager) dispatch(ctx context.Context, j *jobRun, batches [][]string) {
 }
 
 func (j *jobRun) delivery(id string, deadline time.Time) Delivery {
-	return Delivery{JobID: j.id, DeviceID: id, JobType: string(j.state.Type), Operations: j.ops, Deadline: deadline}
+	return Delivery{JobID: j.id, DeviceID: id, JobType: string(j.state.Type), Operations: j.ops, Deadline: deadline, Targeted: j.targeted}
 }
 
 // send hands deliveries to the transport, trying a few times: devices it

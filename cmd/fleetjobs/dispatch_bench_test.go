@@ -68,7 +68,7 @@ func BenchmarkSimJobEndToEnd(b *testing.B) {
 
 	start := time.Now()
 	MustStatus(b, Do(b, http.MethodPut, svc.api+"/device-templates/fridge", simTemplate, nil), http.StatusCreated)
-	mustRegisterDevices(b, es, n)
+	mustRegisterDevices(b, es, "fridge", n, simBenchDevice)
 	set := map[string]any{"name": "Fleet", "templateId": "fridge"}
 	tok := MustStatus(b, Do(b, http.MethodPut, svc.api+"/device-sets/fleet", set, nil), http.StatusCreated).Token()
 	MustApplied(b, svc.api+"/device-sets/fleet", tok)
@@ -251,10 +251,10 @@ func (s simService) resetPeak(tb testing.TB) {
 
 func mib(bytes int64) string { return fmt.Sprintf("%.0f MiB", float64(bytes)/(1<<20)) }
 
-// mustRegisterDevices appends DeviceRegistered of n fridges (fr-0000000...)
-// straight to the log, one stream each as the command path would, from 64
-// writers.
-func mustRegisterDevices(tb testing.TB, es *eventstore.Client, n int) {
+// mustRegisterDevices appends DeviceRegistered of n devices of template
+// (IDs id(0), id(1)...) straight to the log, one stream each as the command
+// path would, from 64 writers.
+func mustRegisterDevices(tb testing.TB, es *eventstore.Client, template string, n int, id func(int) string) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
@@ -269,8 +269,8 @@ func mustRegisterDevices(tb testing.TB, es *eventstore.Client, n int) {
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				id := simBenchDevice(i)
-				ev := device.Registered{DeviceID: id, Name: "Fridge " + id, TemplateID: "fridge", Properties: map[string]any{"city": "Seattle"}}
+				id := id(i)
+				ev := device.Registered{DeviceID: id, Name: "Device " + id, TemplateID: template, Properties: map[string]any{"city": "Seattle"}}
 				if _, err := es.Append(ctx, eventstore.DeviceStream(id), eventstore.NoStream(), []eventstore.Event{{ID: uuid.New(), Data: ev, Metadata: meta}}); err != nil {
 					errs <- fmt.Errorf("register %s: %w", id, err)
 					cancel()

@@ -312,6 +312,74 @@ func TestSimRestartMidJob(t *testing.T) {
 	}
 }
 
+// TestSimRestartOnEmbeddedRedis closes serve (embedded Redis, simulated
+// fleet) while a job waits for devices that never answer, and starts it
+// again on the same data directory: the embedded Redis starts empty, and
+// the dispatcher resends before the projections have read the devices back
+// (thousands of other devices come first in the log). The job ends as it
+// would have without the restart: the silent devices time out, none fails
+// with "device not found".
+func TestSimRestartOnEmbeddedRedis(t *testing.T) {
+	t.Parallel()
+	cfg := ServeConfig(t, "", "")
+	cfg.Devices = "sim"
+	m1 := MustServe(t, cfg, nil)
+	es1 := MustEventStore(t, m1)
+	// Devices of another template, before the job's in the log: the
+	// projections rebuild them first at the next start.
+	mustRegisterDevices(t, es1, "other", 20000, func(i int) string { return fmt.Sprintf("other-%05d", i) })
+	devices := append(append(simDevices("ok", "ok", 20), simDevices("bad", "fail", 2)...), simDevices("off", "offline", 3)...)
+	api, token := MustSimFleet(t, m1, devices)
+
+	const timeout = 10
+	MustCreateSimJob(t, api, token, "j-embedded", timeout, 0)
+	MustPoll(t, "every device of j-embedded dispatched, the answering ones answered", func() bool {
+		s := MustReadJobStream(t, es1, "j-embedded")
+		return len(s.dispatched) == len(devices) && len(s.results) == len(devices)-3
+	})
+	if err := m1.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	_ = es1.Close()
+
+	m2 := MustServe(t, cfg, nil)
+	es2 := MustEventStore(t, m2)
+	api = m2.HTTPURL() + fjhttp.APIBase
+	MustJobEndsAs(t, api, "j-embedded", "failed", fjhttp.JobCounts{Total: 25, Succeeded: 20, Failed: 5})
+	want := map[string]string{"bad-000": "compressor fault", "bad-001": "compressor fault"}
+	for _, d := range simDevices("off", "offline", 3) {
+		want[d.id] = dispatch.TimedOut(timeout)
+	}
+	if diff := cmp.Diff(want, MustReadJobStream(t, es2, "j-embedded").errors); diff != "" {
+		t.Errorf("errors recorded in the job stream (-want +got):\n%s", diff)
+	}
+}
+
+// TestSimDeletedDeviceFails creates a job while nothing dispatches, deletes
+// one of its devices, and starts serve again with the simulated fleet on
+// the same data and Redis: the deleted device fails with "device not found"
+// (the read models have applied the job's targeting, so its absence is a
+// deletion, not a read model behind), the others succeed.
+func TestSimDeletedDeviceFails(t *testing.T) {
+	t.Parallel()
+	url, root := MustRedisURL(t)
+	cfg := ServeConfig(t, url, root)
+	m1 := MustServe(t, cfg, nil)
+	api, token := MustSimFleet(t, m1, simDevices("ok", "ok", 3))
+	MustCreateSimJob(t, api, token, "j-deleted", 5, 0)
+	MustStatus(t, Do(t, http.MethodDelete, api+"/devices/ok-001", nil, nil), http.StatusOK)
+	if err := m1.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+
+	cfg.Devices = "sim"
+	m2 := MustServe(t, cfg, nil)
+	MustJobEndsAs(t, m2.HTTPURL()+fjhttp.APIBase, "j-deleted", "failed", fjhttp.JobCounts{Total: 3, Succeeded: 2, Failed: 1})
+	if diff := cmp.Diff(map[string]string{"ok-001": "device not found"}, MustReadJobStream(t, MustEventStore(t, m2), "j-deleted").errors); diff != "" {
+		t.Errorf("errors recorded in the job stream (-want +got):\n%s", diff)
+	}
+}
+
 // readmeJob is the fan-speed job of the README (and of the demo's banner).
 const readmeJob = `{"name":"Fan speed 1200","deviceSetId":"seattle-fridges","jobType":"setting","operations":[{"name":"fanSpeed","value":1200}],"timeoutSeconds":5}`
 

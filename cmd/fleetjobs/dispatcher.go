@@ -119,53 +119,126 @@ func (c *redisCheckpoints) Save(ctx context.Context, p eventstore.Position) erro
 // pipelined round trip per batch (after the active version's), whatever its
 // size. A device the read model does not have (deleted since it was
 // targeted) answers as failed with "device not found" rather than succeed,
-// which is what the simulated fleet does with unknown devices.
+// which is what the simulated fleet does with unknown devices; but only
+// once the read models have applied the job's targeting (the delivery's
+// Targeted position), before which every targeted device was registered.
+// Until then a missing device is one the read model has not read yet: the
+// embedded Redis starts empty, and after a restart the dispatcher resends
+// while the projections rebuild. The lookup waits for them, until the
+// deliveries' deadline; past it, it fails (the batch is not sent, and the
+// dispatcher times its devices out) rather than answer wrongly.
 type deviceProperties struct {
-	rdb  redis.UniversalClient
-	root string
+	rdb     redis.UniversalClient
+	root    string
+	applied readModelProgress
+}
+
+// readModelProgress is how far the read models are (projections.Runner).
+type readModelProgress interface {
+	// Position is the position up to which every projection has applied
+	// the log.
+	Position() eventstore.Position
+	// WaitFor returns once they have applied it up to p, or ctx's error.
+	WaitFor(ctx context.Context, p eventstore.Position) error
 }
 
 var _ sim.Properties = (*deviceProperties)(nil)
 
-func (p *deviceProperties) Properties(ctx context.Context, ids []string) ([]map[string]any, error) {
+func (p *deviceProperties) Properties(ctx context.Context, ds []dispatch.Delivery) ([]map[string]any, error) {
+	// The applied position is read before the lookup: the lookup sees at
+	// least what it says.
+	applied := p.applied.Position()
+	out, known, err := p.lookup(ctx, ds)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		behind   []int // deliveries whose device may not be read yet
+		need     eventstore.Position
+		deadline time.Time
+	)
+	for i := range out {
+		if known[i] || ds[i].Targeted.Compare(applied) <= 0 {
+			continue
+		}
+		behind = append(behind, i)
+		if ds[i].Targeted.Compare(need) > 0 {
+			need = ds[i].Targeted
+		}
+		if ds[i].Deadline.After(deadline) {
+			deadline = ds[i].Deadline
+		}
+	}
+	if len(behind) > 0 {
+		wctx, cancel := ctx, context.CancelFunc(func() {})
+		if !deadline.IsZero() {
+			wctx, cancel = context.WithDeadline(ctx, deadline)
+		}
+		err := p.applied.WaitFor(wctx, need)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("%d devices not in the read models, which have not applied their job's targeting at %s yet: %w", len(behind), need, err)
+		}
+		again := make([]dispatch.Delivery, len(behind))
+		for k, i := range behind {
+			again[k] = ds[i]
+		}
+		found, knownNow, err := p.lookup(ctx, again)
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range behind {
+			out[i], known[i] = found[k], knownNow[k]
+		}
+	}
+	for i := range out {
+		if !known[i] {
+			out[i] = map[string]any{sim.FailProperty: deviceNotFound}
+		}
+	}
+	return out, nil
+}
+
+// lookup returns the simulated fleet's properties of each delivery's
+// device, and whether the read model has the device.
+func (p *deviceProperties) lookup(ctx context.Context, ds []dispatch.Delivery) (props []map[string]any, known []bool, _ error) {
 	version, err := p.rdb.Get(ctx, projections.ActiveKey(p.root, projections.DevicesProjection)).Result()
 	switch {
 	case errors.Is(err, redis.Nil):
 		version = projections.DefaultVersion
 	case err != nil:
-		return nil, fmt.Errorf("active devices projection: %w", err)
+		return nil, nil, fmt.Errorf("active devices projection: %w", err)
 	}
 	prefix := projections.Prefix(p.root, projections.DevicesProjection, version)
 	// A pipeline rather than MGET: with Redis Cluster the keys of a batch
 	// may live on different slots, and go-redis splits a pipeline by slot.
 	pipe := p.rdb.Pipeline()
-	cmds := make([]*redis.StringCmd, len(ids))
-	for i, id := range ids {
-		cmds[i] = pipe.Get(ctx, prefix+projections.DeviceKey(id))
+	cmds := make([]*redis.StringCmd, len(ds))
+	for i, d := range ds {
+		cmds[i] = pipe.Get(ctx, prefix+projections.DeviceKey(d.DeviceID))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("look up %d devices: %w", len(ids), err)
+		return nil, nil, fmt.Errorf("look up %d devices: %w", len(ds), err)
 	}
-	out := make([]map[string]any, len(ids))
+	props, known = make([]map[string]any, len(ds)), make([]bool, len(ds))
 	for i, cmd := range cmds {
 		data, err := cmd.Bytes()
 		if errors.Is(err, redis.Nil) {
-			out[i] = map[string]any{sim.FailProperty: deviceNotFound}
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("look up device %s: %w", ids[i], err)
+			return nil, nil, fmt.Errorf("look up device %s: %w", ds[i].DeviceID, err)
 		}
 		// Only the two properties the simulated fleet reads are decoded:
 		// a device's whole read model per delivery is garbage the
 		// collector pays for at a million devices.
 		var d simDeviceModel
 		if err := json.Unmarshal(data, &d); err != nil {
-			return nil, fmt.Errorf("decode device %s: %w", ids[i], err)
+			return nil, nil, fmt.Errorf("decode device %s: %w", ds[i].DeviceID, err)
 		}
-		out[i] = d.Properties.props()
+		props[i], known[i] = d.Properties.props(), true
 	}
-	return out, nil
+	return props, known, nil
 }
 
 // simDeviceModel is the part of a device's read model (projections.Device)

@@ -29,17 +29,20 @@ const (
 // Properties looks up devices' properties, in one call per batch so that
 // a read-model lookup can be one pipelined round trip.
 type Properties interface {
-	// Properties returns the properties of each device of ids, in order;
-	// nil for a device it does not know (which then just succeeds).
-	Properties(ctx context.Context, ids []string) ([]map[string]any, error)
+	// Properties returns the properties of the device of each delivery of
+	// ds, in order; nil for a device it does not know (which then just
+	// succeeds). A lookup in a read model may use the deliveries'
+	// Targeted position to tell a device it has not read yet from one
+	// deleted.
+	Properties(ctx context.Context, ds []dispatch.Delivery) ([]map[string]any, error)
 }
 
 // PropertiesFunc adapts a function to Properties.
-type PropertiesFunc func(ctx context.Context, ids []string) ([]map[string]any, error)
+type PropertiesFunc func(ctx context.Context, ds []dispatch.Delivery) ([]map[string]any, error)
 
 // Properties calls f.
-func (f PropertiesFunc) Properties(ctx context.Context, ids []string) ([]map[string]any, error) {
-	return f(ctx, ids)
+func (f PropertiesFunc) Properties(ctx context.Context, ds []dispatch.Delivery) ([]map[string]any, error) {
+	return f(ctx, ds)
 }
 
 // Config tunes a Fleet. The zero Config is usable.
@@ -97,16 +100,12 @@ func (f *Fleet) Send(ctx context.Context, ds []dispatch.Delivery) error {
 	if len(ds) == 0 {
 		return nil
 	}
-	ids := make([]string, len(ds))
-	for i, d := range ds {
-		ids[i] = d.DeviceID
-	}
-	props, err := f.props.Properties(ctx, ids)
+	props, err := f.props.Properties(ctx, ds)
 	if err != nil {
-		return fmt.Errorf("sim: look up %d devices' properties: %w", len(ids), err)
+		return fmt.Errorf("sim: look up %d devices' properties: %w", len(ds), err)
 	}
-	if len(props) != len(ids) {
-		return fmt.Errorf("sim: properties lookup gave %d answers for %d devices", len(props), len(ids))
+	if len(props) != len(ds) {
+		return fmt.Errorf("sim: properties lookup gave %d answers for %d devices", len(props), len(ds))
 	}
 	for i := 0; i < len(ds); {
 		f.mu.Lock()

@@ -17,10 +17,10 @@ import (
 )
 
 func staticProps(p map[string]map[string]any) sim.Properties {
-	return sim.PropertiesFunc(func(_ context.Context, ids []string) ([]map[string]any, error) {
-		out := make([]map[string]any, len(ids))
-		for i, id := range ids {
-			out[i] = p[id]
+	return sim.PropertiesFunc(func(_ context.Context, ds []dispatch.Delivery) ([]map[string]any, error) {
+		out := make([]map[string]any, len(ds))
+		for i, d := range ds {
+			out[i] = p[d.DeviceID]
 		}
 		return out, nil
 	})
