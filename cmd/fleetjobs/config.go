@@ -115,7 +115,7 @@ func settings() []setting {
 				_, err := redisOptions(v)
 				return err
 			}},
-		{"FLEETJOBS_DEVICES", "devices", "mqtt", "device transport: mqtt (devices over MQTT), sim (a simulated fleet in process) or none (no dispatcher: jobs stay pending, gateways report results over HTTP)",
+		{"FLEETJOBS_DEVICES", "devices", "mqtt", "device transport: mqtt (devices over MQTT), sim (a simulated fleet in process) or none (no dispatcher: serve the API beside an instance that dispatches; alone, jobs stay pending)",
 			func(c *Config, v string) error {
 				c.Devices = v
 				if v != devicesMQTT && v != devicesSim && v != devicesNone {

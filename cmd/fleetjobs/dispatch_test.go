@@ -456,3 +456,32 @@ func TestNoTransportLeavesJobsPending(t *testing.T) {
 		t.Errorf("job status %s without a transport, want pending", j.Status)
 	}
 }
+
+// TestNoTransportServesBesideADispatcher runs what FLEETJOBS_DEVICES=none
+// is for: an instance that serves the API beside one that dispatches (the
+// simulated fleet), over the same event log and Redis. A job created
+// through it is started and run by the other; a gateway's result for the
+// device that does not answer, posted to it, completes the job.
+func TestNoTransportServesBesideADispatcher(t *testing.T) {
+	t.Parallel()
+	url, root := MustRedisURL(t)
+	dcfg := ServeConfig(t, url, root)
+	dcfg.Devices = "sim"
+	dispatching := MustServe(t, dcfg, nil)
+	cfg := ServeConfig(t, url, root)
+	cfg.EventStoreURL = dispatching.EventStoreURL()
+	m := MustServe(t, cfg, nil)
+
+	api, token := MustSimFleet(t, m, append(simDevices("ok", "ok", 2), simDevice{"gw", "offline"}))
+	MustCreateSimJob(t, api, token, "j-beside", 60, 0)
+	MustPoll(t, "j-beside running, its answering devices succeeded", func() bool {
+		a := Do(t, http.MethodGet, api+"/jobs/j-beside", nil, nil)
+		if a.Status != http.StatusOK {
+			return false
+		}
+		j := MustDecode[fjhttp.Job](t, a)
+		return j.Status == "running" && j.Counts.Succeeded == 2
+	})
+	MustStatus(t, Do(t, http.MethodPost, api+"/jobs/j-beside/devices/gw/result", map[string]any{"status": "succeeded"}, nil), http.StatusAccepted)
+	MustJobEndsAs(t, api, "j-beside", "completed", fjhttp.JobCounts{Total: 3, Succeeded: 3})
+}

@@ -31,8 +31,9 @@ import (
 const (
 	devicesMQTT = "mqtt"
 	devicesSim  = "sim"
-	// devicesNone runs no dispatcher: jobs stay pending, and device
-	// gateways report results over HTTP.
+	// devicesNone runs no dispatcher: the instance serves the API beside
+	// one that dispatches (which starts the jobs: a result over HTTP is
+	// refused until then); alone, jobs stay pending.
 	devicesNone = "none"
 )
 

@@ -17,9 +17,9 @@
 // (FLEETJOBS_DEVICES=mqtt, the default: the embedded MQTT broker unless
 // FLEETJOBS_MQTT_URL names one, checking device keys through the command
 // handler, and the MQTT transport, mqtt.go; sim: the simulated fleet; none:
-// no dispatcher, jobs stay pending) with a dispatch.Manager in a goroutine
-// beside the runner, its checkpoint in one Redis key, its state in /readyz
-// and /metrics, the demo fleet (--demo, seeded through the command path),
+// no dispatcher, the API beside an instance that dispatches) with a
+// dispatch.Manager in a goroutine beside the runner, its checkpoint in one
+// Redis key, its state in /readyz and /metrics, the demo fleet (--demo, seeded through the command path),
 // the HTTP server, and then the dispatcher's run, under the dispatch lease
 // (lease.go: one instance of several dispatches; its ID names the address
 // HTTP listens on); adapters.go and jobs.go fit the commands and projections

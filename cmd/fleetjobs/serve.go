@@ -184,7 +184,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		transport = m.mqtt.transport
 		m.Logger.Info("dispatching jobs to devices over MQTT", zap.String("broker", m.mqtt.url))
 	default:
-		m.Logger.Warn("no device transport (FLEETJOBS_DEVICES=none): jobs stay pending; device gateways report results over HTTP")
+		m.Logger.Warn("no device transport (FLEETJOBS_DEVICES=none): this instance dispatches nothing; jobs stay pending unless an instance with a device transport runs on the same event log and Redis")
 	}
 	if transport != nil {
 		// Its lease is made once HTTP listens, below.

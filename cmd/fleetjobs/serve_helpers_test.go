@@ -82,7 +82,8 @@ func MustDeleteKeys(tb testing.TB, url, pattern string) {
 
 // ServeConfig is a serve configuration on free loopback ports, data in a
 // temporary directory, Redis as given ("" for the embedded one), and no
-// device transport (jobs stay pending; tests report results over HTTP).
+// device transport (jobs stay pending; tests start them in the log and
+// report results over HTTP).
 func ServeConfig(tb testing.TB, redisURL, root string) main.Config {
 	tb.Helper()
 	return main.Config{
