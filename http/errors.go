@@ -48,6 +48,16 @@ func (e *ValidationError) Error() string {
 // dependency the service needs does not answer: 503.
 var ErrNotReady = errors.New("not ready")
 
+// ErrUnavailable is a request that a dependency did not answer (the read
+// models' Redis down, say): 503 with Retry-After, the caller may try again;
+// /readyz names the cause. Implementations wrap it with what did not
+// answer.
+var ErrUnavailable = errors.New("unavailable, try again later")
+
+// unavailableRetryAfter is the Retry-After of ErrUnavailable: an outage
+// lasts longer than a read model's lag.
+const unavailableRetryAfter = "5"
+
 // ProblemTypeBase prefixes every problem type; the suffix is a stable slug
 // clients may switch on.
 const ProblemTypeBase = "urn:fleetjobs:problem:"
@@ -93,6 +103,7 @@ func errorTable() []mapping {
 		{match: is(ErrUnsupportedMediaType), status: http.StatusUnsupportedMediaType, slug: "unsupported-media-type", title: "Unsupported media type", detail: true},
 		{match: is(ErrNotCaughtUp), status: http.StatusServiceUnavailable, slug: "not-caught-up", title: "Read models not caught up", detail: true, retryAfter: retryAfterSeconds},
 		{match: is(ErrNotReady), status: http.StatusServiceUnavailable, slug: "not-ready", title: "Service not ready", detail: true},
+		{match: is(ErrUnavailable), status: http.StatusServiceUnavailable, slug: "unavailable", title: "Service unavailable", detail: true, retryAfter: unavailableRetryAfter},
 		{match: is(context.DeadlineExceeded), status: http.StatusServiceUnavailable, slug: "timeout", title: "Timed out"},
 	}
 }
@@ -209,6 +220,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 		return
 	}
 	p, m := problemFor(err)
+	if p.Status == http.StatusInternalServerError && s.unavailable(err) {
+		p, m = problemFor(fmt.Errorf("%w: %w", ErrUnavailable, err))
+	}
 	if m.retryAfter != "" {
 		c.Response().Header().Set("Retry-After", m.retryAfter)
 	}

@@ -69,6 +69,12 @@ type Config struct {
 	// NewID draws command IDs for requests without an Idempotency-Key;
 	// nil means random UUIDs.
 	NewID func() string
+
+	// Unavailable tells an error of a dependency that did not answer (the
+	// read models' Redis down) from other failures: an error that no row
+	// of the error table matches and for which it is true is answered as
+	// ErrUnavailable (503 with Retry-After) rather than 500. nil: none is.
+	Unavailable func(error) bool
 }
 
 // Server is the HTTP server: Echo routes behind a net/http server that can
@@ -86,6 +92,8 @@ type Server struct {
 	binder  binder
 	now     func() time.Time
 	newID   func() string
+	// unavailable is Config.Unavailable, never nil.
+	unavailable func(error) bool
 
 	waiter          ConsistencyWaiter
 	consistencyWait time.Duration
@@ -123,6 +131,7 @@ func NewServer(cfg Config) *Server {
 		metrics:         cfg.Metrics,
 		now:             cfg.Now,
 		newID:           cfg.NewID,
+		unavailable:     cfg.Unavailable,
 		waiter:          cfg.Waiter,
 		consistencyWait: cmpOr(cfg.ConsistencyWait, DefaultConsistencyWait),
 		maxBody:         cmpOr(cfg.MaxBodyBytes, DefaultMaxBodyBytes),
@@ -142,6 +151,9 @@ func NewServer(cfg Config) *Server {
 	}
 	if s.newID == nil {
 		s.newID = uuid.NewString
+	}
+	if s.unavailable == nil {
+		s.unavailable = func(error) bool { return false }
 	}
 	e.HTTPErrorHandler = s.handleError
 	e.Use(s.observe, checkQuery)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	nethttp "net/http"
@@ -142,6 +143,9 @@ func TestProblemForTable(t *testing.T) {
 		{"validation", &fjhttp.ValidationError{Fields: []fjhttp.FieldError{{Field: "name", Message: "required"}}},
 			fjhttp.Problem{Type: fjhttp.ProblemTypeBase + "invalid-request", Title: "Invalid request", Status: 400,
 				Detail: "invalid request: name: required", Errors: []fjhttp.FieldError{{Field: "name", Message: "required"}}}},
+		{"unavailable", fmt.Errorf("the read models do not answer: %w", fjhttp.ErrUnavailable),
+			fjhttp.Problem{Type: fjhttp.ProblemTypeBase + "unavailable", Title: "Service unavailable", Status: 503,
+				Detail: "the read models do not answer: unavailable, try again later"}},
 		{"timeout", context.DeadlineExceeded,
 			fjhttp.Problem{Type: fjhttp.ProblemTypeBase + "timeout", Title: "Timed out", Status: 503}},
 		{"anything else hides its detail", errors.New("pebble: corrupted sstable 000042"),

@@ -374,7 +374,7 @@ func (a *jobQueries) JobDevicesJSON(ctx context.Context, id, status string, page
 func (a *jobQueries) Summary(ctx context.Context) (fjhttp.JobSummary, error) {
 	s, err := a.q.Summary(ctx)
 	if err != nil {
-		return fjhttp.JobSummary{}, fmt.Errorf("job summary: %w", err)
+		return fjhttp.JobSummary{}, err // it names the job summary
 	}
 	return fjhttp.JobSummary{Pending: s.Pending, Running: s.Running, Completed: s.Completed, Failed: s.Failed, Stopped: s.Stopped, Total: s.Total}, nil
 }

@@ -3,8 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
 	"strings"
+	"syscall"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
@@ -112,4 +115,27 @@ func openRedis(rawURL string) (redis.UniversalClient, *miniredis.Miniredis, erro
 		return nil, nil, fmt.Errorf("start the embedded Redis: %w", err)
 	}
 	return redis.NewClient(&redis.Options{Addr: mr.Addr()}), mr, nil
+}
+
+// redisUnreachable reports whether err is Redis not answering (refused,
+// dropped or timed-out connections, an exhausted pool, a closed client, a
+// server still loading its data or a cluster or master down), rather than
+// an answer: the HTTP edge answers those 503 with Retry-After, since
+// trying again later may well work.
+func redisUnreachable(err error) bool {
+	var ne net.Error
+	switch {
+	case err == nil:
+		return false
+	case errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrClosed):
+		return true
+	}
+	for _, prefix := range []string{"LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN"} {
+		if redis.HasErrorPrefix(err, prefix) {
+			return true
+		}
+	}
+	return false
 }
