@@ -97,21 +97,37 @@ func runDevice(ctx context.Context, args []string, getenv func(string) string, s
 	})
 	switch {
 	case errors.Is(err, mqtt.ErrRefused):
-		return fmt.Errorf("device %s: %w: check --id and --key (a device's key is shown when it is registered; POST /api/v1/devices/%s:issueKey gives it a new one)", cfg.ID, err, cfg.ID)
+		return refusedKeyError(cfg.ID, err)
 	case err != nil && ctx.Err() != nil:
 		return nil // interrupted while connecting
 	case err != nil:
 		return fmt.Errorf("device %s: cannot connect to %s within %s: %w", cfg.ID, redactURL(cfg.Broker), deviceConnectTimeout, err)
 	}
 	p.printf("device %s connected to %s; waiting for jobs (Ctrl-C to stop)\n", cfg.ID, redactURL(cfg.Broker))
-	<-ctx.Done()
+	var refused error
+	select {
+	case <-ctx.Done():
+	case <-agent.Done():
+		// The broker disconnected the device and refuses its key now (a
+		// new key was issued, or the device deleted).
+		refused = refusedKeyError(cfg.ID, agent.Err())
+	}
 	dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer dcancel()
 	if err := agent.Close(dctx); err != nil {
-		return err
+		return errors.Join(refused, err)
+	}
+	if refused != nil {
+		return refused
 	}
 	p.printf("device %s disconnected\n", cfg.ID)
 	return nil
+}
+
+// refusedKeyError says what to do about a key the broker refuses, at the
+// first connection or on a reconnection.
+func refusedKeyError(id string, err error) error {
+	return fmt.Errorf("device %s: %w: check --id and --key (a device's key is shown when it is registered; POST /api/v1/devices/%s:issueKey gives it a new one, and the old one stops working)", id, err, id)
 }
 
 // jobPrinter is the agent's Handler: it prints each job (one line, then

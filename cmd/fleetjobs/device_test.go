@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"errors"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -125,5 +126,35 @@ func TestDeviceCommand(t *testing.T) {
 		if a.err != nil {
 			t.Errorf("%s after SIGINT: %v, want exit 0", id, a.err)
 		}
+	}
+}
+
+// TestDeviceExitsWhenItsKeyIsReplaced: a connected `fleetjobs device` whose
+// key is replaced (POST /devices/{id}:issueKey disconnects it, and the
+// broker refuses the old key at its reconnection) exits 1 saying the key
+// was refused, rather than retry it forever.
+func TestDeviceExitsWhenItsKeyIsReplaced(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	t.Parallel()
+	bin := MustBuild(t)
+	m := MustServe(t, MQTTServeConfig(t, broker{name: "embedded"}), nil)
+	_, _, keys := MustMQTTFleet(t, m.HTTPURL(), []fleetDevice{{"cli-rekeyed", "ok"}})
+	a := MustStartDevice(t, bin, "--id", "cli-rekeyed", "--key", keys["cli-rekeyed"], "--broker", m.MQTTURL())
+	MustPoll(t, "cli-rekeyed connected", func() bool { return strings.Contains(a.stdout.String(), "waiting for jobs") })
+
+	MustStatus(t, Do(t, http.MethodPost, m.HTTPURL()+fjhttp.APIBase+"/devices/cli-rekeyed:issueKey", nil, nil), http.StatusOK)
+	select {
+	case <-a.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the device still runs 30 s after its key was replaced")
+	}
+	var exit *exec.ExitError
+	if !errors.As(a.err, &exit) || exit.ExitCode() != 1 {
+		t.Errorf("exit: %v, want status 1", a.err)
+	}
+	if s := a.stderr.String(); !strings.Contains(s, "refused") || !strings.Contains(s, "issueKey") {
+		t.Errorf("stderr %q, want it to say the key was refused and how to get a new one", s)
 	}
 }

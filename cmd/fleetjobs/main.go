@@ -150,7 +150,7 @@ func commandUsage(cmd string) string {
 		head = "Usage: fleetjobs replay --job ID [--as-of TIME] [--json] [flags]\n\nPrints a job's whole history from the log, one line per event (time, actor,\nwhat happened, for which devices), or with --as-of its state at that moment\n(status, counts, each device's status), folded from the events that occurred\nuntil then. An unknown job exits 1.\n\nFlags:\n"
 		fs, _ = replayFlags(func(string) string { return "" })
 	case "device":
-		head = "Usage: fleetjobs device --id ID --key KEY [--broker URL] [--fail MESSAGE] [--ignore]\n\nConnects to the MQTT broker as device ID with its key (shown when the device was\nregistered), prints each job it receives (one line, then its operations) and\nanswers it: succeeded, failed with --fail's message, or never with --ignore.\nA duplicate delivery of a job is not applied again. SIGINT disconnects and\nexits 0; a refused key exits 1.\n\nFlags:\n"
+		head = "Usage: fleetjobs device --id ID --key KEY [--broker URL] [--fail MESSAGE] [--ignore]\n\nConnects to the MQTT broker as device ID with its key (shown when the device was\nregistered), prints each job it receives (one line, then its operations) and\nanswers it: succeeded, failed with --fail's message, or never with --ignore.\nA duplicate delivery of a job is not applied again. SIGINT disconnects and\nexits 0; a refused key exits 1, at the first connection or later, when the\nbroker disconnected the device and refuses its key at the reconnection (a new\nkey was issued with :issueKey, or the device was deleted).\n\nFlags:\n"
 		fs, _ = deviceFlags(func(string) string { return "" })
 	case "rebuild":
 		head = `Usage: fleetjobs rebuild [--projection NAME] [--verify] [--create] [flags]

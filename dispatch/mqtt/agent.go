@@ -27,8 +27,8 @@ var ErrNoAnswer = errors.New("mqtt agent: no answer")
 
 // ErrRefused is the error of ConnectAgent when the broker refuses the
 // device's credentials (a wrong key, a device it does not know or a deleted
-// one), and of Dial when it refuses the service's: trying again would not
-// help.
+// one), of an Agent that it refuses on a reconnection (Agent.Err), and of
+// Dial when it refuses the service's: trying again would not help.
 var ErrRefused = errors.New("the broker refused the credentials")
 
 // refusedCodes are the CONNACK reason codes that mean the credentials (or
@@ -78,6 +78,11 @@ type Agent struct {
 	life context.Context
 	end  context.CancelFunc
 	log  *zap.Logger
+	// done is closed, and err set, when the broker refuses the
+	// credentials: the Agent stops trying (refuse).
+	done    chan struct{}
+	refused sync.Once
+	err     error
 
 	mu       sync.Mutex
 	answered map[string]*applied
@@ -104,7 +109,10 @@ type AgentStats struct {
 
 // ConnectAgent connects as cfg.DeviceID, subscribes to its jobs and returns
 // once subscribed, or ctx ends, or the broker refuses the credentials (an
-// error wrapping ErrRefused). It serves until Close, reconnecting as needed.
+// error wrapping ErrRefused). It serves until Close, reconnecting as needed,
+// unless the broker refuses the credentials on a reconnection (the device's
+// key was replaced, or the device deleted, and the broker disconnected it):
+// then the Agent ends (Done, Err) rather than try a refused key forever.
 func ConnectAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil || u.Host == "" {
@@ -126,10 +134,10 @@ func ConnectAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger.With(zap.String("deviceId", cfg.DeviceID)), answered: map[string]*applied{}, ready: make(chan struct{})}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With(zap.String("deviceId", cfg.DeviceID)), answered: map[string]*applied{},
+		ready: make(chan struct{}), done: make(chan struct{})}
 	a.life, a.end = context.WithCancel(context.Background())
 	subscribed := make(chan error, 1)
-	refusal := make(chan error, 1)
 	filter := JobFilter(cfg.DeviceID)
 	pc := autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{u},
@@ -158,10 +166,7 @@ func ConnectAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) {
 			if ce, ok := refused(err); ok {
 				a.log.Warn("mqtt agent: the broker refused the device's credentials (a wrong key, a replaced one, or a deleted device)",
 					zap.Uint8("reason", ce.ReasonCode), zap.String("message", ce.Reason))
-				select {
-				case refusal <- fmt.Errorf("%w (CONNACK reason 0x%02x)", ErrRefused, ce.ReasonCode):
-				default:
-				}
+				a.refuse(fmt.Errorf("%w (CONNACK reason 0x%02x)", ErrRefused, ce.ReasonCode))
 				return
 			}
 			a.log.Debug("mqtt agent: connection attempt failed", zap.Error(err))
@@ -181,7 +186,8 @@ func ConnectAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) {
 	close(a.ready)
 	select {
 	case err = <-subscribed:
-	case err = <-refusal:
+	case <-a.done:
+		err = a.err
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
@@ -190,6 +196,38 @@ func ConnectAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) {
 		return nil, fmt.Errorf("mqtt agent %s: connect and subscribe: %w", cfg.DeviceID, err)
 	}
 	return a, nil
+}
+
+// refuse ends the Agent the first time the broker refuses its credentials:
+// it records err, closes done and stops the connection manager, which
+// would otherwise try the refused key again and again. It runs on the
+// manager's goroutine (OnConnectError), which Disconnect waits for: the
+// stop runs beside it.
+func (a *Agent) refuse(err error) {
+	a.refused.Do(func() {
+		a.err = err
+		close(a.done)
+		a.handlers.Go(func() {
+			<-a.ready
+			_ = a.cm.Disconnect(context.Background())
+		})
+	})
+}
+
+// Done is closed when the Agent has ended on its own: the broker refused
+// its credentials on a reconnection, and it no longer tries. Err says why;
+// Close must still be called.
+func (a *Agent) Done() <-chan struct{} { return a.done }
+
+// Err is why the Agent ended on its own (an error wrapping ErrRefused),
+// nil until Done is closed.
+func (a *Agent) Err() error {
+	select {
+	case <-a.done:
+		return a.err
+	default:
+		return nil
+	}
 }
 
 // receive handles one job message. Applying and answering happen on their

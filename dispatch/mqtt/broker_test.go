@@ -65,6 +65,36 @@ func TestReplacedKeyEndsTheConnection(t *testing.T) {
 	MustAgent(t, b, "vm-1", newRecorder().handle)
 }
 
+// TestAgentEndsWhenItsKeyIsRefusedOnReconnection: an agent connected with
+// a key that is then replaced is disconnected by the broker, which refuses
+// the old key when the agent reconnects: the agent ends (Done, Err wrapping
+// ErrRefused) instead of trying it forever.
+func TestAgentEndsWhenItsKeyIsRefusedOnReconnection(t *testing.T) {
+	b := MustBroker(t, "vm-1")
+	a := MustAgent(t, b, "vm-1", newRecorder().handle)
+	if err := a.Err(); err != nil {
+		t.Fatalf("Err of a connected agent: %v", err)
+	}
+	newKey, _ := mqtt.NewKey(rand.Reader)
+	b.hashes.Store("vm-1", mqtt.HashKey(newKey))
+	if !b.broker.Disconnect("vm-1") {
+		t.Fatal("Disconnect did not find vm-1's connection")
+	}
+	select {
+	case <-a.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the agent still runs 30 s after its key was replaced and it was disconnected")
+	}
+	if err := a.Err(); !errors.Is(err, mqtt.ErrRefused) {
+		t.Errorf("Err: %v, want ErrRefused", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Close(ctx); err != nil {
+		t.Errorf("Close after the refusal: %v", err)
+	}
+}
+
 // TestAnswersWaitForASlowService: answers for the service that find its
 // queue of pending writes full are not dropped, as the broker library
 // would: the device that sent them waits until the service reads. The

@@ -26,6 +26,7 @@ type backend struct {
 	user     string
 	password []byte
 	keys     map[string]string // device ID -> key (embedded broker only)
+	hashes   *sync.Map         // device ID -> key hash, which the embedded broker checks
 	acl      bool              // the broker authenticates and enforces the ACL
 	broker   *mqtt.Broker      // the embedded broker; nil for an external one
 	attached bool              // MustTransport attaches to broker (Broker.Attach) instead of dialling it
@@ -69,7 +70,7 @@ func mustStartBroker(tb testing.TB, devices ...string) backend {
 		tb.Fatal(err)
 	}
 	user, pass := b.ServiceCredential()
-	return backend{name: "embedded", url: b.URL(), user: user, password: pass, keys: keys, acl: true, broker: b}
+	return backend{name: "embedded", url: b.URL(), user: user, password: pass, keys: keys, hashes: hashes, acl: true, broker: b}
 }
 
 // externalBroker is the Mosquitto that .ci/testenv.sh starts; it fails the
