@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -29,6 +30,32 @@ const deviceKeyEnv = "FLEETJOBS_DEVICE_KEY"
 // defaultDeviceBroker is the embedded broker at its default address.
 const defaultDeviceBroker = "mqtt://127.0.0.1:1884"
 
+// deviceBroker is --broker's default: the broker serve uses, as serve's
+// configuration says it. That is FLEETJOBS_MQTT_URL's broker (without its
+// credentials, which are the service's own account), else the embedded
+// broker at FLEETJOBS_MQTT_ADDR (loopback when it listens on every
+// address), else the embedded broker at its default address.
+func deviceBroker(getenv func(string) string) string {
+	if raw := getenv("FLEETJOBS_MQTT_URL"); raw != "" {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return raw // refused as --broker would be, naming it
+		}
+		u.User = nil
+		return u.String()
+	}
+	addr := getenv("FLEETJOBS_MQTT_ADDR")
+	if addr == "" {
+		return defaultDeviceBroker
+	}
+	if host, port, err := net.SplitHostPort(addr); err == nil {
+		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+			addr = net.JoinHostPort("127.0.0.1", port)
+		}
+	}
+	return "mqtt://" + addr
+}
+
 // deviceConnectTimeout bounds the first connection: a broker that cannot be
 // reached is a failure, said plainly, not an endless wait.
 const deviceConnectTimeout = 15 * time.Second
@@ -46,7 +73,7 @@ func deviceFlags(getenv func(string) string) (*flag.FlagSet, func() (DeviceConfi
 	fs := newFlagSet("device")
 	id := fs.String("id", "", "the device's ID (required): its MQTT username and client ID")
 	key := fs.String("key", getenv(deviceKeyEnv), "the device's key, shown when it was registered (required; $"+deviceKeyEnv+")")
-	broker := fs.String("broker", defaultDeviceBroker, "the MQTT broker: mqtt://host:port or mqtts://host:port")
+	broker := fs.String("broker", deviceBroker(getenv), "the MQTT broker, mqtt://host:port or mqtts://host:port; when not given, serve's: $FLEETJOBS_MQTT_URL's broker (without its credentials), else the embedded broker at $FLEETJOBS_MQTT_ADDR, else the one below")
 	fail := fs.String("fail", "", "answer every job failed with this message (default: succeeded)")
 	ignore := fs.Bool("ignore", false, "never answer, as a device that lost power would (the job times it out)")
 	return fs, func() (DeviceConfig, error) {

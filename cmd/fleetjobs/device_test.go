@@ -27,8 +27,15 @@ type agentProc struct {
 // it if it still runs.
 func MustStartDevice(tb testing.TB, bin string, args ...string) *agentProc {
 	tb.Helper()
+	return MustStartDeviceEnv(tb, bin, nil, args...)
+}
+
+// MustStartDeviceEnv is MustStartDevice with the FLEETJOBS_* variables env
+// (NAME=value) and no others.
+func MustStartDeviceEnv(tb testing.TB, bin string, env []string, args ...string) *agentProc {
+	tb.Helper()
 	p := &agentProc{cmd: exec.Command(bin, append([]string{"device"}, args...)...), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd.Env = baseEnv()
+	p.cmd.Env = baseEnv(env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {
 		tb.Fatal(err)
@@ -156,5 +163,42 @@ func TestDeviceExitsWhenItsKeyIsReplaced(t *testing.T) {
 	}
 	if s := a.stderr.String(); !strings.Contains(s, "refused") || !strings.Contains(s, "issueKey") {
 		t.Errorf("stderr %q, want it to say the key was refused and how to get a new one", s)
+	}
+}
+
+// TestDeviceBrokerDefaultsToServes: without --broker, `fleetjobs device`
+// connects to the broker serve's variables name: FLEETJOBS_MQTT_ADDR (on
+// loopback when it names every address), and FLEETJOBS_MQTT_URL before it,
+// without the service's credentials in that URL.
+func TestDeviceBrokerDefaultsToServes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	t.Parallel()
+	bin := MustBuild(t)
+	m := MustServe(t, MQTTServeConfig(t, broker{name: "embedded"}), nil)
+	_, _, keys := MustMQTTFleet(t, m.HTTPURL(), []fleetDevice{{"by-addr", "ok"}, {"by-url", "ok"}})
+	brokerURL := m.MQTTURL()
+	port := brokerURL[strings.LastIndexByte(brokerURL, ':')+1:]
+
+	for _, tc := range []struct {
+		id  string
+		env []string
+	}{
+		{"by-addr", []string{"FLEETJOBS_MQTT_ADDR=0.0.0.0:" + port}},
+		{"by-url", []string{"FLEETJOBS_MQTT_URL=mqtt://fleetjobs-service:secret@127.0.0.1:" + port, "FLEETJOBS_MQTT_ADDR=127.0.0.1:1"}},
+	} {
+		a := MustStartDeviceEnv(t, bin, tc.env, "--id", tc.id, "--key", keys[tc.id])
+		MustPoll(t, tc.id+" connected", func() bool {
+			select {
+			case <-a.done:
+				t.Fatalf("%s exited: %v\n%s", tc.id, a.err, a.stderr.String())
+			default:
+			}
+			return strings.Contains(a.stdout.String(), "waiting for jobs")
+		})
+		if out := a.stdout.String(); !strings.Contains(out, "connected to mqtt://127.0.0.1:"+port+";") || strings.Contains(out, "secret") {
+			t.Errorf("%s with %v printed %q, want connected to mqtt://127.0.0.1:%s, without credentials", tc.id, tc.env, out, port)
+		}
 	}
 }
