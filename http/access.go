@@ -124,8 +124,9 @@ func (r Role) allows(a access) bool {
 }
 
 // ErrUnauthenticated is a request without a valid API key while keys are
-// configured: 401.
-var ErrUnauthenticated = errors.New("a valid API key is required")
+// configured: 401. Its message says how to send one; the middleware wraps
+// it with what was wrong.
+var ErrUnauthenticated = errors.New(`a valid API key is required, sent as "Authorization: Bearer KEY" or "X-API-Key: KEY"`)
 
 // ErrForbidden is a request whose key's role may not use the route: 403.
 var ErrForbidden = errors.New("the API key's role may not do this")
@@ -179,19 +180,21 @@ func (k keyring) lookup(key string) (keyEntry, bool) {
 // clients that cannot set Authorization.
 const APIKeyHeader = "X-API-Key"
 
-// presentedKey is the key the request carries, if any.
-func presentedKey(r *http.Request) (string, bool) {
+// presentedKey is the key the request carries, if any, else why it has
+// none (a sentence for the 401). An Authorization header takes precedence
+// over X-API-Key.
+func presentedKey(r *http.Request) (key string, ok bool, missing string) {
 	if auth := r.Header.Get("Authorization"); auth != "" {
 		scheme, token, ok := strings.Cut(auth, " ")
 		if ok && strings.EqualFold(scheme, "Bearer") {
-			return strings.TrimSpace(token), true
+			return strings.TrimSpace(token), true, ""
 		}
-		return "", false
+		return "", false, "the Authorization header is not of the Bearer scheme"
 	}
 	if key := r.Header.Get(APIKeyHeader); key != "" {
-		return key, true
+		return key, true, ""
 	}
-	return "", false
+	return "", false, "the request carries no API key"
 }
 
 // anonymousActor is the actor of requests when no keys are configured
@@ -212,11 +215,14 @@ func (s *Server) authorize(a access) echo.MiddlewareFunc {
 				c.Set(ctxActor, anonymousActor)
 				return next(c)
 			}
-			key, ok := presentedKey(c.Request())
+			key, ok, missing := presentedKey(c.Request())
 			entry, found := s.keys.lookup(key)
 			if !ok || !found {
 				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="fleetjobs"`)
-				return ErrUnauthenticated
+				if ok {
+					missing = "the API key is not one of the service's"
+				}
+				return fmt.Errorf("%s: %w", missing, ErrUnauthenticated)
 			}
 			if !entry.role.allows(a) {
 				return fmt.Errorf("%w: role %s may not %s %s", ErrForbidden, entry.role, c.Request().Method, openAPIPath(c.Path()))

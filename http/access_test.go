@@ -64,6 +64,9 @@ func TestAccessMatrix(t *testing.T) {
 				if p.Type != fjhttp.ProblemTypeBase+"unauthenticated" {
 					t.Errorf("problem %+v", p)
 				}
+				if !strings.Contains(p.Detail, `"Authorization: Bearer KEY"`) || !strings.Contains(p.Detail, `"X-API-Key: KEY"`) {
+					t.Errorf("401 detail %q: want it to say how to send a key", p.Detail)
+				}
 				if a.Header.Get("WWW-Authenticate") == "" {
 					t.Error("401 without WWW-Authenticate")
 				}
