@@ -11,6 +11,8 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/fleetjobs/fleetjobs/eventstore"
 )
 
 // redisOptions turns FLEETJOBS_REDIS_URL into go-redis options. It takes
@@ -115,6 +117,12 @@ func openRedis(rawURL string) (redis.UniversalClient, *miniredis.Miniredis, erro
 		return nil, nil, fmt.Errorf("start the embedded Redis: %w", err)
 	}
 	return redis.NewClient(&redis.Options{Addr: mr.Addr()}), mr, nil
+}
+
+// unreachable reports whether err is a dependency not answering, Redis or
+// the event store: the HTTP edge answers those 503 with Retry-After.
+func unreachable(err error) bool {
+	return redisUnreachable(err) || eventstore.Unavailable(err)
 }
 
 // redisUnreachable reports whether err is Redis not answering (refused,

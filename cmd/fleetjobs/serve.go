@@ -225,7 +225,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		JobHistory:     &jobHistory{events: m.events},
 		Now:            m.Now,
 		NewID:          m.NewID,
-		Unavailable:    redisUnreachable,
+		Unavailable:    unreachable,
 	})
 	if err := m.http.Open(); err != nil {
 		m.http = nil

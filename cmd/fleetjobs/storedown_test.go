@@ -9,6 +9,7 @@ package main_test
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/fleetjobs/fleetjobs/eventstore/server"
+	fjhttp "github.com/fleetjobs/fleetjobs/http"
 )
 
 // TestServeOutlivesAnEventStoreOutage: serve on an external event store
@@ -48,6 +50,20 @@ func TestServeOutlivesAnEventStoreOutage(t *testing.T) {
 			t.Fatalf("the dispatcher has not resubscribed 4 times within a minute of the store going away: %d", retries())
 		}
 		time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
+	}
+	// Commands and the history (read from the log) answer 503, for a
+	// client to try again, not 500.
+	api := m.HTTPURL() + fjhttp.APIBase
+	for _, r := range []struct{ method, path string }{{http.MethodPut, "/device-templates/fridge"}, {http.MethodGet, "/jobs/j1/history"}} {
+		var body any
+		if r.method == http.MethodPut {
+			body = simTemplate
+		}
+		a := Do(t, r.method, api+r.path, body, nil)
+		if a.Status != http.StatusServiceUnavailable || a.Header.Get("Retry-After") == "" || a.Header.Get("Content-Type") != fjhttp.MIMEProblem {
+			t.Errorf("%s %s with the store down: %d, Retry-After %q, %s; want 503 problem+json with Retry-After",
+				r.method, r.path, a.Status, a.Header.Get("Retry-After"), a.Header.Get("Content-Type"))
+		}
 	}
 	warnings := logs.Filter(func(e observer.LoggedEntry) bool { return e.Level >= zapcore.WarnLevel })
 	for _, part := range []string{"dispatch: job subscription", "mqtt key watcher"} {
