@@ -125,14 +125,22 @@ func (c *redisCheckpoints) Save(ctx context.Context, p eventstore.Position) erro
 // Targeted position), before which every targeted device was registered.
 // Until then a missing device is one the read model has not read yet: the
 // embedded Redis starts empty, and after a restart the dispatcher resends
-// while the projections rebuild. The lookup waits for them, until the
-// deliveries' deadline; past it, it fails (the batch is not sent, and the
-// dispatcher times its devices out) rather than answer wrongly.
+// while the projections rebuild. The lookup waits for them a little
+// (readModelWait, and never past a delivery's deadline: a worker of the
+// dispatcher waits with it); a device still not read then does not answer
+// this delivery, as if offline for a moment, and the dispatcher's resend
+// looks it up again, rather than answer wrongly.
 type deviceProperties struct {
 	rdb     redis.UniversalClient
 	root    string
 	applied readModelProgress
+	// wait bounds the wait for the read models; 0 is readModelWait.
+	wait time.Duration
 }
+
+// readModelWait is how long a lookup waits at most for the read models to
+// read a job's devices: a worker of the dispatcher waits with it.
+const readModelWait = 2 * time.Second
 
 // readModelProgress is how far the read models are (projections.Runner).
 type readModelProgress interface {
@@ -156,7 +164,7 @@ func (p *deviceProperties) Properties(ctx context.Context, ds []dispatch.Deliver
 	var (
 		behind   []int // deliveries whose device may not be read yet
 		need     eventstore.Position
-		deadline time.Time
+		earliest time.Time
 	)
 	for i := range out {
 		if known[i] || ds[i].Targeted.Compare(applied) <= 0 {
@@ -166,34 +174,49 @@ func (p *deviceProperties) Properties(ctx context.Context, ds []dispatch.Deliver
 		if ds[i].Targeted.Compare(need) > 0 {
 			need = ds[i].Targeted
 		}
-		if ds[i].Deadline.After(deadline) {
-			deadline = ds[i].Deadline
+		if !ds[i].Deadline.IsZero() && (earliest.IsZero() || ds[i].Deadline.Before(earliest)) {
+			earliest = ds[i].Deadline
 		}
 	}
+	notYet := make(map[int]bool, len(behind)) // still not read after the wait
 	if len(behind) > 0 {
-		wctx, cancel := ctx, context.CancelFunc(func() {})
-		if !deadline.IsZero() {
-			wctx, cancel = context.WithDeadline(ctx, deadline)
+		wait := p.wait
+		if wait <= 0 {
+			wait = readModelWait
 		}
-		err := p.applied.WaitFor(wctx, need)
+		if !earliest.IsZero() {
+			wait = min(wait, time.Until(earliest))
+		}
+		wctx, cancel := context.WithTimeout(ctx, max(wait, 0))
+		werr := p.applied.WaitFor(wctx, need)
 		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("%d devices not in the read models, which have not applied their job's targeting at %s yet: %w", len(behind), need, err)
-		}
-		again := make([]dispatch.Delivery, len(behind))
-		for k, i := range behind {
-			again[k] = ds[i]
-		}
-		found, knownNow, err := p.lookup(ctx, again)
-		if err != nil {
-			return nil, err
-		}
-		for k, i := range behind {
-			out[i], known[i] = found[k], knownNow[k]
+		switch {
+		case werr == nil:
+			again := make([]dispatch.Delivery, len(behind))
+			for k, i := range behind {
+				again[k] = ds[i]
+			}
+			found, knownNow, err := p.lookup(ctx, again)
+			if err != nil {
+				return nil, err
+			}
+			for k, i := range behind {
+				out[i], known[i] = found[k], knownNow[k]
+			}
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		default:
+			for _, i := range behind {
+				notYet[i] = true
+			}
 		}
 	}
 	for i := range out {
-		if !known[i] {
+		switch {
+		case known[i]:
+		case notYet[i]:
+			out[i] = map[string]any{sim.OfflineProperty: true}
+		default:
 			out[i] = map[string]any{sim.FailProperty: deviceNotFound}
 		}
 	}
