@@ -177,6 +177,7 @@ func (c *Client) actualRevision(ctx context.Context, es *esdb.Client, stream str
 		}
 	}
 	rs, rerr := readStream(ctx, es, stream, esdb.ReadStreamOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
+	c.observe(es, rerr)
 	if rerr != nil {
 		return StreamExists()
 	}

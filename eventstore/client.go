@@ -126,17 +126,22 @@ func (c *Client) client() (*esdb.Client, error) {
 }
 
 // observe looks at the error of an operation made with es: when the official
-// client's connection loop is gone (a failed discovery), and this Client
-// dialled it, the next operation gets a fresh one, and closing the old one
-// releases the calls still waiting on it (survive).
+// client's connection loop is gone (a failed discovery), closing it releases
+// the calls still waiting on it (survive), and, when this Client dialled it,
+// the next operation gets a fresh one. A client given to New stays closed:
+// its later operations fail at once.
 func (c *Client) observe(es *esdb.Client, err error) {
-	if err == nil || c.conf == nil || !connectionLoopGone(err) {
+	if err == nil || !connectionLoopGone(err) {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed || c.es != es {
 		return // closed by us, or already replaced by a concurrent caller
+	}
+	_ = es.Close() // its connection loop is gone: this releases the calls waiting on it
+	if c.conf == nil {
+		return
 	}
 	fresh, nerr := esdb.NewClient(c.freshConf())
 	if nerr != nil {
@@ -151,7 +156,6 @@ func (c *Client) observe(es *esdb.Client, err error) {
 	} else {
 		c.logger.Debug("event store client: reconnecting after another failed discovery", zap.Error(err))
 	}
-	_ = es.Close() // its connection loop is gone: this releases the calls waiting on it
 	c.es = fresh
 }
 

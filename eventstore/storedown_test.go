@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+
 	"github.com/fleetjobs/fleetjobs/eventstore"
 )
 
@@ -26,10 +28,32 @@ import (
 // (to replace it, or at Close) makes the official client panic in them
 // ("send on closed channel", EventStore-Client-Go issue #187).
 func TestConcurrentCallsWhileTheStoreIsDown(t *testing.T) {
-	c, err := eventstore.Dial("esdb://127.0.0.1:1?tls=false", eventstore.WithCodec(MustCodec(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	const url = "esdb://127.0.0.1:1?tls=false"
+	t.Run("dialled", func(t *testing.T) {
+		c, err := eventstore.Dial(url, eventstore.WithCodec(MustCodec(t)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		callWhileDown(t, c)
+	})
+	t.Run("given to New", func(t *testing.T) {
+		// Not replaced after the failed discovery (the caller owns it),
+		// but its waiting calls are released all the same.
+		conf, err := esdb.ParseConnectionString(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		es, err := esdb.NewClient(conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		callWhileDown(t, eventstore.New(es, eventstore.WithCodec(MustCodec(t))))
+	})
+}
+
+// callWhileDown makes calls of every kind at once through c, whose store
+// is down, and closes it: all must fail, none hang.
+func callWhileDown(t *testing.T, c *eventstore.Client) {
 	const callers, rounds = 24, 4
 	var wg sync.WaitGroup
 	var succeeded atomic.Int64
