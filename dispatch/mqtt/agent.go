@@ -199,24 +199,25 @@ func ConnectAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) {
 }
 
 // refuse ends the Agent the first time the broker refuses its credentials:
-// it records err, closes done and stops the connection manager, which
-// would otherwise try the refused key again and again. It runs on the
+// it records err, stops the connection manager, which would otherwise try
+// the refused key again and again, and then closes done. It runs on the
 // manager's goroutine (OnConnectError), which Disconnect waits for: the
-// stop runs beside it.
+// stop runs beside it, on a goroutine of its own (not in handlers, which
+// Close may be waiting for already).
 func (a *Agent) refuse(err error) {
 	a.refused.Do(func() {
 		a.err = err
-		close(a.done)
-		a.handlers.Go(func() {
+		go func() {
 			<-a.ready
 			_ = a.cm.Disconnect(context.Background())
-		})
+			close(a.done)
+		}()
 	})
 }
 
 // Done is closed when the Agent has ended on its own: the broker refused
-// its credentials on a reconnection, and it no longer tries. Err says why;
-// Close must still be called.
+// its credentials on a reconnection, and it has stopped trying. Err says
+// why; Close must still be called.
 func (a *Agent) Done() <-chan struct{} { return a.done }
 
 // Err is why the Agent ended on its own (an error wrapping ErrRefused),

@@ -88,6 +88,9 @@ func TestAgentEndsWhenItsKeyIsRefusedOnReconnection(t *testing.T) {
 	if err := a.Err(); !errors.Is(err, mqtt.ErrRefused) {
 		t.Errorf("Err: %v, want ErrRefused", err)
 	}
+	if mqtt.Reconnecting(a) {
+		t.Error("the agent's connection manager still runs after Done: it would try the refused key again")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := a.Close(ctx); err != nil {

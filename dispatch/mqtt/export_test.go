@@ -12,3 +12,14 @@ func OpenConns(b *Broker) int {
 	defer b.conns.mu.Unlock()
 	return len(b.conns.conns)
 }
+
+// Reconnecting reports whether a's connection manager still runs (it would
+// try to connect again).
+func Reconnecting(a *Agent) bool {
+	select {
+	case <-a.cm.Done():
+		return false
+	default:
+		return true
+	}
+}
