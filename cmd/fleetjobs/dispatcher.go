@@ -178,7 +178,7 @@ func (p *deviceProperties) Properties(ctx context.Context, ds []dispatch.Deliver
 			earliest = ds[i].Deadline
 		}
 	}
-	notYet := make(map[int]bool, len(behind)) // still not read after the wait
+	var notYet map[int]bool // still not read after the wait
 	if len(behind) > 0 {
 		wait := p.wait
 		if wait <= 0 {
@@ -206,6 +206,7 @@ func (p *deviceProperties) Properties(ctx context.Context, ds []dispatch.Deliver
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
 		default:
+			notYet = make(map[int]bool, len(behind))
 			for _, i := range behind {
 				notYet[i] = true
 			}
