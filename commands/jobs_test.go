@@ -308,9 +308,9 @@ func TestStoppedJobIsNeverRestarted(t *testing.T) {
 		t.Errorf("retried stop = %+v, %v; want its original position", again, err)
 	}
 	_, err = h.StopJob(ctx, commands.Meta{}, job.Stop{JobID: "j1"})
-	checkCode(t, err, domain.CodeConflict, "create a new job")
+	checkCode(t, err, domain.CodeConflict, "a new job must be created")
 	_, err = h.StartJob(ctx, commands.Meta{}, job.Start{JobID: "j1"})
-	checkCode(t, err, domain.CodeConflict, "never restarted")
+	checkCode(t, err, domain.CodeConflict, "cannot be restarted")
 	_, err = h.RecordDispatch(ctx, commands.Meta{}, job.RecordDispatch{JobID: "j1", DeviceIDs: deviceIDs(1)})
 	checkCode(t, err, domain.CodeConflict, "stopped")
 

@@ -25,7 +25,9 @@
 // answer is not sent much. A job that is no longer running (stopped, or
 // failed by its cancellation threshold, which the domain decides) gets
 // nothing more sent once the Manager has seen it, resends included; answers
-// in flight are still recorded, and its dispatched devices still time out.
+// in flight are still recorded, but its timeouts are not (the domain
+// records no timeout on a finished job: a device that did not answer stays
+// pending, and its answer, should it come, is recorded as a late result).
 //
 // Where its checkpoint lives: not in the event log (it never appends on its
 // own behalf). The job streams themselves say what was started, dispatched

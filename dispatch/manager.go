@@ -1025,7 +1025,7 @@ func (m *Manager) timeouts(ctx context.Context) {
 				}
 				j.settle(id)
 				j.answered[id] = struct{}{}
-				j.pendTimeouts = append(j.pendTimeouts, job.DeviceResult{DeviceID: id, Status: job.DeviceFailed, Error: msg})
+				j.pendTimeouts = append(j.pendTimeouts, job.DeviceResult{DeviceID: id, Status: job.DeviceFailed, Error: msg, TimedOut: true})
 			}
 			m.startRecorders(j)
 		}

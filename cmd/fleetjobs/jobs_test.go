@@ -219,7 +219,7 @@ func TestJobLifecycle(t *testing.T) {
 		t.Errorf("stop answer: %s, want j3 stopped (wrong speed), counts {3 0 0 3}", stop.Body)
 	}
 	p = MustProblem(t, Do(t, http.MethodPost, f.api+"/jobs/j3/stop", nil, nil), http.StatusConflict, "")
-	for _, s := range []string{"cannot be stopped again", "never restarted", "create a new job", "/jobs/j3/copy"} {
+	for _, s := range []string{"cannot be stopped again", "a stopped job cannot be restarted", "a new job must be created", "/api/v1/jobs/j3/copy"} {
 		if !strings.Contains(p.Detail, s) {
 			t.Errorf("stop twice: detail %q lacks %q", p.Detail, s)
 		}

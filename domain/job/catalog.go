@@ -146,6 +146,10 @@ type DeviceResult struct {
 	Status DeviceStatus
 	// Error is the failure's message (DeviceFailed only).
 	Error string
+	// TimedOut marks the dispatcher's verdict that the device did not
+	// answer within the job's timeout (a DeviceFailed whose Error says
+	// so), which is not an answer: see RecordResults.
+	TimedOut bool
 }
 
 // RecordResults records many devices' results in one decision: the

@@ -71,7 +71,10 @@ const (
 //     makes the failed devices reach CancellationThreshold percent of the
 //     job's devices is followed by Failed at once. Results on a finished
 //     job (late results after a stop, or after an early failure) are
-//     recorded, because the device did act, but change no status. Results
+//     recorded, because the device did act, but change no status; a
+//     timeout on a finished job is not (lateTimeout): the device did not
+//     act, it stays pending, and if it answers after all, that answer is
+//     the late result recorded. Results
 //     before the job is started are a CodeConflict: devices are only sent
 //     a job after it started, so such a result is a client's mistake.
 //   - Stop records Stopped on a pending or running job. On a finished job
@@ -97,7 +100,7 @@ func Decide(s *State, cmd Command) ([]Event, error) {
 		case StatusRunning:
 			return nil, nil
 		}
-		return nil, finishedConflict(s, "started again")
+		return nil, finishedConflict(s, "started again", "started again")
 	case RecordDispatch:
 		return decideDispatch(s, c)
 	case RecordSuccess:
@@ -114,7 +117,7 @@ func Decide(s *State, cmd Command) ([]Event, error) {
 			return nil, domain.Invalid("reason", "is %d bytes long; at most %d are allowed", len(c.Reason), maxReasonLen)
 		}
 		if s.Status.Finished() {
-			return nil, finishedConflict(s, "stopped again")
+			return nil, finishedConflict(s, "stopped again", "stopped")
 		}
 		reason := strings.TrimSpace(c.Reason)
 		if reason == "" {
@@ -137,13 +140,15 @@ func exists(s *State, id string) error {
 }
 
 // finishedConflict is the refusal of a command a finished job cannot take
-// (what: "started again", "stopped again"). It says what to do instead:
-// create a new job, which POST /jobs/{id}/copy does from this one.
-func finishedConflict(s *State, what string) error {
+// (what it cannot be: ifStopped for a stopped job, "stopped again", and
+// ifFinished for a completed or failed one, "stopped"). It says, in the
+// API's words, that a stopped job cannot be restarted and a new job must
+// be created, which POST /api/v1/jobs/{id}/copy does from this one.
+func finishedConflict(s *State, ifStopped, ifFinished string) error {
 	if s.Status == StatusStopped {
-		return domain.Conflict("job %q was stopped and cannot be %s: a stopped job is never restarted; create a new job instead (POST /jobs/%s/copy copies its definition)", s.JobID, what, s.JobID)
+		return domain.Conflict("job %q was stopped and cannot be %s: a stopped job cannot be restarted; a new job must be created (POST /api/v1/jobs/%s/copy copies its definition)", s.JobID, ifStopped, s.JobID)
 	}
-	return domain.Conflict("job %q already %s and cannot be %s: a finished job is never restarted; create a new job instead (POST /jobs/%s/copy copies its definition)", s.JobID, s.Status, what, s.JobID)
+	return domain.Conflict("job %q already %s and cannot be %s: a finished job, like a stopped job, cannot be restarted; a new job must be created (POST /api/v1/jobs/%s/copy copies its definition)", s.JobID, s.Status, ifFinished, s.JobID)
 }
 
 func decideDispatch(s *State, c RecordDispatch) ([]Event, error) {
@@ -216,6 +221,17 @@ func nameIDs(ids []string) string {
 	return b.String()
 }
 
+// lateTimeout reports whether r is a timeout on a job no longer running
+// (stopped, completed or failed, maybe earlier in the same batch): the
+// dispatcher's verdict that a device did not answer is only the job's to
+// bring it to an end. Once the job has ended, a device that did not
+// answer did nothing, so it stays pending rather than count as failed,
+// and a late answer of its own is still recorded (the first result
+// stands, and a timeout recorded first would hide what the device did).
+func lateTimeout(r DeviceResult, status Status) bool {
+	return r.TimedOut && status != StatusRunning
+}
+
 // decideResults decides a batch of results in order, as if each were
 // decided and evolved in turn, without changing s: the batch's own effect
 // is kept aside (which devices it answered, the counts, the status).
@@ -257,6 +273,9 @@ func decideResults(s *State, jobID string, results []DeviceResult, field string)
 		i, _ := s.devs.index(r.DeviceID)
 		if s.devs.st[i]&resultMask != 0 {
 			continue // duplicate: the first result stands
+		}
+		if lateTimeout(r, status) {
+			continue
 		}
 		if _, dup := answered[i]; dup {
 			continue

@@ -20,13 +20,16 @@
 //     job's devices: once that many have failed the job fails at once
 //     (0, the default, never: the job then fails at the end).
 //   - A finished job (completed, failed or stopped) is never started or
-//     stopped again: a CodeConflict whose message says to create a new
-//     job (POST /jobs/{id}/copy). Stopping twice is that conflict too,
+//     stopped again: a CodeConflict whose message says, as the API does,
+//     that a stopped job cannot be restarted and a new job must be created
+//     (POST /api/v1/jobs/{id}/copy). Stopping twice is that conflict too,
 //     as the API answers 409 to a stop on a finished job.
 //   - A device's first result stands: a repeated or contradicting result
 //     decides zero events. A result for a device the job does not target is
 //     CodeNotFound, naming it. Results after a stop (or an early failure)
-//     are recorded, since the device did act, without changing the status.
+//     are recorded, since the device did act, without changing the status;
+//     the dispatcher's timeouts are not (the device did not act: it stays
+//     pending, and its answer, should it come, is the late result).
 //     Results before the job started are refused (a CodeConflict): devices
 //     are sent a job only after JobStarted and JobDevicesDispatched.
 //   - Create carries what the handler resolved (the device set, its

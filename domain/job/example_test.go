@@ -40,6 +40,6 @@ func Example() {
 	// job.OperationSucceeded
 	// job.OperationFailed
 	// job.Failed
-	// refused: job "j1" already failed and cannot be started again: a finished job is never restarted; create a new job instead (POST /jobs/j1/copy copies its definition)
+	// refused: job "j1" already failed and cannot be started again: a finished job, like a stopped job, cannot be restarted; a new job must be created (POST /api/v1/jobs/j1/copy copies its definition)
 	// failed 1 of 2 devices failed 1 1
 }
