@@ -90,8 +90,9 @@ type Create struct {
 	// TimeoutSeconds is how long a device has to answer; 0 means
 	// DefaultTimeoutSeconds.
 	TimeoutSeconds int
-	// BatchSize is how many devices are dispatched at a time; 0 means
-	// DefaultBatchSize.
+	// BatchSize is how many devices one dispatch batch holds (one
+	// DevicesDispatched each, recorded before it is sent); the dispatcher
+	// keeps several batches in flight. 0 means DefaultBatchSize.
 	BatchSize int
 	// CancellationThreshold is the percentage (1..100) of the job's devices
 	// whose failure fails the job at once; 0 means never (the job runs on

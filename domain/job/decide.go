@@ -20,7 +20,7 @@ const (
 	DefaultTimeoutSeconds = 30
 	// MaxTimeoutSeconds is one day.
 	MaxTimeoutSeconds = 86400
-	// DefaultBatchSize is how many devices are dispatched at a time when
+	// DefaultBatchSize is how many devices a dispatch batch holds when
 	// Create gives no batch size.
 	DefaultBatchSize = 100
 	// MaxBatchSize bounds a dispatch batch, and so the devices of one
