@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"errors"
 
 	"github.com/google/uuid"
 
@@ -23,6 +24,22 @@ func jobIDSpace() uuid.UUID {
 func JobIDFor(commandID string) string {
 	return uuid.NewSHA1(jobIDSpace(), []byte(commandID)).String()
 }
+
+// ErrOtherDefinition is wrapped by the CodeConflict that CreateJob returns
+// for a job that already exists with another definition (the error's
+// message stays the domain's). A caller that derived the job's ID from
+// something other than the definition, such as an Idempotency-Key, tells
+// by it that the ID was already used for another job, from the other
+// conflicts (a targeting that cannot be finished, a writer that kept
+// winning).
+var ErrOtherDefinition = errors.New("the job exists with another definition")
+
+// otherDefinition is the domain's refusal of a Create on an existing job,
+// marked with ErrOtherDefinition.
+type otherDefinition struct{ err error }
+
+func (e otherDefinition) Error() string   { return e.err.Error() }
+func (e otherDefinition) Unwrap() []error { return []error{e.err, ErrOtherDefinition} }
 
 // CreateJob creates a job (PUT /jobs/{id}; POST /jobs with the ID from
 // JobIDFor). The caller resolves what the decision needs and puts it in
@@ -46,7 +63,7 @@ func JobIDFor(commandID string) string {
 // Result.Created is true when this call recorded the job (JobCreated, or
 // the rest of an interrupted targeting): 201. The same definition again
 // records nothing (Events 0, Created false: 200); another definition under
-// the same ID is a CodeConflict (409).
+// the same ID is a CodeConflict (409) wrapping ErrOtherDefinition.
 func (h *Handler) CreateJob(ctx context.Context, meta Meta, cmd job.Create) (Result, error) {
 	if err := domain.CheckID("jobId", cmd.JobID); err != nil {
 		return Result{}, err
@@ -69,6 +86,10 @@ func (h *Handler) CreateJob(ctx context.Context, meta Meta, cmd job.Create) (Res
 func decideCreate(cmd job.Create) decideFunc[*job.State, job.Event] {
 	return func(s *job.State) ([]job.Event, int, error) {
 		events, err := job.Decide(s, cmd)
+		if err != nil && s.Exists() && domain.ErrorCode(err) == domain.CodeConflict {
+			// On an existing job, Decide refuses only another definition.
+			return nil, 0, otherDefinition{err}
+		}
 		if err != nil || len(events) > 0 || !s.Exists() || s.Targeted() >= s.DeviceCount {
 			return events, 0, err
 		}

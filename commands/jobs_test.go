@@ -174,6 +174,13 @@ func TestCreateJobIsIdempotentAndRefusesAnotherBody(t *testing.T) {
 		other.Name = "Slower fans"
 		_, err := h.CreateJob(ctx, commands.Meta{}, other)
 		checkCode(t, err, domain.CodeConflict, "another definition")
+		// The HTTP edge tells a reused Idempotency-Key by it (422).
+		if !errors.Is(err, commands.ErrOtherDefinition) {
+			t.Errorf("another body: %v does not wrap ErrOtherDefinition", err)
+		}
+		if got := len(MustRead(t, store, "job-j1")); got != 4 {
+			t.Errorf("job-j1 has %d events after another body, want 4", got)
+		}
 	})
 	t.Run("an invalid job is refused", func(t *testing.T) {
 		bad := newJob("j2", 3, 0)
@@ -291,6 +298,9 @@ func TestInterruptedTargetingIsFinishedByARetry(t *testing.T) {
 		c.Members = c.Members[:2000] // 500 devices left the set
 		_, err := h.CreateJob(ctx, commands.Meta{CommandID: cmdID}, c)
 		checkCode(t, err, domain.CodeConflict, "create a new job")
+		if errors.Is(err, commands.ErrOtherDefinition) {
+			t.Errorf("the same definition, not targetable: %v wraps ErrOtherDefinition", err)
+		}
 	})
 }
 
