@@ -16,13 +16,13 @@ func jobIDSpace() uuid.UUID {
 	return uuid.UUID{0x2b, 0x8e, 0x41, 0xd7, 0x0c, 0x95, 0x4f, 0x63, 0x9a, 0x1e, 0x57, 0xc2, 0x84, 0x3b, 0x6d, 0x0f}
 }
 
-// JobIDFor is the ID of the job that POST /jobs creates under command ID
-// commandID (for a request with an Idempotency-Key, the key and a digest of
-// the request; a fresh ID without one): a
-// version 5 UUID of it, so a retried request finds the job its first try
-// created, with the same event IDs, instead of creating a second one.
-func JobIDFor(commandID string) string {
-	return uuid.NewSHA1(jobIDSpace(), []byte(commandID)).String()
+// JobIDFor is the ID of the job that a request creating a job under a
+// generated ID (POST /jobs, a copy) creates from seed (over HTTP: the
+// request's Idempotency-Key alone when it has one, else its fresh command
+// ID): a version 5 UUID of it, so a retried request finds the job its first
+// try created instead of creating a second one.
+func JobIDFor(seed string) string {
+	return uuid.NewSHA1(jobIDSpace(), []byte(seed)).String()
 }
 
 // ErrOtherDefinition is wrapped by the CodeConflict that CreateJob returns

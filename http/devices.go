@@ -325,8 +325,8 @@ func checkProperties(fe *fieldErrors, field string, props map[string]any) {
 func (s *Server) meta(c echo.Context) (CommandMeta, error) {
 	var fe fieldErrors
 	m := CommandMeta{Actor: actorOf(c)}
-	if key := c.Request().Header.Get("Idempotency-Key"); key != "" {
-		checkID(&fe, "Idempotency-Key", key)
+	if key := c.Request().Header.Get(IdempotencyKeyHeader); key != "" {
+		checkID(&fe, IdempotencyKeyHeader, key)
 		m.CommandID = keyedCommandID(c, key)
 	} else {
 		m.CommandID = s.newID()

@@ -91,6 +91,7 @@ func errorTable() []mapping {
 	return []mapping{
 		{match: as[*ValidationError](), status: http.StatusBadRequest, slug: "invalid-request", title: "Invalid request", detail: true},
 		{match: as[*ImportError](), status: http.StatusUnprocessableEntity, slug: "import-refused", title: "Import refused: nothing was recorded", detail: true},
+		{match: is(ErrIdempotencyKeyReused), status: http.StatusUnprocessableEntity, slug: "idempotency-key-reused", title: "Idempotency-Key reused: nothing was recorded", detail: true},
 		{match: domainCode(domain.CodeInvalid), status: http.StatusBadRequest, slug: "invalid-request", title: "Invalid request", detail: true},
 		{match: domainCode(domain.CodeNotFound), status: http.StatusNotFound, slug: "not-found", title: "Not found", detail: true},
 		{match: domainCode(domain.CodeConflict), status: http.StatusConflict, slug: "conflict", title: "Conflict", detail: true},
@@ -186,6 +187,8 @@ func fieldsOf(err error) []FieldError {
 		// Every bad input names its field (issue 3): an oversized body's
 		// field is the body itself.
 		return []FieldError{{Field: bodyField, Message: err.Error()}}
+	case errors.Is(err, ErrIdempotencyKeyReused):
+		return []FieldError{{Field: IdempotencyKeyHeader, Message: keyReusedMessage}}
 	case errors.Is(err, ErrUnsupportedMediaType):
 		return []FieldError{{Field: "Content-Type", Message: err.Error()}}
 	case errors.Is(err, commands.ErrTooLargeToRecord):

@@ -4,9 +4,29 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/fleetjobs/fleetjobs/commands"
 )
+
+// IdempotencyKeyHeader is the request header that names one request
+// (draft-ietf-httpapi-idempotency-key-header): see keyedCommandID, and
+// newJobID for the requests that create a job under a generated ID.
+const IdempotencyKeyHeader = "Idempotency-Key"
+
+// ErrIdempotencyKeyReused is a request that creates something under an ID
+// derived from its Idempotency-Key (POST /jobs, a copy) sent with a key
+// that another request already created something with: 422 naming the
+// header, nothing recorded. The draft says a key reused with another
+// payload SHOULD be refused so; here it must be, as the other request
+// would otherwise create a second job.
+var ErrIdempotencyKeyReused = errors.New("the Idempotency-Key was already used for another request")
+
+// keyReusedMessage is the FieldError message of ErrIdempotencyKeyReused.
+const keyReusedMessage = "already used for another request; use a new key for a new request"
 
 // requestBodyKey is where the echo context keeps the request's body
 // (noteBody) for keyedCommandID.
@@ -42,7 +62,9 @@ func (b requestBody) digest() []byte {
 // the same command, recorded once; another request under a key already
 // used is another command, decided and recorded on its own. (With the key
 // alone as the command ID, such a request was taken for a retry of the
-// first: it answered 2xx and recorded nothing.)
+// first: it answered 2xx and recorded nothing.) Where the key also names
+// what the request creates (newJobID), another request meets what the
+// first created and is refused (jobKeyReused).
 func keyedCommandID(c echo.Context, key string) string {
 	h := sha256.New()
 	part := func(s string) {
@@ -62,4 +84,39 @@ func keyedCommandID(c echo.Context, key string) string {
 		h.Write(b.digest())
 	}
 	return key + "." + hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// newJobID is the ID of the job that a request creating one under a
+// generated ID (POST /jobs, POST /jobs/{jobId}/copy) creates: derived from
+// its Idempotency-Key alone when it sent one, else from its fresh command
+// ID. The key alone, not the key and the request (its command ID): the same
+// request retried finds the job its first try created, and another request
+// under the key meets that job too, instead of creating a second one, and
+// is refused (jobKeyReused).
+func (s *Server) newJobID(c echo.Context, m CommandMeta) string {
+	if key := c.Request().Header.Get(IdempotencyKeyHeader); key != "" {
+		return s.jobCommands.NewJobID(key)
+	}
+	return s.jobCommands.NewJobID(m.CommandID)
+}
+
+// jobKeyReused checks the outcome (res, err) of a command that created job
+// id under newJobID: with an Idempotency-Key, the job must be this
+// request's. Another request under the key meets the job the first one
+// created, and is ErrIdempotencyKeyReused, having recorded nothing,
+// whether its definition differs (the decision refused it:
+// commands.ErrOtherDefinition) or not (it decided nothing, and the job was
+// created under another command ID). Any other outcome is returned as it
+// is.
+func jobKeyReused(c echo.Context, m CommandMeta, id string, res JobResult, err error) error {
+	if c.Request().Header.Get(IdempotencyKeyHeader) == "" {
+		return err
+	}
+	switch {
+	case errors.Is(err, commands.ErrOtherDefinition):
+	case err == nil && !res.Created && res.CreatedBy != m.CommandID:
+	default:
+		return err
+	}
+	return fmt.Errorf("%w: it created job %q; use a new key for a new request", ErrIdempotencyKeyReused, id)
 }

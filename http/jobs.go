@@ -34,15 +34,14 @@ type JobCommands interface {
 	// definition again records nothing (Created false); another one under
 	// the same ID is a conflict.
 	CreateJob(ctx context.Context, cmd CreateJob) (JobResult, error)
-	// NewJobID is the ID POST /jobs gives the job it creates under
-	// commandID: the same command ID (the same request with its
-	// Idempotency-Key) gives the same job, so a retried POST finds the job
-	// its first try created.
-	NewJobID(commandID string) string
+	// NewJobID is the ID of the job that POST /jobs or a copy creates
+	// from seed: the request's Idempotency-Key, or its fresh command ID
+	// without one (newJobID). The same seed gives the same job, so a
+	// retried request finds the job its first try created.
+	NewJobID(seed string) string
 	// StopJob stops a pending or running job.
 	StopJob(ctx context.Context, cmd StopJob) (JobResult, error)
-	// CopyJob creates a new job (its ID from NewJobID, derived from the
-	// command ID and the source job) with the definition of an existing
+	// CopyJob creates job cmd.NewJobID with the definition of an existing
 	// one. Its notes say what the copy runs on and which devices of the
 	// old job it leaves out.
 	CopyJob(ctx context.Context, cmd CopyJob) (JobResult, error)
@@ -120,8 +119,9 @@ type StopJob struct {
 
 // CopyJob creates a new job from an old one's definition.
 type CopyJob struct {
-	Meta  CommandMeta
-	JobID string // the job copied
+	Meta     CommandMeta
+	JobID    string // the job copied
+	NewJobID string // the copy's ID (newJobID)
 }
 
 // JobResult is what a job command recorded and the job as the command
@@ -133,6 +133,11 @@ type CopyJob struct {
 type JobResult struct {
 	CommandResult
 	Job Job
+	// CreatedBy is the command ID under which the job's creation was
+	// recorded (answers to a create or a copy): a request under an
+	// Idempotency-Key that met an existing job tells by it whether the job
+	// is its own (jobKeyReused).
+	CreatedBy string
 }
 
 // RecordResult records one device's result in a job.
@@ -266,16 +271,19 @@ func (s *Server) putJob(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.createJob(c, func(CommandMeta) string { return id })
+	return s.createJob(c, func(CommandMeta) string { return id }, false)
 }
 
 // postJob is POST /jobs: create under a generated ID, the same for the
-// same Idempotency-Key.
+// same Idempotency-Key, which no other request may use (newJobID).
 func (s *Server) postJob(c echo.Context) error {
-	return s.createJob(c, func(m CommandMeta) string { return s.jobCommands.NewJobID(m.CommandID) })
+	return s.createJob(c, func(m CommandMeta) string { return s.newJobID(c, m) }, true)
 }
 
-func (s *Server) createJob(c echo.Context, idFor func(CommandMeta) string) error {
+// createJob creates the job of the request's body under idFor's ID: the
+// path's (PUT), or a generated one, in which case a request that did not
+// create the job it meets is refused (jobKeyReused).
+func (s *Server) createJob(c echo.Context, idFor func(CommandMeta) string, generated bool) error {
 	var b jobBody
 	if err := s.bindJSON(c, &b); err != nil {
 		return err
@@ -308,6 +316,9 @@ func (s *Server) createJob(c echo.Context, idFor func(CommandMeta) string) error
 		JobType: b.JobType, Operations: orEmpty(b.Operations), DeviceIDs: b.DeviceIDs,
 		TimeoutSeconds: orZero(b.TimeoutSeconds), BatchSize: orZero(b.BatchSize), CancellationThreshold: b.CancellationThreshold,
 	})
+	if generated {
+		err = jobKeyReused(c, meta, id, res, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -398,8 +409,9 @@ func (s *Server) copyJob(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := s.jobCommands.CopyJob(c.Request().Context(), CopyJob{Meta: meta, JobID: id})
-	if err != nil {
+	newID := s.newJobID(c, meta)
+	res, err := s.jobCommands.CopyJob(c.Request().Context(), CopyJob{Meta: meta, JobID: id, NewJobID: newID})
+	if err = jobKeyReused(c, meta, newID, res, err); err != nil {
 		return err
 	}
 	c.Response().Header().Set(echo.HeaderLocation, APIBase+"/jobs/"+res.Job.ID)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/fleetjobs/fleetjobs/commands"
+	"github.com/fleetjobs/fleetjobs/domain"
 	fjhttp "github.com/fleetjobs/fleetjobs/http"
 )
 
@@ -30,6 +33,8 @@ type jobStub struct {
 	// current are the jobs its read models hold (Job answers only those).
 	decided map[string]fjhttp.Job
 	current map[string]fjhttp.Job
+	// createdBy is the command ID that created each decided job.
+	createdBy map[string]string
 }
 
 // stubCreatedAt is the time of every command the stub decides.
@@ -42,17 +47,30 @@ func stubJob(id string, c fjhttp.CreateJob) fjhttp.Job {
 		Counts: fjhttp.JobCounts{Total: 3, Pending: 3}}
 }
 
+// CreateJob creates job c.JobID. The stub's definition is the name: an
+// existing job with another name refuses the create as the commands do.
 func (j *jobStub) CreateJob(_ context.Context, c fjhttp.CreateJob) (fjhttp.JobResult, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if d, ok := j.decided[c.JobID]; ok {
-		return fjhttp.JobResult{CommandResult: fjhttp.CommandResult{Token: "C:1/P:1"}, Job: d}, nil
+		if d.Name != c.Name {
+			return fjhttp.JobResult{}, fmt.Errorf("job %s: %w", c.JobID,
+				errors.Join(domain.Conflict("job %q already exists with another definition", c.JobID), commands.ErrOtherDefinition))
+		}
+		return fjhttp.JobResult{CommandResult: fjhttp.CommandResult{Token: "C:1/P:1"}, Job: d, CreatedBy: j.createdBy[c.JobID]}, nil
 	}
 	if j.decided == nil {
-		j.decided = make(map[string]fjhttp.Job)
+		j.decided, j.createdBy = make(map[string]fjhttp.Job), make(map[string]string)
 	}
-	j.decided[c.JobID] = stubJob(c.JobID, c)
-	return fjhttp.JobResult{CommandResult: fjhttp.CommandResult{Token: "C:1/P:1", Created: true}, Job: j.decided[c.JobID]}, nil
+	j.decided[c.JobID], j.createdBy[c.JobID] = stubJob(c.JobID, c), c.Meta.CommandID
+	return fjhttp.JobResult{CommandResult: fjhttp.CommandResult{Token: "C:1/P:1", Created: true}, Job: j.decided[c.JobID], CreatedBy: c.Meta.CommandID}, nil
+}
+
+// Decided is how many jobs the stub's commands created.
+func (j *jobStub) Decided() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.decided)
 }
 func (j *jobStub) NewJobID(commandID string) string { return "job-" + commandID }
 func (j *jobStub) StopJob(_ context.Context, c fjhttp.StopJob) (fjhttp.JobResult, error) {
@@ -292,4 +310,70 @@ func TestJobZeroIsNotLeftOut(t *testing.T) {
 		{job + `,"batchSize":0}`, 400, "batchSize"},
 		{job + `,"timeoutSeconds":45,"batchSize":10}`, 201, ""},
 	})
+}
+
+// An Idempotency-Key names one request, and POST /jobs derives the job's
+// ID from the key alone: another request under the key meets the job the
+// first one created and is refused, 422 naming the header, whether its
+// definition differs or not, instead of creating a second job. The same
+// request again is answered with its job; without a key, every POST
+// creates a job; a PUT of another body under an existing ID stays a 409.
+func TestIdempotencyKeyCreatesOneJob(t *testing.T) {
+	j := newJobStub(1)
+	s := MustOpen(t, withJobs(fjhttp.Config{}, j))
+	post := func(key, body string) Answer {
+		t.Helper()
+		h := JSONHeader()
+		if key != "" {
+			h = With(h, "Idempotency-Key", key)
+		}
+		return MustDo(t, s.URL(), Request{Method: "POST", Path: "/api/v1/jobs", Header: h, Body: body})
+	}
+	const (
+		a      = `{"name":"Fans up","description":"d","deviceSetId":"seattle","jobType":"setting","operations":[{"name":"fanSpeed","value":1200}]}`
+		aAgain = `{ "operations": [{"value": 1200.0, "name": "fanSpeed"}], "jobType": "setting", "deviceSetId": "seattle", "description": "d", "name": "Fans up" }`
+		b      = `{"name":"Fans down","description":"d","deviceSetId":"seattle","jobType":"setting","operations":[{"name":"fanSpeed","value":1200}]}`
+		// aOther is another request for the stub's same definition.
+		aOther = `{"name":"Fans up","description":"other","deviceSetId":"seattle","jobType":"setting","operations":[{"name":"fanSpeed","value":1200}]}`
+	)
+	first := post("abc", a)
+	x := MustDecode[fjhttp.JobAnswer](t, first)
+	if first.Code != http.StatusCreated || x.ID == "" {
+		t.Fatalf("first POST: %d %s", first.Code, first.Body)
+	}
+	again := post("abc", aAgain)
+	if got := MustDecode[fjhttp.JobAnswer](t, again); again.Code != http.StatusOK || got.ID != x.ID {
+		t.Errorf("the same request again: %d %s, want 200 with job %s", again.Code, again.Body, x.ID)
+	}
+	for name, body := range map[string]string{"another definition": b, "the same definition": aOther} {
+		n := j.Decided()
+		ans := post("abc", body)
+		if ans.Code != http.StatusUnprocessableEntity {
+			t.Errorf("%s under the key: %d %s, want 422", name, ans.Code, ans.Body)
+			continue
+		}
+		want := []fjhttp.FieldError{{Field: "Idempotency-Key", Message: "already used for another request; use a new key for a new request"}}
+		if diff := cmp.Diff(want, ans.Problem(t).Errors); diff != "" {
+			t.Errorf("%s under the key: errors (-want +got):\n%s", name, diff)
+		}
+		if j.Decided() != n {
+			t.Errorf("%s under the key created a job", name)
+		}
+	}
+	if y := MustDecode[fjhttp.JobAnswer](t, post("another-key", b)); y.ID == x.ID || !y.Created {
+		t.Errorf("another key: job %s (created %t), want a new job", y.ID, y.Created)
+	}
+	one, two := post("", a), post("", a)
+	if one.Code != http.StatusCreated || two.Code != http.StatusCreated || MustDecode[fjhttp.JobAnswer](t, one).ID == MustDecode[fjhttp.JobAnswer](t, two).ID {
+		t.Errorf("without a key: %d %s then %d %s, want two new jobs", one.Code, one.Body, two.Code, two.Body)
+	}
+	put := func(body string) Answer {
+		return MustDo(t, s.URL(), Request{Method: "PUT", Path: "/api/v1/jobs/j1", Header: With(JSONHeader(), "Idempotency-Key", "put-key"), Body: body})
+	}
+	if got := put(a); got.Code != http.StatusCreated {
+		t.Fatalf("PUT: %d %s", got.Code, got.Body)
+	}
+	if got := put(b); got.Code != http.StatusConflict {
+		t.Errorf("PUT of another body under an existing ID: %d %s, want 409", got.Code, got.Body)
+	}
 }

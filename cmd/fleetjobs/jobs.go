@@ -145,8 +145,8 @@ func (a *jobCommands) create(ctx context.Context, meta fjhttp.CommandMeta, c job
 	if err != nil {
 		return fjhttp.JobResult{}, err
 	}
-	j, err := a.decided(ctx, c.JobID)
-	return fjhttp.JobResult{CommandResult: commandResult(res), Job: j}, err
+	j, by, err := a.decided(ctx, c.JobID)
+	return fjhttp.JobResult{CommandResult: commandResult(res), Job: j, CreatedBy: by}, err
 }
 
 // errHaveDefinition ends a job stream's read at its first event.
@@ -154,10 +154,12 @@ var errHaveDefinition = errors.New("job definition read")
 
 // decided is job id as its creation decided it: the definition its
 // JobCreated recorded (the domain's defaults applied), at the time the
-// command recorded it, pending on every device it announced. Only the
-// stream's first event is read, whatever the job's size.
-func (a *jobCommands) decided(ctx context.Context, id string) (fjhttp.Job, error) {
+// command recorded it, pending on every device it announced; and that
+// command's ID. Only the stream's first event is read, whatever the job's
+// size.
+func (a *jobCommands) decided(ctx context.Context, id string) (fjhttp.Job, string, error) {
 	var j fjhttp.Job
+	var by string
 	err := a.events.ReadStream(ctx, eventstore.JobStream(id), 0, func(r eventstore.Recorded) error {
 		v, err := r.Decode(a.codec)
 		if err != nil {
@@ -174,15 +176,16 @@ func (a *jobCommands) decided(ctx context.Context, id string) (fjhttp.Job, error
 			TimeoutSeconds: c.TimeoutSeconds, BatchSize: c.BatchSize, CancellationThreshold: c.CancellationThreshold,
 			CreatedAt: at, UpdatedAt: at, Counts: fjhttp.JobCounts{Total: c.DeviceCount, Pending: c.DeviceCount},
 		}
+		by = r.Metadata.CommandID
 		return errHaveDefinition
 	})
 	switch {
 	case errors.Is(err, errHaveDefinition):
-		return j, nil
+		return j, by, nil
 	case err == nil || errors.Is(err, eventstore.ErrStreamNotFound):
-		return j, fmt.Errorf("job %q does not exist: %w", id, fjhttp.ErrNotFound)
+		return j, "", fmt.Errorf("job %q does not exist: %w", id, fjhttp.ErrNotFound)
 	default:
-		return j, fmt.Errorf("read the definition of job %s: %w", id, err)
+		return j, "", fmt.Errorf("read the definition of job %s: %w", id, err)
 	}
 }
 
@@ -194,8 +197,8 @@ func (a *jobCommands) CreateJob(ctx context.Context, c fjhttp.CreateJob) (fjhttp
 	})
 }
 
-// NewJobID is commands.JobIDFor: the same command ID, the same job.
-func (a *jobCommands) NewJobID(commandID string) string { return commands.JobIDFor(commandID) }
+// NewJobID is commands.JobIDFor: the same seed, the same job.
+func (a *jobCommands) NewJobID(seed string) string { return commands.JobIDFor(seed) }
 
 // StopJob stops the job and answers its definition, stopped with the
 // reason the decision records. Its counts are those at creation: the HTTP
@@ -205,7 +208,7 @@ func (a *jobCommands) StopJob(ctx context.Context, c fjhttp.StopJob) (fjhttp.Job
 	if err != nil {
 		return fjhttp.JobResult{}, err
 	}
-	j, err := a.decided(ctx, c.JobID)
+	j, _, err := a.decided(ctx, c.JobID)
 	j.Status, j.Reason = string(job.StatusStopped), cmp.Or(c.Reason, job.DefaultStopReason)
 	return fjhttp.JobResult{CommandResult: commandResult(r), Job: j}, err
 }
@@ -253,7 +256,7 @@ func (a *jobCommands) CopyJob(ctx context.Context, c fjhttp.CopyJob) (fjhttp.Job
 		return fjhttp.JobResult{}, domain.Conflict("none of the %d devices job %q ran on is still a member of device set %q: create a new job (PUT /jobs/{jobId}) on its current members instead",
 			old.Targeted(), c.JobID, old.DeviceSetID)
 	}
-	id := commands.JobIDFor(c.Meta.CommandID + "/copy/" + c.JobID)
+	id := c.NewJobID
 	create := job.Create{
 		JobID: id, Name: old.Name, Description: old.Description, DeviceSetID: old.DeviceSetID, Type: old.Type,
 		Operations: old.Operations, DeviceIDs: chosen, TimeoutSeconds: old.TimeoutSeconds, BatchSize: old.BatchSize,
@@ -264,11 +267,11 @@ func (a *jobCommands) CopyJob(ctx context.Context, c fjhttp.CopyJob) (fjhttp.Job
 	if err != nil {
 		return fjhttp.JobResult{}, fmt.Errorf("copy of job %s: %w", c.JobID, err)
 	}
-	j, err := a.decided(ctx, id)
+	j, by, err := a.decided(ctx, id)
 	if err != nil {
 		return fjhttp.JobResult{}, fmt.Errorf("copy of job %s: %w", c.JobID, err)
 	}
-	out := fjhttp.JobResult{CommandResult: commandResult(res), Job: j}
+	out := fjhttp.JobResult{CommandResult: commandResult(res), Job: j, CreatedBy: by}
 	out.Notes = []string{fmt.Sprintf("Job %q is a copy of job %q, on %s.", id, c.JobID, plural(len(chosen), "device", "devices"))}
 	if dropped > 0 {
 		out.Notes = append(out.Notes, fmt.Sprintf("%s of job %q left device set %q or were deleted since, and are not in the copy.",

@@ -112,6 +112,68 @@ func TestIdempotencyKeyReusedForAnotherRequest(t *testing.T) {
 	}
 }
 
+// TestIdempotencyKeyCreatesOneJob: POST /jobs and POST /jobs/{jobId}/copy
+// derive the new job's ID from the Idempotency-Key alone, so a key creates
+// one job: the same request again is answered with it, recorded once;
+// another request under the key (another body, the same definition asked
+// otherwise, a copy) is refused with 422 naming the header and records
+// nothing. Without a key, every POST creates a job.
+func TestIdempotencyKeyCreatesOneJob(t *testing.T) {
+	url, root := MustRedisURL(t)
+	f := MustFleet(t, ServeConfig(t, url, root), nil)
+	key := func(k string) map[string]string {
+		return header("Idempotency-Key", k, fjhttp.ConsistencyTokenHeader, f.token)
+	}
+	head := func() eventstore.Position {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		pos, err := f.es.Head(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pos
+	}
+	refused := func(name, path string, body any, k string) {
+		t.Helper()
+		before := head()
+		p := MustProblem(t, Do(t, http.MethodPost, f.api+path, body, key(k)), http.StatusUnprocessableEntity, "Idempotency-Key")
+		if want := []fjhttp.FieldError{{Field: "Idempotency-Key", Message: "already used for another request; use a new key for a new request"}}; !cmp.Equal(want, p.Errors) {
+			t.Errorf("%s: errors %+v, want %+v", name, p.Errors, want)
+		}
+		if after := head(); after != before {
+			t.Errorf("%s recorded events: the log's head moved from %s to %s", name, before, after)
+		}
+	}
+
+	created := MustDecode[fjhttp.JobAnswer](t, MustStatus(t, Do(t, http.MethodPost, f.api+"/jobs", jobBody("Fans up"), key("abc")), http.StatusCreated))
+	before := head()
+	again := MustDecode[fjhttp.JobAnswer](t, MustStatus(t, Do(t, http.MethodPost, f.api+"/jobs", jobBody("Fans up"), key("abc")), http.StatusOK))
+	if again.ID != created.ID || again.Created || head() != before {
+		t.Errorf("the same request again: job %s (created %t), want job %s recorded once", again.ID, again.Created, created.ID)
+	}
+	refused("another name", "/jobs", jobBody("Fans down"), "abc")
+	refused("the same definition asked otherwise", "/jobs", jobBody("Fans up", func(b map[string]any) { b["timeoutSeconds"] = 30 }), "abc")
+	refused("a copy under the key", "/jobs/"+created.ID+"/copy", nil, "abc")
+
+	MustStatus(t, Do(t, http.MethodPut, f.api+"/jobs/other", jobBody("Other"), nil), http.StatusCreated)
+	cp := MustDecode[fjhttp.JobAnswer](t, MustStatus(t, Do(t, http.MethodPost, f.api+"/jobs/"+created.ID+"/copy", nil, key("copy-1")), http.StatusCreated))
+	if again := MustDecode[fjhttp.JobAnswer](t, MustStatus(t, Do(t, http.MethodPost, f.api+"/jobs/"+created.ID+"/copy", nil, key("copy-1")), http.StatusOK)); again.ID != cp.ID {
+		t.Errorf("the same copy again: job %s, want %s", again.ID, cp.ID)
+	}
+	refused("a copy of another job", "/jobs/other/copy", nil, "copy-1")
+	refused("a create under a copy's key", "/jobs", jobBody("Fans up"), "copy-1")
+
+	ids := map[string]bool{created.ID: true, cp.ID: true, "other": true}
+	for range 2 {
+		id := MustDecode[fjhttp.JobAnswer](t, MustStatus(t, Do(t, http.MethodPost, f.api+"/jobs", jobBody("Fans up"), WithToken(f.token)), http.StatusCreated)).ID
+		if ids[id] {
+			t.Errorf("POST without a key: job %s again", id)
+		}
+		ids[id] = true
+	}
+}
+
 // TestJobLifecycle drives the job routes through the real server: create
 // (PUT idempotent, POST with Idempotency-Key), results over HTTP until the
 // job completes or fails, stop and stop again, late results, a device
