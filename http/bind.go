@@ -119,7 +119,9 @@ func (s *Server) bindJSON(c echo.Context, dst any) error {
 // binder decodes JSON strictly into Go structs: malformed JSON, trailing
 // data, fields the struct does not have (names match exactly, unlike
 // encoding/json), values of the wrong type, null where a value is
-// required, integers out of range: each is a FieldError naming the field
+// required, numbers that are not whole where a whole number is wanted
+// (wholeMessage), numbers out of range anywhere, property values
+// included: each is a FieldError naming the field
 // by its path ("properties.fanSpeed", "conditions[1].op"). encoding/json
 // stops at the first problem and names unknown fields without their path,
 // so the body is first decoded generically and walked against dst's type;
@@ -149,7 +151,7 @@ func (b *binder) decode(data []byte, dst any, prefix string) []FieldError {
 		}
 	}
 	var fields []FieldError
-	b.walk(v, reflect.TypeOf(dst).Elem(), prefix, &fields)
+	b.walk(v, reflect.TypeOf(dst).Elem(), prefix, span{}, &fields)
 	if len(fields) > 0 {
 		return fields
 	}
@@ -184,7 +186,99 @@ func jsonSyntaxMessage(err error, data []byte) string {
 var (
 	rawMessageType  = reflect.TypeFor[json.RawMessage]()
 	unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+	wholeRangerType = reflect.TypeFor[wholeRanger]()
 )
+
+// wholeRanger is a body type whose whole-number fields have a range the
+// domain defines: a value that is no whole number is told that range,
+// where the field's Go type would only give its own (int64's, which no
+// field takes). The domain still checks the range itself.
+type wholeRanger interface {
+	// wholeRange is the range of the field of JSON name field, ok false if
+	// it has none.
+	wholeRange(field string) (lo, hi int64, ok bool)
+}
+
+// span is a whole-number field's range, if ok.
+type span struct {
+	lo, hi int64
+	ok     bool
+}
+
+// wholeMessage is what a whole-number field of type t is told when its
+// value is not one it holds: n, the number as written ("" for a value that
+// is no number). It must be a whole number, in r when the field has a
+// range, never in the Go type's own range, which is not the field's; a
+// whole number in range written with a fraction or exponent (1e3, 2.0) is
+// shown in digits, and one too large for a field without a range is said
+// to be out of range.
+func wholeMessage(r span, t reflect.Type, n string) string {
+	msg := "must be a whole number"
+	if r.ok {
+		msg += fmt.Sprintf(" from %d to %d", r.lo, r.hi)
+	}
+	if n == "" {
+		return msg
+	}
+	f, err := strconv.ParseFloat(n, 64)
+	whole := err == nil && f == math.Trunc(f)
+	switch {
+	case whole && math.Abs(f) < 1<<53 && holds(t, r, f) && strings.ContainsAny(n, ".eE"):
+		return fmt.Sprintf("%s, written without a fraction or exponent: %d, not %s", msg, int64(f), shortNumber(n))
+	case !r.ok && (whole || err != nil):
+		return "is out of range, got " + shortNumber(n)
+	}
+	return msg + ", got " + shortNumber(n)
+}
+
+// holds reports whether a field of type t with range r takes the whole
+// number f (less than 2^53 in size).
+func holds(t reflect.Type, r span, f float64) bool {
+	switch {
+	case r.ok:
+		return f >= float64(r.lo) && f <= float64(r.hi)
+	case t.Kind() >= reflect.Uint && t.Kind() <= reflect.Uint64:
+		return f >= 0 && !reflect.Zero(t).OverflowUint(uint64(f))
+	}
+	return !reflect.Zero(t).OverflowInt(int64(f))
+}
+
+// numberMessage is what a number n that its field cannot hold is told:
+// one too large for a float64 anywhere (encoding/json refuses it, even
+// where any value goes), or for a float32 field.
+func numberMessage(n string, limit float64) string {
+	return fmt.Sprintf("is out of range: a number must be less than %.2g in size, got %s", limit, shortNumber(n))
+}
+
+// shortNumber is n, cut if it is long: a message quotes what was sent, not
+// a megabyte of digits.
+func shortNumber(n string) string {
+	const maxShown = 24
+	if len(n) <= maxShown {
+		return n
+	}
+	return n[:maxShown] + "..."
+}
+
+// checkNumbers adds a FieldError for every number of the generic JSON
+// value v (under path) that no float64 holds: encoding/json would refuse
+// it when decoding into any, naming no field.
+func checkNumbers(v any, path string, fields *[]FieldError) {
+	switch v := v.(type) {
+	case json.Number:
+		if _, err := strconv.ParseFloat(string(v), 64); err != nil {
+			add(fields, path, numberMessage(string(v), math.MaxFloat64))
+		}
+	case map[string]any:
+		for _, k := range sortedKeys(v) {
+			checkNumbers(v[k], join(path, k), fields)
+		}
+	case []any:
+		for i, item := range v {
+			checkNumbers(item, path+"["+strconv.Itoa(i)+"]", fields)
+		}
+	}
+}
 
 func add(fields *[]FieldError, path, msg string) {
 	if len(*fields) < maxFieldErrors {
@@ -199,16 +293,21 @@ func join(path, name string) string {
 	return path + "." + name
 }
 
-// walk checks the generic JSON value v against type t.
-func (b *binder) walk(v any, t reflect.Type, path string, fields *[]FieldError) {
-	if t == rawMessageType || t.Kind() == reflect.Interface {
-		return // any JSON value
+// walk checks the generic JSON value v against type t; r is the range of
+// a whole-number field (wholeRanger).
+func (b *binder) walk(v any, t reflect.Type, path string, r span, fields *[]FieldError) {
+	if t == rawMessageType {
+		return // any JSON value, kept as written
+	}
+	if t.Kind() == reflect.Interface {
+		checkNumbers(v, path, fields) // any JSON value that decodes
+		return
 	}
 	if t.Kind() == reflect.Pointer {
 		if v == nil {
 			return
 		}
-		b.walk(v, t.Elem(), path, fields)
+		b.walk(v, t.Elem(), path, r, fields)
 		return
 	}
 	if reflect.PointerTo(t).Implements(unmarshalerType) {
@@ -230,6 +329,10 @@ func (b *binder) walk(v any, t reflect.Type, path string, fields *[]FieldError) 
 			return
 		}
 		known := b.structFields(t)
+		var ranger wholeRanger
+		if t.Implements(wholeRangerType) {
+			ranger = reflect.Zero(t).Interface().(wholeRanger)
+		}
 		// Sorted keys: the same body always gives the same errors, in order.
 		for _, k := range sortedKeys(obj) {
 			f, ok := known[k]
@@ -237,7 +340,11 @@ func (b *binder) walk(v any, t reflect.Type, path string, fields *[]FieldError) 
 				add(fields, join(path, k), "unknown field")
 				continue
 			}
-			b.walk(obj[k], f.Type, join(path, k), fields)
+			var fr span
+			if ranger != nil {
+				fr.lo, fr.hi, fr.ok = ranger.wholeRange(k)
+			}
+			b.walk(obj[k], f.Type, join(path, k), fr, fields)
 		}
 	case reflect.Map:
 		obj, ok := v.(map[string]any)
@@ -246,7 +353,7 @@ func (b *binder) walk(v any, t reflect.Type, path string, fields *[]FieldError) 
 			return
 		}
 		for _, k := range sortedKeys(obj) {
-			b.walk(obj[k], t.Elem(), join(path, k), fields)
+			b.walk(obj[k], t.Elem(), join(path, k), span{}, fields)
 		}
 	case reflect.Slice, reflect.Array:
 		arr, ok := v.([]any)
@@ -259,7 +366,7 @@ func (b *binder) walk(v any, t reflect.Type, path string, fields *[]FieldError) 
 			return
 		}
 		for i, item := range arr {
-			b.walk(item, t.Elem(), path+"["+strconv.Itoa(i)+"]", fields)
+			b.walk(item, t.Elem(), path+"["+strconv.Itoa(i)+"]", span{}, fields)
 		}
 	case reflect.String:
 		if _, ok := v.(string); !ok {
@@ -272,22 +379,22 @@ func (b *binder) walk(v any, t reflect.Type, path string, fields *[]FieldError) 
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		n, ok := v.(json.Number)
 		if !ok {
-			add(fields, path, "must be an integer")
+			add(fields, path, wholeMessage(r, t, ""))
 			return
 		}
 		i, err := strconv.ParseInt(string(n), 10, 64)
 		if err != nil || reflect.Zero(t).OverflowInt(i) {
-			add(fields, path, "must be an integer from "+strconv.FormatInt(minInt(t), 10)+" to "+strconv.FormatInt(maxInt(t), 10))
+			add(fields, path, wholeMessage(r, t, string(n)))
 		}
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		n, ok := v.(json.Number)
 		if !ok {
-			add(fields, path, "must be an integer")
+			add(fields, path, wholeMessage(r, t, ""))
 			return
 		}
 		u, err := strconv.ParseUint(string(n), 10, 64)
 		if err != nil || reflect.Zero(t).OverflowUint(u) {
-			add(fields, path, "must be a whole number no larger than "+strconv.FormatUint(maxUint(t), 10))
+			add(fields, path, wholeMessage(r, t, string(n)))
 		}
 	case reflect.Float32, reflect.Float64:
 		n, ok := v.(json.Number)
@@ -296,8 +403,11 @@ func (b *binder) walk(v any, t reflect.Type, path string, fields *[]FieldError) 
 			return
 		}
 		f, err := strconv.ParseFloat(string(n), 64)
-		if err != nil || math.IsInf(f, 0) || (t.Kind() == reflect.Float32 && math.Abs(f) > math.MaxFloat32) {
-			add(fields, path, "must be a number in range")
+		switch {
+		case err != nil || math.IsInf(f, 0):
+			add(fields, path, numberMessage(string(n), math.MaxFloat64))
+		case t.Kind() == reflect.Float32 && math.Abs(f) > math.MaxFloat32:
+			add(fields, path, numberMessage(string(n), math.MaxFloat32))
 		}
 	default:
 		add(fields, path, "cannot be set")
@@ -318,15 +428,9 @@ func describe(t reflect.Type) string {
 		return "a number"
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return "an integer"
+		return "a whole number"
 	}
 	return "a value"
-}
-
-func minInt(t reflect.Type) int64 { return -1 << (t.Bits() - 1) }
-func maxInt(t reflect.Type) int64 { return 1<<(t.Bits()-1) - 1 }
-func maxUint(t reflect.Type) uint64 {
-	return math.MaxUint64 >> (64 - t.Bits())
 }
 
 // structFields maps the JSON names of t's exported fields to the fields,

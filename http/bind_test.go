@@ -234,3 +234,74 @@ func TestBodyTooLargeToRecord(t *testing.T) {
 		})
 	}
 }
+
+// A number that is not a whole number where one is wanted is told so,
+// naming the field, with the field's own range when the domain gives it,
+// never Go's int64 range; a whole number written with a fraction or
+// exponent is shown in digits. A number too large for any field (1e400),
+// wherever it is, names its path instead of "body".
+func TestNumbersAreToldInTheFieldsTerms(t *testing.T) {
+	s, _, _ := MustOpenAPI(t, fjhttp.Config{})
+	const job = `{"name":"Fans up","deviceSetId":"seattle","jobType":"setting","operations":[{"name":"fanSpeed","value":1200}]`
+	outOfRange := func(n string) string {
+		return "is out of range: a number must be less than 1.8e+308 in size, got " + n
+	}
+	cases := []struct {
+		name, method, path, body string
+		want                     fjhttp.FieldError
+	}{
+		{"a fraction", "POST", "/api/v1/jobs", job + `,"timeoutSeconds":1.5}`,
+			fjhttp.FieldError{Field: "timeoutSeconds", Message: "must be a whole number from 1 to 86400, got 1.5"}},
+		{"an exponent past the range", "POST", "/api/v1/jobs", job + `,"timeoutSeconds":1e10}`,
+			fjhttp.FieldError{Field: "timeoutSeconds", Message: "must be a whole number from 1 to 86400, got 1e10"}},
+		{"a whole number with an exponent", "POST", "/api/v1/jobs", job + `,"timeoutSeconds":1e3}`,
+			fjhttp.FieldError{Field: "timeoutSeconds", Message: "must be a whole number from 1 to 86400, written without a fraction or exponent: 1000, not 1e3"}},
+		{"past int64", "POST", "/api/v1/jobs", job + `,"timeoutSeconds":99999999999999999999}`,
+			fjhttp.FieldError{Field: "timeoutSeconds", Message: "must be a whole number from 1 to 86400, got 99999999999999999999"}},
+		{"a string", "POST", "/api/v1/jobs", job + `,"timeoutSeconds":"30"}`,
+			fjhttp.FieldError{Field: "timeoutSeconds", Message: "must be a whole number from 1 to 86400"}},
+		{"a long number is cut", "POST", "/api/v1/jobs", job + `,"timeoutSeconds":1.` + strings.Repeat("5", 100) + `}`,
+			fjhttp.FieldError{Field: "timeoutSeconds", Message: "must be a whole number from 1 to 86400, got 1.5555555555555555555555..."}},
+		{"batchSize", "PUT", "/api/v1/jobs/j1", job + `,"batchSize":2.5}`,
+			fjhttp.FieldError{Field: "batchSize", Message: "must be a whole number from 1 to 10000, got 2.5"}},
+		{"cancellationThreshold", "PUT", "/api/v1/jobs/j1", job + `,"cancellationThreshold":5e1}`,
+			fjhttp.FieldError{Field: "cancellationThreshold", Message: "must be a whole number from 0 to 100, written without a fraction or exponent: 50, not 5e1"}},
+		{"an operation's value", "POST", "/api/v1/jobs", `{"name":"Fans up","deviceSetId":"seattle","jobType":"setting","operations":[{"name":"fanSpeed","value":1e400}]}`,
+			fjhttp.FieldError{Field: "operations[0].value", Message: outOfRange("1e400")}},
+		{"a property, deep", "PUT", "/api/v1/devices/d1", `{"name":"x","templateId":"t","properties":{"cfg":{"a":[1,-1e400]}}}`,
+			fjhttp.FieldError{Field: "properties.cfg.a[1]", Message: outOfRange("-1e400")}},
+		{"a condition's value", "PUT", "/api/v1/device-sets/s1", `{"name":"n","templateId":"t","conditions":[{"property":"p","op":"lt","value":2e308}]}`,
+			fjhttp.FieldError{Field: "conditions[0].value", Message: outOfRange("2e308")}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := MustDo(t, s.URL(), Request{Method: tc.method, Path: tc.path, Header: JSONHeader(), Body: tc.body})
+			if a.Code != 400 {
+				t.Fatalf("status %d (%s), want 400", a.Code, a.Body)
+			}
+			if diff := cmp.Diff([]fjhttp.FieldError{tc.want}, a.Problem(t).Errors); diff != "" {
+				t.Errorf("errors (-want +got):\n%s", diff)
+			}
+		})
+	}
+	t.Run("an import row", func(t *testing.T) {
+		a := MustDo(t, s.URL(), Request{Method: "POST", Path: "/api/v1/devices:import", Header: map[string]string{"Content-Type": fjhttp.MIMENDJSON},
+			Body: `{"deviceId":"d1","name":"x","templateId":"t","properties":{"fanSpeed":1e400}}`})
+		want := []fjhttp.FieldError{{Field: "rows[0].properties.fanSpeed", Message: outOfRange("1e400")}}
+		if diff := cmp.Diff(want, a.Problem(t).Errors); a.Code != 422 || diff != "" {
+			t.Errorf("status %d, errors (-want +got):\n%s", a.Code, diff)
+		}
+	})
+	t.Run("limit", func(t *testing.T) {
+		for q, msg := range map[string]string{
+			"1.5":  "must be a whole number from 1 to 1000, got 1.5",
+			"1e2":  "must be a whole number from 1 to 1000, written without a fraction or exponent: 100, not 1e2",
+			"5000": "must be a whole number from 1 to 1000, got 5000",
+		} {
+			a := MustDo(t, s.URL(), Request{Method: "GET", Path: "/api/v1/jobs?limit=" + q})
+			if diff := cmp.Diff([]fjhttp.FieldError{{Field: "limit", Message: msg}}, a.Problem(t).Errors); a.Code != 400 || diff != "" {
+				t.Errorf("limit=%s: status %d, errors (-want +got):\n%s", q, a.Code, diff)
+			}
+		}
+	})
+}

@@ -250,6 +250,25 @@ type jobBody struct {
 	CancellationThreshold int         `json:"cancellationThreshold"`
 }
 
+// maxCancellationThreshold is the largest cancellationThreshold, a
+// percentage (job.Decide refuses more).
+const maxCancellationThreshold = 100
+
+// wholeRange gives the binder the domain's range of each whole-number
+// field of a job (job.Decide checks them), for the message of a value that
+// is no whole number.
+func (jobBody) wholeRange(field string) (lo, hi int64, ok bool) {
+	switch field {
+	case "timeoutSeconds":
+		return 1, job.MaxTimeoutSeconds, true
+	case "batchSize":
+		return 1, job.MaxBatchSize, true
+	case "cancellationThreshold":
+		return 0, maxCancellationThreshold, true
+	}
+	return 0, 0, false
+}
+
 type stopBody struct {
 	Reason string `json:"reason"`
 }

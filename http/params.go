@@ -3,6 +3,7 @@ package http
 import (
 	"fmt"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -70,7 +71,7 @@ type Page struct {
 	Cursor string
 }
 
-// pageOf reads ?limit= (default 50, 1 to 1000) and ?cursor= (opaque,
+// pageOf reads ?limit= (default 50, a whole number from 1 to 1000) and ?cursor= (opaque,
 // printable ASCII, at most 1024 bytes); a bad one is a 400 naming it.
 func pageOf(c echo.Context) (Page, error) {
 	p := Page{Limit: DefaultPageLimit, Cursor: c.QueryParam("cursor")}
@@ -78,7 +79,7 @@ func pageOf(c echo.Context) (Page, error) {
 	if v := c.QueryParam("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxPageLimit {
-			fe.add("limit", "must be an integer from 1 to 1000")
+			fe.add("limit", wholeMessage(span{lo: 1, hi: MaxPageLimit, ok: true}, reflect.TypeFor[int](), v))
 		} else {
 			p.Limit = n
 		}
