@@ -657,9 +657,11 @@ func (w *jobWorker) decideRound(s *job.State, live []*jobRequest) (round, error)
 	}
 	now := w.h.now()
 	// Walk the results as the decision did: each result that recorded an
-	// event is the first of its device not answered before; the
-	// job's Completed or Failed follows the result that brought it.
+	// event is the first of its device not answered before, not counting
+	// timeouts once the job has ended (job.LateTimeout); the job's
+	// Completed or Failed follows the result that brought it.
 	j := 0
+	status := s.Status
 	for ri, r := range live {
 		r.last = -1
 		var md eventstore.Metadata
@@ -685,7 +687,7 @@ func (w *jobWorker) decideRound(s *job.State, live []*jobRequest) (round, error)
 			if j == len(events) {
 				break
 			}
-			if resultDevice(events[j]) != res.DeviceID {
+			if resultDevice(events[j]) != res.DeviceID || job.LateTimeout(res, status) {
 				continue
 			}
 			if err := add(events[j], 2*k, false); err != nil {
@@ -693,6 +695,14 @@ func (w *jobWorker) decideRound(s *job.State, live []*jobRequest) (round, error)
 			}
 			j++
 			if j < len(events) && resultDevice(events[j]) == "" {
+				switch e := events[j].(type) {
+				case job.Completed:
+					status = job.StatusCompleted
+				case job.Failed:
+					status = job.StatusFailed
+				default:
+					return round{}, fmt.Errorf("job %s: unexpected %T after a result", w.stream, e)
+				}
 				if err := add(events[j], 2*k+1, true); err != nil {
 					return round{}, err
 				}

@@ -72,7 +72,7 @@ const (
 //     job's devices is followed by Failed at once. Results on a finished
 //     job (late results after a stop, or after an early failure) are
 //     recorded, because the device did act, but change no status; a
-//     timeout on a finished job is not (lateTimeout): the device did not
+//     timeout on a finished job is not (LateTimeout): the device did not
 //     act, it stays pending, and if it answers after all, that answer is
 //     the late result recorded. Results
 //     before the job is started are a CodeConflict: devices are only sent
@@ -221,14 +221,14 @@ func nameIDs(ids []string) string {
 	return b.String()
 }
 
-// lateTimeout reports whether r is a timeout on a job no longer running
+// LateTimeout reports whether r is a timeout on a job no longer running
 // (stopped, completed or failed, maybe earlier in the same batch): the
 // dispatcher's verdict that a device did not answer is only the job's to
 // bring it to an end. Once the job has ended, a device that did not
 // answer did nothing, so it stays pending rather than count as failed,
 // and a late answer of its own is still recorded (the first result
 // stands, and a timeout recorded first would hide what the device did).
-func lateTimeout(r DeviceResult, status Status) bool {
+func LateTimeout(r DeviceResult, status Status) bool {
 	return r.TimedOut && status != StatusRunning
 }
 
@@ -274,7 +274,7 @@ func decideResults(s *State, jobID string, results []DeviceResult, field string)
 		if s.devs.st[i]&resultMask != 0 {
 			continue // duplicate: the first result stands
 		}
-		if lateTimeout(r, status) {
+		if LateTimeout(r, status) {
 			continue
 		}
 		if _, dup := answered[i]; dup {
