@@ -161,7 +161,7 @@ func mustRunTimed(tb testing.TB, e *env) (*dispatch.Manager, *timings) {
 	fleet := sim.New(props{}, answers, sim.Config{})
 	t := &timings{}
 	cfg := dispatch.Config{
-		Events: e.store, Codec: e.codec, Outcomes: timedOutcomes{outcomes{e.h}, t}, Transport: timedTransport{fleet, t}, Answers: answers,
+		Events: e.store, Codec: e.codec, Outcomes: timedOutcomes{outcomes{h: e.h}, t}, Transport: timedTransport{fleet, t}, Answers: answers,
 		Now: time.Now, NewID: uuid.NewString, Logger: zaptest.NewLogger(tb, zaptest.Level(zap.WarnLevel)),
 	}
 	m, err := dispatch.New(cfg)

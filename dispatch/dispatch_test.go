@@ -25,7 +25,11 @@ import (
 
 // outcomes is dispatch.Outcomes over the real command handler: the adapter
 // cmd/fleetjobs wires the same way.
-type outcomes struct{ h *commands.Handler }
+type outcomes struct {
+	h *commands.Handler
+	// beforeResults, when set, is called before results are recorded.
+	beforeResults func(rs []job.DeviceResult)
+}
 
 func meta(m dispatch.Meta) commands.Meta {
 	return commands.Meta{CommandID: m.CommandID, CorrelationID: m.CorrelationID, CausationID: m.CausationID, Actor: m.Actor}
@@ -42,6 +46,9 @@ func (o outcomes) RecordDispatches(ctx context.Context, m dispatch.Meta, cmds []
 }
 
 func (o outcomes) RecordResults(ctx context.Context, m dispatch.Meta, jobID string, rs []job.DeviceResult) error {
+	if o.beforeResults != nil {
+		o.beforeResults(rs)
+	}
 	_, err := o.h.RecordResults(ctx, meta(m), jobID, rs)
 	return err
 }
@@ -129,6 +136,7 @@ func MustEnv(tb testing.TB) *env {
 type running struct {
 	m         *dispatch.Manager
 	transport *recordingTransport
+	answers   chan<- []dispatch.Answer // the devices' answers, as a transport hands them on
 	stop      func()
 }
 
@@ -146,6 +154,8 @@ type runOptions struct {
 	checkpoints dispatch.Checkpoints
 	resendAfter time.Duration
 	window      int
+	// beforeResults: see outcomes.
+	beforeResults func(rs []job.DeviceResult)
 }
 
 // MustRunWith is MustRun with more options.
@@ -155,7 +165,7 @@ func MustRunWith(tb testing.TB, e *env, p props, o runOptions) *running {
 	fleet := sim.New(p, answers, sim.Config{MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond, Rand: rand.New(rand.NewPCG(1, 2))})
 	tr := &recordingTransport{next: fleet, before: o.before, lose: o.lose, sent: make(map[string]int)}
 	m, err := dispatch.New(dispatch.Config{
-		Events: e.store, Codec: e.codec, Outcomes: outcomes{e.h}, Transport: tr, Answers: answers,
+		Events: e.store, Codec: e.codec, Outcomes: outcomes{h: e.h, beforeResults: o.beforeResults}, Transport: tr, Answers: answers,
 		Checkpoints: o.checkpoints, Now: time.Now, NewID: uuid.NewString, Logger: zaptest.NewLogger(tb),
 		ResendAfter: o.resendAfter, Window: o.window,
 	})
@@ -173,7 +183,7 @@ func MustRunWith(tb testing.TB, e *env, p props, o runOptions) *running {
 	var once sync.Once
 	stop := func() { once.Do(func() { cancel(); wg.Wait() }) }
 	tb.Cleanup(stop)
-	return &running{m: m, transport: tr, stop: stop}
+	return &running{m: m, transport: tr, answers: answers, stop: stop}
 }
 
 func template() device.Template {
@@ -597,6 +607,55 @@ func TestNoResendAfterStop(t *testing.T) {
 	}
 }
 
+// TestLateAnswerWhileItsTimeoutIsRecorded: on a stopped job, a device's
+// answer that arrives after its deadline passed, while the timeout is
+// being recorded (which on an ended job records nothing), is recorded as
+// the device's late result: it is not dropped as a duplicate of the
+// timeout.
+func TestLateAnswerWhileItsTimeoutIsRecorded(t *testing.T) {
+	e := MustEnv(t)
+	var once sync.Once
+	timingOut, release := make(chan struct{}), make(chan struct{})
+	r := MustRunWith(t, e, props{}, runOptions{
+		lose: func(d dispatch.Delivery, _ int) bool { return d.DeviceID == "late-1" },
+		beforeResults: func(rs []job.DeviceResult) {
+			for _, res := range rs {
+				if res.TimedOut && res.DeviceID == "late-1" {
+					once.Do(func() { close(timingOut) })
+					<-release
+				}
+			}
+		},
+	})
+	MustCreate(t, e, "slow", []string{"late-1", "ok-1"}, 1, 10)
+	MustWaitJob(t, e, "slow", 30*time.Second, func(l jobLog) bool { return l.state.Counts().Succeeded == 1 })
+	if _, err := e.h.StopJob(context.Background(), commands.Meta{Actor: "test"}, job.Stop{JobID: "slow"}); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	select {
+	case <-timingOut:
+	case <-time.After(30 * time.Second):
+		t.Fatal("late-1's timeout was not recorded within 30 s")
+	}
+	// The device answers now, while its timeout is being recorded.
+	before := r.m.Stats().Dropped
+	r.answers <- []dispatch.Answer{{JobID: "slow", DeviceID: "late-1", Succeeded: true}}
+	for deadline := time.Now().Add(30 * time.Second); r.m.Stats().Dropped == before && r.m.Stats().Answers < 2; {
+		if time.Now().After(deadline) {
+			t.Fatal("the late answer was neither taken nor dropped within 30 s")
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
+	}
+	close(release)
+	l := MustWaitJob(t, e, "slow", 30*time.Second, func(l jobLog) bool {
+		d, _ := l.state.Device("late-1")
+		return d.Status != job.DevicePending
+	})
+	if d, _ := l.state.Device("late-1"); d.Status != job.DeviceSucceeded || l.state.Status != job.StatusStopped {
+		t.Errorf("late-1 %s, job %s; want its late answer recorded (succeeded) and the job still stopped", d.Status, l.state.Status)
+	}
+}
+
 // TestAnswersRelayedByAStandbyComplete: the dispatching Manager gets none
 // of the answers; they reach another instance's Manager, standing by in
 // Relay, which records them. The dispatching one learns them from the log
@@ -607,7 +666,7 @@ func TestAnswersRelayedByAStandbyComplete(t *testing.T) {
 	ids := deviceIDs("vm", 200)
 	relayed := make(chan []dispatch.Answer, 64)
 	fleet := sim.New(props{}, relayed, sim.Config{MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond, Rand: rand.New(rand.NewPCG(3, 4))})
-	cfg := dispatch.Config{Events: e.store, Codec: e.codec, Outcomes: outcomes{e.h}, Transport: fleet,
+	cfg := dispatch.Config{Events: e.store, Codec: e.codec, Outcomes: outcomes{h: e.h}, Transport: fleet,
 		Now: time.Now, NewID: uuid.NewString, Logger: zaptest.NewLogger(t), Window: 20}
 	cfg.Answers = make(chan []dispatch.Answer) // nothing reaches the dispatching instance
 	leader, err := dispatch.New(cfg)

@@ -156,11 +156,17 @@ type jobRun struct {
 	resend  []*group   // to send again: no answer yet, deadline ahead
 
 	outstanding map[string]*group   // sent, no answer yet
-	answered    map[string]struct{} // answer (or timeout) being recorded
-	window      int                 // devices it may have in flight; 0 until it starts
+	answered    map[string]struct{} // answer being recorded
+	// timingOut is the devices whose timeout is being recorded: an answer
+	// that arrives meanwhile is still taken (on a job that has ended the
+	// timeout records nothing, and the answer is the device's late result;
+	// on a running one the first recorded stands).
+	timingOut map[string]struct{}
+	window    int // devices it may have in flight; 0 until it starts
 
-	// Results waiting to be recorded (their devices are in answered), and
-	// how many RecordResults calls are in flight for the job.
+	// Results waiting to be recorded (their devices are in answered or
+	// timingOut), and how many RecordResults calls are in flight for the
+	// job.
 	pendAnswers  []job.DeviceResult
 	pendTimeouts []job.DeviceResult
 	recorders    int
@@ -390,7 +396,7 @@ func (m *Manager) onEvent(ctx context.Context, r eventstore.Recorded) error {
 			m.mu.Unlock()
 			return nil
 		}
-		j = &jobRun{id: id, from: prev, outstanding: make(map[string]*group), answered: make(map[string]struct{})}
+		j = &jobRun{id: id, from: prev, outstanding: make(map[string]*group), answered: make(map[string]struct{}), timingOut: make(map[string]struct{})}
 		m.jobs[id] = j
 		m.ring = append(m.ring, j)
 	}
@@ -482,6 +488,9 @@ func (m *Manager) addGroup(j *jobRun, ids []string, deadline time.Time) *group {
 		if _, ok := j.answered[id]; ok {
 			continue
 		}
+		if _, ok := j.timingOut[id]; ok {
+			continue
+		}
 		if d, ok := j.state.Device(id); ok && d.Status != job.DevicePending {
 			continue
 		}
@@ -505,7 +514,7 @@ func (m *Manager) addGroup(j *jobRun, ids []string, deadline time.Time) *group {
 // maybeDrop forgets a finished job once nothing of it is in flight.
 // Called with mu held.
 func (m *Manager) maybeDrop(j *jobRun) {
-	if !j.state.Status.Finished() || j.busy || len(j.outstanding) > 0 || len(j.answered) > 0 || j.recorders > 0 {
+	if !j.state.Status.Finished() || j.busy || len(j.outstanding) > 0 || len(j.answered) > 0 || len(j.timingOut) > 0 || j.recorders > 0 {
 		return
 	}
 	if m.jobs[j.id] != j {
@@ -635,7 +644,7 @@ func (m *Manager) taskFor(j *jobRun) (task, bool) {
 		if j.window == 0 {
 			j.window = min(InitialWindowBatches*batch, max(m.cfg.Window, batch))
 		}
-		free := j.window - len(j.outstanding) - len(j.answered)
+		free := j.window - len(j.outstanding) - len(j.answered) - len(j.timingOut)
 		free = min(free, max(m.cfg.RecordMax, batch))
 		var bs [][]string
 		size := 0
@@ -992,7 +1001,11 @@ func (m *Manager) recorder(ctx context.Context, j *jobRun) {
 			m.stats.Answers += recorded
 		}
 		for _, r := range rs {
-			delete(j.answered, r.DeviceID)
+			if timedOut {
+				delete(j.timingOut, r.DeviceID)
+			} else {
+				delete(j.answered, r.DeviceID)
+			}
 		}
 		m.cond.Broadcast() // the window moved
 	}
@@ -1024,7 +1037,7 @@ func (m *Manager) timeouts(ctx context.Context) {
 					continue
 				}
 				j.settle(id)
-				j.answered[id] = struct{}{}
+				j.timingOut[id] = struct{}{}
 				j.pendTimeouts = append(j.pendTimeouts, job.DeviceResult{DeviceID: id, Status: job.DeviceFailed, Error: msg, TimedOut: true})
 			}
 			m.startRecorders(j)
