@@ -1,20 +1,15 @@
 package main
 
 import (
-	"context"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/fleetjobs/fleetjobs/dispatch/sim"
-	"github.com/fleetjobs/fleetjobs/eventstore"
 )
 
 // ReadModelProgress is readModelProgress, for tests.
-type ReadModelProgress interface {
-	Position() eventstore.Position
-	WaitFor(ctx context.Context, p eventstore.Position) error
-}
+type ReadModelProgress = readModelProgress
 
 // NewDeviceProperties is the simulated fleet's read-model lookup, waiting
 // at most wait for the read models.
