@@ -100,8 +100,11 @@ type Stats struct {
 	Dispatched int // devices recorded as dispatched and sent (resends included)
 	Resent     int // deliveries sent again because no answer came (included in Dispatched)
 	Answers    int // answers received and recorded
-	TimedOut   int // devices recorded as timed out
-	Dropped    int // answers dropped: duplicates, or for devices not in their job
+	// TimedOut counts devices whose deadline passed, handed on to be
+	// recorded as timed out; a job that has ended by then records none of
+	// them (job.LateTimeout), so this may exceed the timeouts in the log.
+	TimedOut int
+	Dropped  int // answers dropped: duplicates, or for devices not in their job
 	// Undecodable counts job events skipped because they could not be
 	// decoded: their jobs are not dispatched (an operator must look).
 	Undecodable int

@@ -610,7 +610,7 @@ func registerDispatchMetrics(m *fjhttp.Metrics, d *dispatcher) error {
 			"Device answers received and recorded.",
 			func() float64 { return float64(d.stats().Answers) }),
 		m.CounterFunc("fleetjobs_dispatch_timed_out_total",
-			"Devices recorded as failed because they did not answer in time.",
+			"Devices that did not answer in time, handed on to be recorded as failed (a job that has ended by then records none of them).",
 			func() float64 { return float64(d.stats().TimedOut) }),
 		m.CounterFunc("fleetjobs_dispatch_answers_dropped_total",
 			"Answers dropped: duplicates, or for devices not in their job.",
