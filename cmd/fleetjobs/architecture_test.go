@@ -161,3 +161,51 @@ func TestImportRulesRefuse(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryPackageHasDocGo keeps the rule that each package says what it is
+// in a doc.go, and only there: a newcomer opens doc.go to read a package's
+// purpose, so a package comment elsewhere would be a second, competing one.
+func TestEveryPackageHasDocGo(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	commented := map[string][]string{} // package dir -> files with a package comment
+	hasGo := map[string]bool{}
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if name := d.Name(); path != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "data" || name == "bin") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		dir := filepath.ToSlash(mustRel(root, filepath.Dir(path)))
+		hasGo[dir] = true
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.PackageClauseOnly|parser.ParseComments)
+		if err != nil {
+			return err
+		}
+		if f.Doc != nil {
+			commented[dir] = append(commented[dir], filepath.Base(path))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hasGo) == 0 {
+		t.Fatal("no Go files found: the walk is broken")
+	}
+	for dir := range hasGo {
+		files := commented[dir]
+		if len(files) != 1 || files[0] != "doc.go" {
+			t.Errorf("package %s: its package comment is in %v; want it in doc.go alone", dir, files)
+		}
+	}
+}
