@@ -90,13 +90,13 @@ func TestSimLookupOfDevicesNotReadYet(t *testing.T) {
 	offline := map[string]any{sim.OfflineProperty: true}
 
 	t.Run("never read within the wait", func(t *testing.T) {
-		p := main.NewDeviceProperties(rdb, root, &progress{at: read}, 50*time.Millisecond)
+		p := main.NewDeviceProperties(rdb, root, &progress{at: read}, read, 50*time.Millisecond)
 		if diff := cmp.Diff([]map[string]any{fail, notFound, offline}, lookup(p, deliveries(in(time.Hour)))); diff != "" {
 			t.Errorf("(-want +got):\n%s", diff)
 		}
 	})
 	t.Run("a deadline before the wait ends it", func(t *testing.T) {
-		p := main.NewDeviceProperties(rdb, root, &progress{at: read}, time.Hour)
+		p := main.NewDeviceProperties(rdb, root, &progress{at: read}, read, time.Hour)
 		ds := append(deliveries(in(time.Hour)), dispatch.Delivery{DeviceID: "new-too", Targeted: later, Deadline: in(time.Hour)})
 		ds[2].Deadline = in(-time.Second) // the earliest deadline bounds the wait, not the latest
 		if diff := cmp.Diff([]map[string]any{fail, notFound, offline, offline}, lookup(p, ds)); diff != "" {
@@ -107,9 +107,31 @@ func TestSimLookupOfDevicesNotReadYet(t *testing.T) {
 		p := main.NewDeviceProperties(rdb, root, &progress{at: read, reach: func() bool {
 			put("new", `{"properties":{"simFail":"read late"}}`)
 			return true
-		}}, time.Hour)
+		}}, read, time.Hour)
 		want := []map[string]any{fail, notFound, {sim.FailProperty: "read late"}}
 		if diff := cmp.Diff(want, lookup(p, deliveries(in(time.Hour)))); diff != "" {
+			t.Errorf("(-want +got):\n%s", diff)
+		}
+	})
+
+	// A device deleted before this process started, whose delete its
+	// read models have not applied yet: they still have it.
+	stale := []dispatch.Delivery{{DeviceID: "known", Targeted: read, Deadline: in(time.Hour)}}
+	t.Run("a delete before the start, applied during the wait", func(t *testing.T) {
+		p := main.NewDeviceProperties(rdb, root, &progress{at: read, reach: func() bool {
+			if err := rdb.Del(ctx, prefix+projections.DeviceKey("known")).Err(); err != nil {
+				t.Error(err)
+			}
+			return true
+		}}, later, time.Hour)
+		if diff := cmp.Diff([]map[string]any{notFound}, lookup(p, stale)); diff != "" {
+			t.Errorf("(-want +got):\n%s", diff)
+		}
+		put("known", `{"properties":{"simFail":"fan stuck"}}`)
+	})
+	t.Run("a delete before the start, not applied within the wait", func(t *testing.T) {
+		p := main.NewDeviceProperties(rdb, root, &progress{at: read}, later, 50*time.Millisecond)
+		if diff := cmp.Diff([]map[string]any{offline}, lookup(p, stale)); diff != "" {
 			t.Errorf("(-want +got):\n%s", diff)
 		}
 	})

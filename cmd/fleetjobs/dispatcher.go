@@ -130,12 +130,40 @@ func (c *redisCheckpoints) Save(ctx context.Context, p eventstore.Position) erro
 // dispatcher waits with it); a device still not read then does not answer
 // this delivery, as if offline for a moment, and the dispatcher's resend
 // looks it up again, rather than answer wrongly.
+//
+// A device the read model has may also be one deleted since: a delete
+// recorded just before this process started (by it before a restart, or
+// by another instance) that its projections have not applied yet. So no
+// lookup trusts the read models before they have applied the log up to
+// its head as it was at the first lookup (floor); until then every device
+// waits, and does not answer if they are still behind.
 type deviceProperties struct {
 	rdb     redis.UniversalClient
 	root    string
 	applied readModelProgress
+	// head reads the position of the log's last event.
+	head func(context.Context) (eventstore.Position, error)
 	// wait bounds the wait for the read models; 0 is readModelWait.
 	wait time.Duration
+
+	mu        sync.Mutex
+	floor     eventstore.Position // the head at the first lookup
+	haveFloor bool
+}
+
+// startFloor returns the log's head as it was at the first lookup that
+// could read it.
+func (p *deviceProperties) startFloor(ctx context.Context) (eventstore.Position, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.haveFloor {
+		h, err := p.head(ctx)
+		if err != nil {
+			return eventstore.Position{}, fmt.Errorf("read the log's head: %w", err)
+		}
+		p.floor, p.haveFloor = h, true
+	}
+	return p.floor, nil
 }
 
 // readModelWait is how long a lookup waits at most for the read models to
@@ -154,9 +182,14 @@ type readModelProgress interface {
 var _ sim.Properties = (*deviceProperties)(nil)
 
 func (p *deviceProperties) Properties(ctx context.Context, ds []dispatch.Delivery) ([]map[string]any, error) {
+	floor, err := p.startFloor(ctx)
+	if err != nil {
+		return nil, err
+	}
 	// The applied position is read before the lookup: the lookup sees at
 	// least what it says.
 	applied := p.applied.Position()
+	early := applied.Compare(floor) < 0 // a device it has may be deleted since
 	out, known, err := p.lookup(ctx, ds)
 	if err != nil {
 		return nil, err
@@ -167,12 +200,15 @@ func (p *deviceProperties) Properties(ctx context.Context, ds []dispatch.Deliver
 		earliest time.Time
 	)
 	for i := range out {
-		if known[i] || ds[i].Targeted.Compare(applied) <= 0 {
+		if !early && (known[i] || ds[i].Targeted.Compare(applied) <= 0) {
 			continue
 		}
 		behind = append(behind, i)
 		if ds[i].Targeted.Compare(need) > 0 {
 			need = ds[i].Targeted
+		}
+		if early && floor.Compare(need) > 0 {
+			need = floor
 		}
 		if !ds[i].Deadline.IsZero() && (earliest.IsZero() || ds[i].Deadline.Before(earliest)) {
 			earliest = ds[i].Deadline
@@ -214,9 +250,9 @@ func (p *deviceProperties) Properties(ctx context.Context, ds []dispatch.Deliver
 	}
 	for i := range out {
 		switch {
-		case known[i]:
-		case notYet[i]:
+		case notYet[i]: // known or not, the read models may not be current
 			out[i] = map[string]any{sim.OfflineProperty: true}
+		case known[i]:
 		default:
 			out[i] = map[string]any{sim.FailProperty: deviceNotFound}
 		}

@@ -166,7 +166,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	var transport deviceTransport
 	switch cfg.Devices {
 	case devicesSim:
-		fleet := sim.New(&deviceProperties{rdb: m.redis, root: root, applied: m.runner}, answers, sim.Config{Now: m.Now})
+		fleet := sim.New(&deviceProperties{rdb: m.redis, root: root, applied: m.runner, head: m.events.Head}, answers, sim.Config{Now: m.Now})
 		if err := registerSimMetrics(metrics, fleet); err != nil {
 			return err
 		}
