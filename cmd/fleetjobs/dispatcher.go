@@ -135,8 +135,9 @@ func (c *redisCheckpoints) Save(ctx context.Context, p eventstore.Position) erro
 // recorded just before this process started (by it before a restart, or
 // by another instance) that its projections have not applied yet. So no
 // lookup trusts the read models before they have applied the log up to
-// its head as it was at the first lookup (floor); until then every device
-// waits, and does not answer if they are still behind.
+// its head as this process found it at start (floor; serve reads it, or
+// else the first lookup does); until then every device waits, and does not
+// answer if they are still behind.
 type deviceProperties struct {
 	rdb     redis.UniversalClient
 	root    string
@@ -147,11 +148,11 @@ type deviceProperties struct {
 	wait time.Duration
 
 	mu        sync.Mutex
-	floor     eventstore.Position // the head at the first lookup
+	floor     eventstore.Position // the log's head at start
 	haveFloor bool
 }
 
-// startFloor returns the log's head as it was at the first lookup that
+// startFloor returns the log's head as it was at the first call that
 // could read it.
 func (p *deviceProperties) startFloor(ctx context.Context) (eventstore.Position, error) {
 	p.mu.Lock()
