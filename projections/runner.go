@@ -227,7 +227,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		if errors.Is(err, ErrVersionSwitched) {
 			// A rebuild switched a projection: reopen on the new version
 			// at once. Not a failure: health and backoff stay as they are.
-			r.cfg.Logger.Info("projections follow a rebuild's switch", zap.Error(err))
+			r.cfg.Logger.Debug("projections reopen on a switched version", zap.Error(err))
 			continue
 		}
 		if errors.Is(err, ErrCheckpointMoved) {
@@ -315,6 +315,15 @@ func (r *Runner) runOnce(ctx context.Context) (progressed bool, _ error) {
 	for _, t := range w.targets {
 		r.versions[t.p.Name()] = t.version
 	}
+	if from.Compare(r.pos) < 0 {
+		// Redis holds less than this Runner applied: it lost writes (it
+		// restarted from an older copy, or was flushed). Consistency
+		// waits must not pass on what is no longer there: they wait for
+		// the log to be applied again from here.
+		r.cfg.Logger.Warn("projections: Redis has lost read-model writes (restarted from an older copy, or flushed?); applying the log again from its checkpoint",
+			zap.Stringer("applied", r.pos), zap.Stringer("checkpoint", from))
+		r.pos = from
+	}
 	r.mu.Unlock()
 	r.advance(w)
 	poll := time.NewTicker(r.cfg.ActivePoll)
@@ -394,12 +403,8 @@ func (r *Runner) runOnce(ctx context.Context) (progressed bool, _ error) {
 				case m = <-msgs:
 					idle = false
 				case <-poll.C:
-					switched, err := w.Switched(ctx)
-					if err != nil {
+					if err := w.CheckIdle(ctx); err != nil {
 						return progressed, err
-					}
-					if switched {
-						return progressed, fmt.Errorf("while idle: %w", ErrVersionSwitched)
 					}
 				case <-ctx.Done():
 					return progressed, ctx.Err()

@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/fleetjobs/fleetjobs/domain/device"
 	"github.com/fleetjobs/fleetjobs/eventstore"
@@ -531,5 +534,91 @@ func TestBatchesAreBoundedByBytes(t *testing.T) {
 	if st := r.Status(); st.Batches < n/2 || st.EventsApplied != n+1 {
 		t.Errorf("%d events of over 600 bytes applied in %d batches of at most 1000 bytes; want all %d in at least %d",
 			st.EventsApplied, st.Batches, n+1, n/2)
+	}
+}
+
+// TestIdleRunnerNoticesRedisLosingWrites: Redis restarted from an older
+// copy of itself (or emptied) while a Runner had nothing to apply. The
+// Runner notices without a new event, warns once, applies the log again
+// from the checkpoint Redis has, and meanwhile does not claim the position
+// it had reached (consistency waits would pass on writes Redis lost).
+func TestIdleRunnerNoticesRedisLosingWrites(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, c := range []struct {
+		name  string
+		older bool // restored from a copy taken before d2's registration; else emptied
+	}{{"restored from an older copy", true}, {"emptied", false}} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			es := MustStore(t)
+			rdb, root := MustRedis(t)
+			core, logs := observer.New(zap.WarnLevel)
+			r := MustRun(t, es, rdb, root, "", func(cfg *projections.RunnerConfig) {
+				cfg.Logger = zap.New(core)
+				cfg.ActivePoll = 20 * time.Millisecond
+			})
+			q := projections.NewQueries(rdb, root, time.Now)
+			MustAppend(t, es, "template-vending", vendingTemplate("city"))
+			tok1 := MustAppend(t, es, "device-d1", device.Registered{DeviceID: "d1", Name: "One", TemplateID: "vending"})
+			MustReach(t, r.Runner, tok1)
+			copyAt1 := mustSnapshot(t, rdb, root)
+			tok2 := MustAppend(t, es, "device-d2", device.Registered{DeviceID: "d2", Name: "Two", TemplateID: "vending"})
+			MustReach(t, r.Runner, tok2)
+
+			MustDeleteKeys(t, rdb, root+":*")
+			if c.older {
+				mustRestore(t, rdb, copyAt1)
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				_, err1 := q.Device(ctx, "d1")
+				_, err2 := q.Device(ctx, "d2")
+				if err1 == nil && err2 == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the read models did not get d1 and d2 back without a new event (d1: %v, d2: %v; runner at %s)", err1, err2, r.Position())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			MustReach(t, r.Runner, tok2)
+			if n := logs.FilterMessageSnippet("Redis has lost read-model writes").Len(); n != 1 {
+				t.Errorf("%d warnings that Redis lost writes, want 1 (logs: %v)", n, logs.All())
+			}
+		})
+	}
+}
+
+// mustSnapshot copies every key under root with DUMP, as a Redis backup
+// would hold them.
+func mustSnapshot(tb testing.TB, rdb *redis.Client, root string) map[string]string {
+	tb.Helper()
+	ctx := context.Background()
+	out := map[string]string{}
+	iter := rdb.Scan(ctx, 0, root+":*", 1000).Iterator()
+	for iter.Next(ctx) {
+		v, err := rdb.Dump(ctx, iter.Val()).Result()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out[iter.Val()] = v
+	}
+	if err := iter.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	if len(out) == 0 {
+		tb.Fatal("nothing to snapshot under " + root)
+	}
+	return out
+}
+
+// mustRestore writes back the keys of a mustSnapshot.
+func mustRestore(tb testing.TB, rdb *redis.Client, snap map[string]string) {
+	tb.Helper()
+	for k, v := range snap {
+		if err := rdb.Restore(context.Background(), k, 0, v).Err(); err != nil {
+			tb.Fatal(err)
+		}
 	}
 }

@@ -203,6 +203,40 @@ func (w *Writer) Switched(ctx context.Context) (bool, error) {
 	return activeMoved(vals, want) != "", nil
 }
 
+// CheckIdle tells whether the projections' keys in Redis are still where
+// this Writer left them, for a Runner that has nothing to write: nil if
+// they are; ErrVersionSwitched (wrapped) if a rebuild switched a followed
+// projection to another version; ErrCheckpointMoved (wrapped) if a
+// checkpoint moved or an active key vanished: another writer committed,
+// or Redis lost writes (restarted from an older copy, flushed). Either
+// way the Writer must be opened again, from the checkpoints Redis has: a
+// commit would find the same, but an idle Runner makes none, and it would
+// meanwhile claim a position whose writes Redis no longer holds.
+func (w *Writer) CheckIdle(ctx context.Context) error {
+	active, want := w.activeKeys()
+	keys := append([]string(nil), active...)
+	expected := make([]eventstore.Position, 0, len(w.targets))
+	for _, t := range w.targets {
+		keys = append(keys, CheckpointKey(w.root, t.p.Name(), t.version))
+		expected = append(expected, t.checkpoint)
+	}
+	vals, err := w.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return fmt.Errorf("read checkpoints: %w", err)
+	}
+	switch moved := activeMoved(vals[:len(active)], want); moved {
+	case "":
+	case "(none)":
+		return fmt.Errorf("while idle: the active version of a projection is gone: %w", ErrCheckpointMoved)
+	default:
+		return fmt.Errorf("while idle: active version %s: %w", moved, ErrVersionSwitched)
+	}
+	if err := checkCheckpoints(keys[len(active):], vals[len(active):], expected); err != nil {
+		return fmt.Errorf("while idle: %w", err)
+	}
+	return nil
+}
+
 // activeKeys returns the active keys of the followed targets and the
 // versions this Writer writes for them.
 func (w *Writer) activeKeys() (keys, versions []string) {
