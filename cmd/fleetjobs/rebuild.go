@@ -138,6 +138,7 @@ func runRebuild(ctx context.Context, args []string, getenv func(string) string, 
 	store := eventstore.New(es, eventstore.WithCodec(codec))
 	logger := newLogger(stderr, zapcore.WarnLevel)
 	defer func() { _ = logger.Sync() }()
+	routeRedisLogs(logger)
 	ps := make([]projections.Projector, len(cfg.Projections))
 	for i, n := range cfg.Projections {
 		ps[i] = newProjector(n)

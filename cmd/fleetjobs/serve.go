@@ -418,6 +418,7 @@ func runServe(ctx context.Context, stopSignals func(), args []string, getenv fun
 	logger := newLogger(stderr, cfg.LogLevel)
 	defer func() { _ = logger.Sync() }()
 	serveRuntime()
+	routeRedisLogs(logger)
 
 	m := NewMain(cfg, logger)
 	m.Out = stderr

@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
@@ -84,5 +85,35 @@ func TestQueriesWhileRedisIsDown(t *testing.T) {
 				t.Error("no Retry-After")
 			}
 		})
+	}
+}
+
+// TestRedisOutageLogsAreStructured runs the binary on a redis-server that
+// then stops: go-redis's own complaints (failed dials, a line or more a
+// second) are JSON lines at debug like every other line, not plain text
+// on stderr between them.
+func TestRedisOutageLogsAreStructured(t *testing.T) {
+	t.Parallel()
+	bin := MustBuild(t)
+	rs := MustStartRedisServer(t)
+	httpAddr := freeAddr(t)
+	p := MustStart(t, bin, []string{
+		"FLEETJOBS_DATA_DIR=" + t.TempDir(), "FLEETJOBS_HTTP_ADDR=" + httpAddr,
+		"FLEETJOBS_EVENTSTORE_ADDR=" + freeAddr(t), "FLEETJOBS_MQTT_ADDR=" + freeAddr(t),
+		"FLEETJOBS_REDIS_URL=" + rs.URL, "FLEETJOBS_DEVICES=none", "FLEETJOBS_LOG_LEVEL=debug",
+	}, "serve", "--redis-key-root", "fjlog")
+	MustAnswer(t, p, "http://"+httpAddr+"/readyz", http.StatusOK)
+	rs.stop()
+	MustAnswer(t, p, "http://"+httpAddr+"/readyz", http.StatusServiceUnavailable)
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(p.stderr.String(), `"msg":"go-redis"`); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no go-redis line in serve's log within a minute of Redis stopping:\n%s", p.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
+	}
+	for i, line := range strings.Split(strings.TrimSpace(p.stderr.String()), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("line %d of serve's log is not JSON: %q", i+1, line)
+		}
 	}
 }
