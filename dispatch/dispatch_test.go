@@ -73,6 +73,9 @@ type recordingTransport struct {
 	next   dispatch.Transport
 	before func(n int)
 	lose   func(d dispatch.Delivery, n int) bool
+	// refuse, when set and true, refuses the Send: nothing is sent or
+	// recorded as sent (a broker that is down).
+	refuse func() bool
 
 	mu    sync.Mutex
 	calls int
@@ -86,6 +89,9 @@ func (t *recordingTransport) Send(ctx context.Context, ds []dispatch.Delivery) e
 	t.mu.Unlock()
 	if t.before != nil {
 		t.before(n)
+	}
+	if t.refuse != nil && t.refuse() {
+		return errors.New("transport down")
 	}
 	t.mu.Lock()
 	kept := ds
@@ -151,6 +157,7 @@ func MustRun(tb testing.TB, e *env, p props, before func(int), cps dispatch.Chec
 type runOptions struct {
 	before      func(int)
 	lose        func(d dispatch.Delivery, n int) bool
+	refuse      func() bool
 	checkpoints dispatch.Checkpoints
 	resendAfter time.Duration
 	window      int
@@ -163,7 +170,7 @@ func MustRunWith(tb testing.TB, e *env, p props, o runOptions) *running {
 	tb.Helper()
 	answers := make(chan []dispatch.Answer, 64)
 	fleet := sim.New(p, answers, sim.Config{MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond, Rand: rand.New(rand.NewPCG(1, 2))})
-	tr := &recordingTransport{next: fleet, before: o.before, lose: o.lose, sent: make(map[string]int)}
+	tr := &recordingTransport{next: fleet, before: o.before, lose: o.lose, refuse: o.refuse, sent: make(map[string]int)}
 	m, err := dispatch.New(dispatch.Config{
 		Events: e.store, Codec: e.codec, Outcomes: outcomes{h: e.h, beforeResults: o.beforeResults}, Transport: tr, Answers: answers,
 		Checkpoints: o.checkpoints, Now: time.Now, NewID: uuid.NewString, Logger: zaptest.NewLogger(tb),
@@ -550,6 +557,42 @@ func TestLostDeliveriesAreResentUntilAnswered(t *testing.T) {
 	}
 	if got := r.m.Stats().Resent; got == 0 {
 		t.Error("Stats().Resent = 0, want the resends counted")
+	}
+}
+
+// TestDeliveriesRefusedDuringAnOutageGoWhenItEnds: while the transport
+// refuses deliveries (its broker is down), they are tried again every
+// ResendAfter, not after the doubling wait meant for devices that got them
+// and did not answer: once it takes them again, the devices get the job
+// and answer well before their deadline. With the doubling, the first try
+// after a 3 s outage came about 5.5 s after the dispatch, past the 4.5 s
+// deadline, and every device timed out.
+func TestDeliveriesRefusedDuringAnOutageGoWhenItEnds(t *testing.T) {
+	e := MustEnv(t)
+	ids := deviceIDs("vm", 20)
+	var (
+		mu       sync.Mutex
+		outageTo time.Time // zero until the first Send
+	)
+	r := MustRunWith(t, e, props{}, runOptions{
+		resendAfter: 20 * time.Millisecond,
+		refuse: func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			if outageTo.IsZero() {
+				outageTo = time.Now().Add(3 * time.Second)
+			}
+			return time.Now().Before(outageTo)
+		},
+	})
+	MustCreate(t, e, "outage", ids, 5, 0)
+
+	l := MustWaitJob(t, e, "outage", time.Minute, finished)
+	if diff := cmp.Diff(job.Counts{Total: len(ids), Succeeded: len(ids), Dispatched: len(ids)}, l.state.Counts()); l.state.Status != job.StatusCompleted || diff != "" {
+		t.Errorf("status %s, want completed; counts (-want +got):\n%s", l.state.Status, diff)
+	}
+	if got := r.m.Stats().Resent; got == 0 {
+		t.Error("Stats().Resent = 0, want the deliveries sent after the outage counted as resent")
 	}
 }
 

@@ -131,6 +131,9 @@ type Manager struct {
 	timerWake chan struct{}
 	savedAt   time.Time
 	stats     Stats
+	// refusing is set while the transport refuses deliveries (its broker
+	// is down, say): its first refusal warns, its recovery says so.
+	refusing bool
 
 	// Where recorder goroutines (see startRecorders) run: set by Run.
 	recordCtx context.Context
@@ -735,9 +738,21 @@ func (m *Manager) run(ctx context.Context, t task) {
 				}
 			}
 		}
-		m.stats.Resent += len(ds)
 		m.mu.Unlock()
-		m.send(ctx, j.id, ds)
+		sent := m.send(ctx, j.id, ds)
+		m.mu.Lock()
+		if sent {
+			m.stats.Resent += len(ds)
+		} else {
+			// Not sent at all: try again after ResendAfter, rather than
+			// after the doubled wait meant for devices that did not
+			// answer, so that they get the job soon after the transport
+			// is back, not after their deadline.
+			for _, g := range t.resend {
+				g.wait = m.cfg.ResendAfter
+			}
+		}
+		m.mu.Unlock()
 	default:
 		m.dispatch(ctx, j, t.batches)
 	}
@@ -790,18 +805,21 @@ func (m *Manager) dispatch(ctx context.Context, j *jobRun, batches [][]string) {
 		}
 	}
 	m.mu.Unlock()
-	m.send(ctx, j.id, ds)
+	// If the transport refuses them, resends sends them again after
+	// ResendAfter: the groups' resend clocks start at their first tick.
+	_ = m.send(ctx, j.id, ds)
 }
 
 func (j *jobRun) delivery(id string, deadline time.Time) Delivery {
 	return Delivery{JobID: j.id, DeviceID: id, JobType: string(j.state.Type), Operations: j.ops, Deadline: deadline, Targeted: j.targeted}
 }
 
-// send hands deliveries to the transport, trying a few times: devices it
-// cannot reach time out.
-func (m *Manager) send(ctx context.Context, jobID string, ds []Delivery) {
+// send hands deliveries to the transport, trying a few times, and reports
+// whether it took them. Deliveries it refused are sent again by resends,
+// every ResendAfter, until it takes them or their deadline passes.
+func (m *Manager) send(ctx context.Context, jobID string, ds []Delivery) bool {
 	if len(ds) == 0 {
-		return
+		return true
 	}
 	b := newBackoff()
 	for attempt := 1; ; attempt++ {
@@ -809,15 +827,30 @@ func (m *Manager) send(ctx context.Context, jobID string, ds []Delivery) {
 		if err == nil {
 			m.mu.Lock()
 			m.stats.Dispatched += len(ds)
+			back := m.refusing
+			m.refusing = false
 			m.mu.Unlock()
-			return
+			if back {
+				m.log.Info("dispatch: the transport takes deliveries again", zap.String("job", jobID))
+			}
+			return true
 		}
 		if ctx.Err() != nil {
-			return
+			return false
 		}
 		if attempt == 3 {
-			m.log.Warn("dispatch: transport refused a batch; its devices will time out", zap.String("job", jobID), zap.Int("devices", len(ds)), zap.Error(err))
-			return
+			m.mu.Lock()
+			first := !m.refusing
+			m.refusing = true
+			m.mu.Unlock()
+			msg := "dispatch: the transport refuses deliveries; they are sent again until it takes them or their deadline passes"
+			fields := []zap.Field{zap.String("job", jobID), zap.Int("devices", len(ds)), zap.Error(err)}
+			if first {
+				m.log.Warn(msg, fields...)
+			} else {
+				m.log.Debug(msg, fields...)
+			}
+			return false
 		}
 		b.wait(ctx)
 	}
