@@ -20,6 +20,11 @@ func (s *Server) routes() {
 	s.handle(http.MethodGet, "/readyz", accessOpen, s.readyz)
 	s.handle(http.MethodGet, "/metrics", accessOpen, s.metricsHandler())
 	s.handle(http.MethodGet, APIBase+"/openapi.json", accessOpen, s.openAPI)
+	// The operator's web page (web.go) holds no data, so it is open; the
+	// API calls it makes carry the operator's key. Not part of the JSON
+	// API: Route.Page keeps it out of the OpenAPI document.
+	s.handlePage("/", s.webPage)
+	s.handlePage(WebAssetPrefix+"*", s.webAssetHandler)
 
 	if s.devices != nil {
 		s.handle(http.MethodPut, APIBase+"/device-templates/:templateId", accessCommand, s.putTemplate)
@@ -70,6 +75,10 @@ func (s *Server) routes() {
 type Route struct {
 	Method string
 	Path   string
+	// Page marks the web page's routes ("/" and its assets under /ui/):
+	// HTML, CSS and JavaScript for browsers, not the JSON API, so the
+	// OpenAPI document leaves them out.
+	Page bool
 }
 
 // Routes lists the registered routes, in registration order.
@@ -84,10 +93,20 @@ func (s *Server) handle(method, path string, a access, h echo.HandlerFunc, mw ..
 // handleAs is handle for a route whose OpenAPI path is not its Echo path
 // (a parameter followed by a ":verb", which the handler parses).
 func (s *Server) handleAs(method, path, tmpl string, a access, h echo.HandlerFunc, mw ...echo.MiddlewareFunc) {
+	s.add(Route{Method: method, Path: tmpl}, path, a, h, mw...)
+}
+
+// handlePage registers a GET route of the web page: open to anyone.
+func (s *Server) handlePage(path string, h echo.HandlerFunc) {
+	s.add(Route{Method: http.MethodGet, Path: openAPIPath(path), Page: true}, path, accessOpen, h)
+}
+
+// add registers r at Echo path path, and lists and labels it.
+func (s *Server) add(r Route, path string, a access, h echo.HandlerFunc, mw ...echo.MiddlewareFunc) {
 	mws := append([]echo.MiddlewareFunc{s.authorize(a)}, mw...)
-	s.echo.Add(method, path, h, mws...)
-	s.routeList = append(s.routeList, Route{Method: method, Path: tmpl})
-	s.routeLabels[routeKey{method, path}] = tmpl
+	s.echo.Add(r.Method, path, h, mws...)
+	s.routeList = append(s.routeList, r)
+	s.routeLabels[routeKey{r.Method, path}] = r.Path
 }
 
 // routeKey identifies a route as Echo knows it.

@@ -105,6 +105,9 @@ type Server struct {
 	jobQueries      JobQueries
 	history         JobHistory
 
+	// web is the embedded web page's files by name (loadWebAssets).
+	web map[string]webAsset
+
 	// routes lists what routes() registered, in order, and routeLabels
 	// maps method and Echo path to the OpenAPI-style template used as the
 	// metrics label. Both are written only while building the server.
@@ -155,6 +158,14 @@ func NewServer(cfg Config) *Server {
 	if s.unavailable == nil {
 		s.unavailable = func(error) bool { return false }
 	}
+	web, err := loadWebAssets()
+	if err != nil {
+		// The files are embedded at build time: only a file added with an
+		// extension webContentType does not know gets here, and every
+		// test that builds a server says so.
+		panic(err)
+	}
+	s.web = web
 	e.HTTPErrorHandler = s.handleError
 	e.Use(s.observe, checkQuery)
 	s.routes()
