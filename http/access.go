@@ -102,7 +102,7 @@ func IsLoopback(addr string) bool {
 type access int
 
 const (
-	accessOpen    access = iota // anyone: health, metrics, the OpenAPI document
+	accessOpen    access = iota // anyone: health, metrics, the OpenAPI document, the web page
 	accessRead                  // auditor and up
 	accessCommand               // operator and up
 	accessAdmin                 // admin only

@@ -6,9 +6,9 @@
 //   - access (access.go): FLEETJOBS_API_KEYS keys, sent as "Authorization:
 //     Bearer KEY" or X-API-Key, compared in constant time over SHA-256
 //     digests; auditors read, operators read and command, admins do
-//     everything; health, metrics and the OpenAPI document are open. With
-//     no keys everything is allowed, and the server refuses to listen
-//     beyond loopback (CheckListenAddr).
+//     everything; health, metrics, the OpenAPI document and the web page
+//     are open. With no keys everything is allowed, and the server refuses
+//     to listen beyond loopback (CheckListenAddr).
 //   - strict request shape (bind.go, params.go): JSON bodies decoded
 //     strictly (unknown fields, wrong types, trailing data, malformed JSON
 //     are 400s naming the field as a path like "conditions[1].op"), body
@@ -21,6 +21,12 @@
 //     packages' gauges and counters.
 //   - the OpenAPI document (openapi.json, embedded), checked against the
 //     routes by a test.
+//   - the operator's web page (web.go, files in web/, embedded): "/" and
+//     its assets under /ui/, open to anyone (it holds no data; the API
+//     calls it makes from the browser carry the operator's key), served
+//     with a strict Content-Security-Policy. Its routes are marked
+//     Route.Page and are not part of the OpenAPI document; tests check
+//     that every API path its JavaScript calls is a route.
 //
 // Handlers stay thin: bind, check shape, build a command or query, call,
 // render. What they call is declared here, by its consumer (DeviceCommands,

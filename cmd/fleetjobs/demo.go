@@ -142,6 +142,7 @@ func printDemo(w io.Writer, baseURL string, sim bool) {
 	}
 	api := baseURL + fjhttp.APIBase
 	fmt.Fprintf(w, "\nfleetjobs demo: the API is at %s (try %s/device-sets and %s/jobs)\n", api, api, api)
+	fmt.Fprintf(w, "The web page is at %s/ (open it in a browser)\n", baseURL)
 	if !sim {
 		fmt.Fprintf(w, "FLEETJOBS_DEVICES is not sim: the demo fridges are not simulated, so jobs on them stay pending (none) or time out (mqtt: no fridge is connected). Run with FLEETJOBS_DEVICES=sim to see them run.\n")
 	}
