@@ -104,7 +104,7 @@ func TestWithoutDependenciesOnlyTheOperationalRoutes(t *testing.T) {
 	for _, r := range s.Routes() {
 		got = append(got, r.Method+" "+r.Path)
 	}
-	want := []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /api/v1/openapi.json", "GET /", "GET /ui/*"}
+	want := []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /api/v1/openapi.json", "GET /", "HEAD /", "GET /ui/*", "HEAD /ui/*"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("routes (-want +got):\n%s", diff)
 	}

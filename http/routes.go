@@ -96,9 +96,12 @@ func (s *Server) handleAs(method, path, tmpl string, a access, h echo.HandlerFun
 	s.add(Route{Method: method, Path: tmpl}, path, a, h, mw...)
 }
 
-// handlePage registers a GET route of the web page: open to anyone.
+// handlePage registers a route of the web page, GET and HEAD (curl -I, link
+// checkers): open to anyone.
 func (s *Server) handlePage(path string, h echo.HandlerFunc) {
-	s.add(Route{Method: http.MethodGet, Path: openAPIPath(path), Page: true}, path, accessOpen, h)
+	for _, m := range []string{http.MethodGet, http.MethodHead} {
+		s.add(Route{Method: m, Path: openAPIPath(path), Page: true}, path, accessOpen, h)
+	}
 }
 
 // add registers r at Echo path path, and lists and labels it.

@@ -91,6 +91,11 @@ func TestWebPageIsServedWithoutAKey(t *testing.T) {
 		t.Fatalf("GET /: status %d: %s", a.Code, a.Body)
 	}
 	checkPageHeaders(t, "GET /", a, "text/html; charset=utf-8")
+	head := MustDo(t, s.URL(), Request{Method: "HEAD", Path: "/"})
+	if head.Code != 200 || len(head.Body) != 0 {
+		t.Errorf("HEAD /: status %d, %d bytes; want 200, none", head.Code, len(head.Body))
+	}
+	checkPageHeaders(t, "HEAD /", head, "text/html; charset=utf-8")
 	index, err := os.ReadFile(path.Join(webDir, "index.html"))
 	if err != nil {
 		t.Fatal(err)
