@@ -74,9 +74,10 @@ const (
 //     recorded, because the device did act, but change no status; a
 //     timeout on a finished job is not (LateTimeout): the device did not
 //     act, it stays pending, and if it answers after all, that answer is
-//     the late result recorded. Results
-//     before the job is started are a CodeConflict: devices are only sent
-//     a job after it started, so such a result is a client's mistake.
+//     the late result recorded. Results on a job that never started
+//     (pending, or stopped while pending) are a CodeConflict, whatever
+//     its status now: devices are only sent a job after it started, so
+//     such a result is a client's mistake and there is nothing to record.
 //   - Stop records Stopped on a pending or running job. On a finished job
 //     (stopped included: stopping twice) it is a CodeConflict, as the API
 //     answers 409 there; a retried request is recognised by its command ID
@@ -240,8 +241,11 @@ func decideResults(s *State, jobID string, results []DeviceResult, field string)
 	if err := exists(s, jobID); err != nil {
 		return nil, err
 	}
-	if s.Status == StatusPending {
+	switch {
+	case s.Status == StatusPending:
 		return nil, domain.Conflict("job %q has not started: a device cannot report a result before the job is started", s.JobID)
+	case !s.HasStarted():
+		return nil, domain.Conflict("job %q was %s before it started: its devices were never sent it, so none can report a result", s.JobID, s.Status)
 	}
 	var unknown []string
 	var bad []domain.FieldError

@@ -30,7 +30,8 @@
 //     are recorded, since the device did act, without changing the status;
 //     the dispatcher's timeouts are not (the device did not act: it stays
 //     pending, and its answer, should it come, is the late result).
-//     Results before the job started are refused (a CodeConflict): devices
+//     Results on a job that never started are refused (a CodeConflict),
+//     whether it is still pending or was stopped while pending: devices
 //     are sent a job only after JobStarted and JobDevicesDispatched.
 //   - Create carries what the handler resolved (the device set, its
 //     template, the set's current members), so deciding stays pure; the

@@ -82,7 +82,8 @@ func drawCommand(t *rapid.T, ids []string, n, threshold int) job.Command {
 }
 
 // Any sequence of commands keeps the counts equal to the per-device
-// statuses, never leaves a finished status, never loses a result, finishes
+// statuses, never leaves a finished status, never loses a result, records
+// no result on a job that never started (stopped while pending included), finishes
 // a running job in the decision that brings its last result, and folding
 // the whole log gives the state evolved step by step.
 func TestPropertyAnySequenceOfCommandsKeepsTheJobRules(t *testing.T) {
@@ -101,6 +102,7 @@ func TestPropertyAnySequenceOfCommandsKeepsTheJobRules(t *testing.T) {
 		s := job.Fold(events)
 		first := map[string]job.DeviceStatus{} // the first result recorded for each device
 		finishes := 0
+		started := false
 
 		steps := rapid.IntRange(0, 80).Draw(t, "steps")
 		for range steps {
@@ -117,6 +119,14 @@ func TestPropertyAnySequenceOfCommandsKeepsTheJobRules(t *testing.T) {
 				continue
 			}
 			for _, ev := range events {
+				switch ev.(type) {
+				case job.Started:
+					started = true
+				case job.OperationSucceeded, job.OperationFailed:
+					if !started {
+						t.Fatalf("%#v was recorded on a job that never started", ev)
+					}
+				}
 				switch e := ev.(type) {
 				case job.OperationSucceeded:
 					if _, dup := first[e.DeviceID]; dup {

@@ -38,6 +38,9 @@ type State struct {
 	// Reason says why a job failed or was stopped.
 	Reason string
 
+	// started is set by Started and stays set: a job stopped while
+	// pending never started, and its devices were never sent it.
+	started    bool
 	devs       devices
 	succeeded  int
 	failed     int
@@ -46,6 +49,11 @@ type State struct {
 
 // Exists reports whether the job was created.
 func (s *State) Exists() bool { return s != nil && s.JobID != "" }
+
+// HasStarted reports whether the job was started (Pending -> Running),
+// whatever its status now: a job stopped while still pending never was.
+// Only a started job's devices were sent it, so only they report results.
+func (s *State) HasStarted() bool { return s != nil && s.started }
 
 // Targeted is how many devices the job's DevicesTargeted events named.
 func (s *State) Targeted() int {
@@ -146,7 +154,7 @@ func Evolve(s *State, ev Event) *State {
 		}
 	case Started:
 		if s.Status == StatusPending {
-			s.Status = StatusRunning
+			s.Status, s.started = StatusRunning, true
 		}
 	case DevicesDispatched:
 		for _, id := range e.DeviceIDs {
