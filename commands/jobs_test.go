@@ -463,6 +463,44 @@ func TestResultRefusalsFailOnlyTheirCaller(t *testing.T) {
 	}
 }
 
+// A job stopped while pending never started: its devices were never sent
+// it, so every result for it is refused, single or in a batch, whatever
+// arrives together, and nothing is recorded.
+func TestResultsOnAJobStoppedBeforeItStartedAreRefused(t *testing.T) {
+	ctx := context.Background()
+	store := MustStore(t)
+	h := MustJobHandler(t, store)
+	if _, err := h.CreateJob(ctx, commands.Meta{}, newJob("early", 5, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.StopJob(ctx, commands.Meta{}, job.Stop{JobID: "early"}); err != nil {
+		t.Fatal(err)
+	}
+	ids := deviceIDs(5)
+	_, err := h.RecordResult(ctx, commands.Meta{}, "early", job.DeviceResult{DeviceID: ids[0], Status: job.DeviceSucceeded})
+	checkCode(t, err, domain.CodeConflict, "was stopped before it started")
+
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() {
+			rs := []job.DeviceResult{{DeviceID: ids[i], Status: job.DeviceFailed, Error: "x"}, {DeviceID: ids[4], Status: job.DeviceSucceeded}}
+			_, errs[i] = h.RecordResults(ctx, commands.Meta{}, "early", rs)
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		checkCode(t, err, domain.CodeConflict, "was stopped before it started")
+	}
+	s, recs := MustFold(t, store, "early")
+	if s.Status != job.StatusStopped || s.Counts() != (job.Counts{Total: 5, Pending: 5}) {
+		t.Errorf("job %s with counts %+v, want stopped with 5 pending", s.Status, s.Counts())
+	}
+	if last := recs[len(recs)-1].Type; last != eventstore.JobStopped {
+		t.Errorf("the stream ends with %s, want JobStopped and nothing after it", last)
+	}
+}
+
 func TestTwoInstancesRecordResultsOnOneJob(t *testing.T) {
 	ctx := context.Background()
 	store := MustStore(t)

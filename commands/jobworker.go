@@ -380,7 +380,7 @@ func (w *jobWorker) recordResults(reqs []*jobRequest) {
 // acceptsAll reports whether the job takes every request's results on s:
 // the common case, where no request needs refusal's full decision.
 func (w *jobWorker) acceptsAll(s *job.State, live []*jobRequest) bool {
-	if !s.Exists() || s.Status == job.StatusPending {
+	if !s.HasStarted() { // never created, pending, or stopped while pending
 		return false
 	}
 	for _, r := range live {
@@ -595,7 +595,7 @@ func unanswered(rs []*jobRequest) []*jobRequest {
 // refusal returns why the job refuses r's results on s (nil if it takes
 // them): the domain's own refusal, as deciding r alone would give it.
 func (w *jobWorker) refusal(s *job.State, r *jobRequest) error {
-	ok := s.Exists() && s.Status != job.StatusPending
+	ok := s.HasStarted()
 	for _, res := range r.results {
 		if !ok {
 			break

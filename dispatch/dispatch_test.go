@@ -752,3 +752,36 @@ func TestAnswersRelayedByAStandbyComplete(t *testing.T) {
 		t.Errorf("the dispatching Manager recorded %d answers, want none (they did not reach it)", got)
 	}
 }
+
+// TestAnswersForAJobStoppedBeforeItStartedAreNotRecorded: a job stopped
+// while pending was never sent to its devices, so answers that claim it
+// (a confused or replaying device) are refused by the job, the batch and
+// then each answer alone, and nothing is recorded.
+func TestAnswersForAJobStoppedBeforeItStartedAreNotRecorded(t *testing.T) {
+	e := MustEnv(t)
+	ids := deviceIDs("vm", 3)
+	MustCreate(t, e, "early", ids, 30, 10)
+	if _, err := e.h.StopJob(context.Background(), commands.Meta{Actor: "test"}, job.Stop{JobID: "early"}); err != nil {
+		t.Fatal(err)
+	}
+	answers := make(chan []dispatch.Answer) // unbuffered: a send returns once Relay took it
+	m, err := dispatch.New(dispatch.Config{Events: e.store, Codec: e.codec, Outcomes: outcomes{h: e.h}, Transport: sim.New(props{}, nil, sim.Config{}),
+		Answers: answers, Now: time.Now, NewID: uuid.NewString, Logger: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { m.Relay(context.Background(), stop) })
+	answers <- []dispatch.Answer{{JobID: "early", DeviceID: ids[0], Succeeded: true}, {JobID: "early", DeviceID: ids[1], Error: "fan stuck"}}
+	close(stop)
+	wg.Wait() // Relay records the answers it took before it returns
+
+	l := MustReadJob(t, e, "early")
+	if l.state.Status != job.StatusStopped || len(results(l)) != 0 {
+		t.Errorf("job %s with results %v, want stopped with none", l.state.Status, results(l))
+	}
+	if got := m.Stats().Answers; got != 0 {
+		t.Errorf("%d answers recorded, want none", got)
+	}
+}
