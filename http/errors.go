@@ -58,6 +58,19 @@ var ErrUnavailable = errors.New("unavailable, try again later")
 // lasts longer than a read model's lag.
 const unavailableRetryAfter = "5"
 
+// StatusClientClosedRequest is the answer to a request whose client went
+// away before it was answered (nginx's 499, "client closed request").
+// Nobody reads it; it is there for the access log and the metrics, where
+// a client hanging up must count neither as the server's failure (5xx,
+// which pages someone) nor as the service being unavailable (503, which
+// says "try again later" to a caller that is no longer there).
+const StatusClientClosedRequest = 499
+
+// errClientGone marks the error of a request whose own context ended
+// (handleError adds it): the client hung up, so whatever failed, failed
+// because nobody waits for the answer any more.
+var errClientGone = errors.New("the client went away before the answer")
+
 // ProblemTypeBase prefixes every problem type; the suffix is a stable slug
 // clients may switch on.
 const ProblemTypeBase = "urn:fleetjobs:problem:"
@@ -85,10 +98,11 @@ func as[T error]() func(error) bool {
 }
 
 // errorTable is THE table from error to HTTP status: the first matching row
-// wins. Later issues add their domain errors (not found, conflict, stopped
-// job...) here and nowhere else.
+// wins. The domain's refusals come by their code (domainCode); every other
+// error a handler may return has its row here and nowhere else.
 func errorTable() []mapping {
 	return []mapping{
+		{match: is(errClientGone), status: StatusClientClosedRequest, slug: "client-closed-request", title: "Client closed request"},
 		{match: as[*ValidationError](), status: http.StatusBadRequest, slug: "invalid-request", title: "Invalid request", detail: true},
 		{match: as[*ImportError](), status: http.StatusUnprocessableEntity, slug: "import-refused", title: "Import refused: nothing was recorded", detail: true},
 		{match: is(ErrIdempotencyKeyReused), status: http.StatusUnprocessableEntity, slug: "idempotency-key-reused", title: "Idempotency-Key reused: nothing was recorded", detail: true},
@@ -105,7 +119,13 @@ func errorTable() []mapping {
 		{match: is(ErrNotCaughtUp), status: http.StatusServiceUnavailable, slug: "not-caught-up", title: "Read models not caught up", detail: true, retryAfter: retryAfterSeconds},
 		{match: is(ErrNotReady), status: http.StatusServiceUnavailable, slug: "not-ready", title: "Service not ready", detail: true},
 		{match: is(ErrUnavailable), status: http.StatusServiceUnavailable, slug: "unavailable", title: "Service unavailable", detail: true, retryAfter: unavailableRetryAfter},
+		// The command handler closed: the service is shutting down. Another
+		// instance, or this one restarted, takes the command: unavailable.
+		{match: is(commands.ErrClosed), status: http.StatusServiceUnavailable, slug: "unavailable", title: "Service unavailable", detail: true, retryAfter: unavailableRetryAfter},
 		{match: is(context.DeadlineExceeded), status: http.StatusServiceUnavailable, slug: "timeout", title: "Timed out"},
+		// Cancelled, but not by the client (that is errClientGone): the
+		// service cancelled its own work, which it does when it shuts down.
+		{match: is(context.Canceled), status: http.StatusServiceUnavailable, slug: "unavailable", title: "Service unavailable", retryAfter: unavailableRetryAfter},
 	}
 }
 
@@ -222,9 +242,22 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.logger.Debug("error after the response started", zap.Error(err))
 		return
 	}
+	if c.Request().Context().Err() != nil {
+		// The client hung up (net/http cancels a request's context when
+		// its connection closes): nobody reads the answer, and the error
+		// (a cancelled wait, a cancelled read) is the hang-up's echo, not
+		// the server's failure.
+		err = fmt.Errorf("%w: %w", errClientGone, err)
+	}
 	p, m := problemFor(err)
 	if p.Status == http.StatusInternalServerError && s.unavailable(err) {
 		p, m = problemFor(fmt.Errorf("%w: %w", ErrUnavailable, err))
+	}
+	if p.Status == StatusClientClosedRequest {
+		s.logger.Debug("request abandoned by its client",
+			zap.String("method", c.Request().Method),
+			zap.String("path", c.Request().URL.Path),
+			zap.Error(err))
 	}
 	if m.retryAfter != "" {
 		c.Response().Header().Set("Retry-After", m.retryAfter)

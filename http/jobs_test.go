@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/fleetjobs/fleetjobs/commands"
 	"github.com/fleetjobs/fleetjobs/domain"
@@ -27,6 +29,9 @@ import (
 // server in cmd/fleetjobs.
 type jobStub struct {
 	history []fjhttp.HistoryEvent
+	// fail, when set, runs first in every job command; its error is the
+	// command's answer.
+	fail func(ctx context.Context, jobID string) error
 
 	mu sync.Mutex
 	// decided are the jobs the stub's commands created, as decided;
@@ -73,7 +78,12 @@ func (j *jobStub) Decided() int {
 	return len(j.decided)
 }
 func (j *jobStub) NewJobID(commandID string) string { return "job-" + commandID }
-func (j *jobStub) StopJob(_ context.Context, c fjhttp.StopJob) (fjhttp.JobResult, error) {
+func (j *jobStub) StopJob(ctx context.Context, c fjhttp.StopJob) (fjhttp.JobResult, error) {
+	if j.fail != nil {
+		if err := j.fail(ctx, c.JobID); err != nil {
+			return fjhttp.JobResult{}, err
+		}
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	d := j.decided[c.JobID]
@@ -85,7 +95,12 @@ func (j *jobStub) CopyJob(_ context.Context, c fjhttp.CopyJob) (fjhttp.JobResult
 	return fjhttp.JobResult{CommandResult: fjhttp.CommandResult{Created: true, Notes: []string{"a copy"}},
 		Job: stubJob(id, fjhttp.CreateJob{Name: "Copied"})}, nil
 }
-func (j *jobStub) RecordResult(context.Context, fjhttp.RecordResult) (fjhttp.CommandResult, error) {
+func (j *jobStub) RecordResult(ctx context.Context, c fjhttp.RecordResult) (fjhttp.CommandResult, error) {
+	if j.fail != nil {
+		if err := j.fail(ctx, c.JobID); err != nil {
+			return fjhttp.CommandResult{}, err
+		}
+	}
 	return fjhttp.CommandResult{Token: "C:3/P:3", Created: true}, nil
 }
 func (j *jobStub) Job(_ context.Context, id string) (fjhttp.Job, error) {
@@ -375,5 +390,80 @@ func TestIdempotencyKeyCreatesOneJob(t *testing.T) {
 	}
 	if got := put(b); got.Code != http.StatusConflict {
 		t.Errorf("PUT of another body under an existing ID: %d %s, want 409", got.Code, got.Body)
+	}
+}
+
+// A command refused because the command handler closed (the service is
+// shutting down) is the unavailability answer, 503 with Retry-After, and
+// nothing is logged as an error: another instance, or this one restarted,
+// takes it.
+func TestCommandsDuringShutdownAreUnavailable(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	j := newJobStub(1)
+	j.fail = func(_ context.Context, id string) error { return fmt.Errorf("job %s: %w", id, commands.ErrClosed) } // as the handler says it
+	s := MustOpen(t, withJobs(fjhttp.Config{Logger: zap.New(core)}, j))
+	for _, r := range []Request{
+		{Method: "POST", Path: "/api/v1/jobs/j1/stop", Body: `{}`, Header: JSONHeader()},
+		{Method: "POST", Path: "/api/v1/jobs/j1/devices/d1/result", Body: `{"status":"succeeded"}`, Header: JSONHeader()},
+	} {
+		a := MustDo(t, s.URL(), r)
+		p := a.Problem(t)
+		if a.Code != http.StatusServiceUnavailable || p.Type != fjhttp.ProblemTypeBase+"unavailable" || a.Header.Get("Retry-After") == "" {
+			t.Errorf("%s %s during shutdown: %d, Retry-After %q: %s", r.Method, r.Path, a.Code, a.Header.Get("Retry-After"), a.Body)
+		}
+	}
+	if errs := logs.FilterLevelExact(zap.ErrorLevel).All(); len(errs) != 0 {
+		t.Errorf("%d error entries, want none: %v", len(errs), errs[0].ContextMap())
+	}
+}
+
+// A client that hangs up while its command runs gets no answer it could
+// read; the server logs nothing above debug and counts the request as
+// 499, neither its own failure (5xx) nor unavailability (503).
+func TestAClientThatHangsUpIsNotTheServersFailure(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	entered := make(chan struct{})
+	j := newJobStub(1)
+	j.fail = func(ctx context.Context, id string) error {
+		close(entered)
+		<-ctx.Done() // the command waits, as the job's worker does, until the caller gives up
+		return fmt.Errorf("job %s: gave up waiting for the command: %w", id, ctx.Err())
+	}
+	s := MustOpen(t, withJobs(fjhttp.Config{Logger: zap.New(core)}, j))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, "POST", s.URL()+"/api/v1/jobs/j1/stop", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	<-entered
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the client's request ended with %v, want its cancellation", err)
+	}
+
+	deadline := time.Now().Add(10 * time.Second)
+	for logs.FilterMessage("request").Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not finish the abandoned request within 10s")
+		}
+		time.Sleep(10 * time.Millisecond) // polling for the server's log entry
+	}
+	if e := logs.FilterMessage("request").All()[0]; e.ContextMap()["status"] != int64(fjhttp.StatusClientClosedRequest) {
+		t.Errorf("the abandoned request was counted as %v, want %d", e.ContextMap()["status"], fjhttp.StatusClientClosedRequest)
+	}
+	for _, e := range logs.All() {
+		if e.Level > zap.DebugLevel {
+			t.Errorf("%s entry %q %v, want debug at most", e.Level, e.Message, e.ContextMap())
+		}
 	}
 }

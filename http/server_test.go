@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/fleetjobs/fleetjobs/commands"
 	fjhttp "github.com/fleetjobs/fleetjobs/http"
 )
 
@@ -148,6 +149,11 @@ func TestProblemForTable(t *testing.T) {
 				Detail: "the read models do not answer: unavailable, try again later"}},
 		{"timeout", context.DeadlineExceeded,
 			fjhttp.Problem{Type: fjhttp.ProblemTypeBase + "timeout", Title: "Timed out", Status: 503}},
+		{"the command handler closed: the service is shutting down", fmt.Errorf("job j1: %w", commands.ErrClosed),
+			fjhttp.Problem{Type: fjhttp.ProblemTypeBase + "unavailable", Title: "Service unavailable", Status: 503,
+				Detail: "job j1: command handler closed"}},
+		{"work the service cancelled, not its client", fmt.Errorf("append job-j1: %w", context.Canceled),
+			fjhttp.Problem{Type: fjhttp.ProblemTypeBase + "unavailable", Title: "Service unavailable", Status: 503}},
 		{"anything else hides its detail", errors.New("pebble: corrupted sstable 000042"),
 			fjhttp.Problem{Type: fjhttp.ProblemTypeBase + "internal", Title: "Internal error", Status: 500}},
 	}
