@@ -51,13 +51,14 @@ type JobCommands interface {
 }
 
 // JobQueries answers the job routes from the read models. Job and
-// JobDevices return an error wrapping ErrNotFound for an unknown job (or one
-// that left the 30-day window); a filter word that is no status is a
+// JobDevices return an error wrapping ErrNotFound for an unknown job (or a
+// finished one that left the 30-day window); a filter word that is no status is a
 // *ValidationError naming "status".
 type JobQueries interface {
 	Job(ctx context.Context, jobID string) (Job, error)
-	// Jobs lists the jobs of the last 30 days: running first, then newest
-	// first; with status, only those.
+	// Jobs lists every pending and running job and the finished jobs of
+	// the last 30 days: running first, then newest first; with status,
+	// only those.
 	Jobs(ctx context.Context, status string, page Page) (List[Job], error)
 	// JobDevices lists a job's devices by ID with their status in the
 	// job; with status, only those.
@@ -187,7 +188,8 @@ type JobDevice struct {
 	UpdatedAt time.Time `json:"updatedAt"`
 }
 
-// JobSummary counts the jobs by status over the 30-day window.
+// JobSummary counts the jobs by status as Jobs lists them: every pending
+// and running job, and the finished jobs of the 30-day window.
 type JobSummary struct {
 	Pending   int `json:"pending"`
 	Running   int `json:"running"`

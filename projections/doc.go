@@ -85,7 +85,7 @@
 // list and job-device pages they rendered (JobsJSON, JobDevicesJSON: the
 // API's JSON, sent as it is) and answer from memory while that position
 // has not moved since the page was read, for a second at most, and until
-// one of its jobs would leave the 30-day window. A request with a
+// one of its finished jobs would leave the 30-day window. A request with a
 // consistency token waits for the Runner first, so it never gets a page
 // older than its write.
 //

@@ -122,11 +122,12 @@ func (q *Queries) JobsJSON(ctx context.Context, filter JobFilter, req PageReques
 		if err != nil {
 			return nil, time.Time{}, err
 		}
-		// The page changes without an event when one of its jobs leaves
-		// the 30-day window: it is kept until the first of them would.
+		// The page changes without an event when one of its finished
+		// jobs leaves the 30-day window (pending and running jobs never
+		// do): it is kept until the first of them would.
 		var until time.Time
 		for i := range p.Items {
-			if at := p.Items[i].UpdatedAt.Add(JobRetention); until.IsZero() || at.Before(until) {
+			if at := p.Items[i].UpdatedAt.Add(JobRetention); p.Items[i].Status.Finished() && (until.IsZero() || at.Before(until)) {
 				until = at
 			}
 			if p.Items[i].Operations == nil {

@@ -20,7 +20,8 @@ type JobFilter struct {
 	Status job.Status
 }
 
-// JobSummary is the number of jobs by status over the 30-day window.
+// JobSummary is the number of jobs by status: every pending and running
+// job, and the finished ones of the 30-day window.
 type JobSummary struct {
 	Pending   int `json:"pending"`
 	Running   int `json:"running"`
@@ -36,9 +37,17 @@ func jobFields() []string {
 		fieldTotal, fieldSucceeded, fieldFailed, fieldPending}
 }
 
-// windowStart is the oldest last-change time a job may have to be shown:
-// JobRetention before now, by the Queries' clock.
+// windowStart is the oldest last-change time a finished job may have to
+// be shown: JobRetention before now, by the Queries' clock.
 func (q *Queries) windowStart() time.Time { return q.now().Add(-JobRetention) }
+
+// inWindow reports whether j is shown: a pending or running job always
+// is, however long ago it last changed (it is not history yet, and the
+// projection never retires it); a finished one while its last change is
+// within the 30-day window.
+func inWindow(j Job, since time.Time) bool {
+	return !j.Status.Finished() || !j.UpdatedAt.Before(since)
+}
 
 // Job returns job id with its status and counts; ErrNotFound if there is
 // no such job, or it finished and its last event is older than the 30-day
@@ -56,14 +65,14 @@ func (q *Queries) Job(ctx context.Context, id string) (Job, error) {
 	if err != nil {
 		return Job{}, fmt.Errorf("decode job %q: %w", id, err)
 	}
-	if !ok || (j.Status.Finished() && j.UpdatedAt.Before(q.windowStart())) {
+	if !ok || !inWindow(j, q.windowStart()) {
 		return Job{}, fmt.Errorf("job %q: %w", id, ErrNotFound)
 	}
 	return j, nil
 }
 
-// Jobs lists the jobs whose last change is within the 30-day window:
-// running jobs first, then newest first (by creation), ties by ID; with
+// Jobs lists every pending and running job and the finished jobs whose
+// last change is within the 30-day window: running jobs first, then newest first (by creation), ties by ID; with
 // filter.Status, only those. The cursor of a page stays valid while jobs
 // change status: the next page starts after the last job of this one in
 // that order.
@@ -90,9 +99,9 @@ func (q *Queries) Jobs(ctx context.Context, filter JobFilter, req PageRequest) (
 	if after != "" {
 		start = "(" + after
 	}
-	// Jobs out of the window (their keys expired, or about to) may still
-	// be listed until the projector's log clock passes them: they are
-	// skipped, reading on until the page is full.
+	// Finished jobs out of the window (their keys expired, or about to)
+	// may still be listed until the projector's log clock passes them:
+	// they are skipped, reading on until the page is full.
 	for len(items) <= limit {
 		want := limit + 1 - len(items)
 		members, err := q.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
@@ -119,7 +128,7 @@ func (q *Queries) Jobs(ctx context.Context, filter JobFilter, req PageRequest) (
 			if err != nil {
 				return Page[Job]{}, fmt.Errorf("list jobs: decode job %q: %w", idOfMember(m), err)
 			}
-			if ok && !j.UpdatedAt.Before(since) {
+			if ok && inWindow(j, since) {
 				items = append(items, j)
 				last = append(last, m)
 			}
@@ -137,8 +146,9 @@ func (q *Queries) Jobs(ctx context.Context, filter JobFilter, req PageRequest) (
 	return Page[Job]{Items: items, Next: next}, nil
 }
 
-// Summary counts the jobs by status whose last change is within the
-// 30-day window: one ZCOUNT per status.
+// Summary counts the jobs by status as Jobs lists them: every pending and
+// running job (ZCARD), and the finished jobs whose last change is within
+// the 30-day window (ZCOUNT from its start); one round trip.
 func (q *Queries) Summary(ctx context.Context) (JobSummary, error) {
 	prefix, err := q.prefix(ctx, JobsProjection)
 	if err != nil {
@@ -148,7 +158,11 @@ func (q *Queries) Summary(ctx context.Context) (JobSummary, error) {
 	var cmds [5]*redis.IntCmd
 	_, err = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, s := range jobStatuses() {
-			cmds[i] = p.ZCount(ctx, prefix+JobsUpdatedKey(s), since, "+inf")
+			if s.Finished() {
+				cmds[i] = p.ZCount(ctx, prefix+JobsUpdatedKey(s), since, "+inf")
+			} else {
+				cmds[i] = p.ZCard(ctx, prefix+JobsUpdatedKey(s))
+			}
 		}
 		return nil
 	})

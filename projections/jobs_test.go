@@ -332,7 +332,10 @@ func TestJobsProjection(t *testing.T) {
 	}
 	// old: finished 40 days ago, out of the window; recent: finished 20
 	// days ago; newer, newest: running and pending; stopped: stopped a
-	// day ago with a late result after the stop.
+	// day ago with a late result after the stop; stuck-running and
+	// stuck-pending: unfinished, without a change for 40 and 50 days (a
+	// device that never answers, a targeting that never ended), which the
+	// 30-day window, for finished jobs only, does not hide.
 	MustAppendAt(t, es, "job-old", append(createJob("old", "Old", days(41), "d1"),
 		jobEvent{days(41), job.Started{JobID: "old"}},
 		jobEvent{days(40), job.OperationSucceeded{JobID: "old", DeviceID: "d1"}},
@@ -350,18 +353,22 @@ func TestJobsProjection(t *testing.T) {
 		jobEvent{days(2), job.Stopped{JobID: "stopped", Reason: "by a user"}},
 		jobEvent{days(1), job.OperationFailed{JobID: "stopped", DeviceID: "d2", Error: "late"}})...)
 	MustAppendAt(t, es, "job-newest", createJob("newest", "Newest", days(0), "d4")...)
+	MustAppendAt(t, es, "job-stuck-running", append(createJob("stuck-running", "Stuck running", days(45), "d1", "d2"),
+		jobEvent{days(45), job.Started{JobID: "stuck-running"}},
+		jobEvent{days(40), job.OperationSucceeded{JobID: "stuck-running", DeviceID: "d1"}})...)
+	MustAppendAt(t, es, "job-stuck-pending", createJob("stuck-pending", "Stuck pending", days(50), "d3")...)
 	tok := MustAppend(t, es, "device-d2", device.Deleted{DeviceID: "d2"})
 
 	r := MustRunJobs(t, es, rdb, root, "1")
 	MustReach(t, r.Runner, tok)
 	q := projections.NewQueries(rdb, root, func() time.Time { return now })
 
-	t.Run("the list holds the last 30 days by last change, running on top, then newest first", func(t *testing.T) {
+	t.Run("the list holds the unfinished jobs and the finished ones of the last 30 days by last change, running on top, then newest first", func(t *testing.T) {
 		p, err := q.Jobs(ctx, projections.JobFilter{}, projections.PageRequest{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff([]string{"running", "newest", "stopped", "recent"}, jobIDs(p)); diff != "" {
+		if diff := cmp.Diff([]string{"running", "stuck-running", "newest", "stopped", "recent", "stuck-pending"}, jobIDs(p)); diff != "" {
 			t.Errorf("jobs (-want +got):\n%s", diff)
 		}
 	})
@@ -378,14 +385,14 @@ func TestJobsProjection(t *testing.T) {
 				break
 			}
 		}
-		if diff := cmp.Diff([]string{"running", "newest", "stopped", "recent"}, ids); diff != "" {
+		if diff := cmp.Diff([]string{"running", "stuck-running", "newest", "stopped", "recent", "stuck-pending"}, ids); diff != "" {
 			t.Errorf("jobs over pages of 1 (-want +got):\n%s", diff)
 		}
 	})
 	t.Run("the list filters by status", func(t *testing.T) {
 		for status, want := range map[job.Status][]string{
-			job.StatusRunning: {"running"}, job.StatusFailed: {"recent"}, job.StatusCompleted: {},
-			job.StatusPending: {"newest"}, job.StatusStopped: {"stopped"},
+			job.StatusRunning: {"running", "stuck-running"}, job.StatusFailed: {"recent"}, job.StatusCompleted: {},
+			job.StatusPending: {"newest", "stuck-pending"}, job.StatusStopped: {"stopped"},
 		} {
 			p, err := q.Jobs(ctx, projections.JobFilter{Status: status}, projections.PageRequest{})
 			if err != nil {
@@ -400,12 +407,12 @@ func TestJobsProjection(t *testing.T) {
 			t.Errorf("unknown status: error %v, want a PageError on status", err)
 		}
 	})
-	t.Run("the summary counts the window by status", func(t *testing.T) {
+	t.Run("the summary counts the jobs by status as the list holds them", func(t *testing.T) {
 		s, err := q.Summary(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := projections.JobSummary{Pending: 1, Running: 1, Failed: 1, Stopped: 1, Total: 4}
+		want := projections.JobSummary{Pending: 2, Running: 2, Failed: 1, Stopped: 1, Total: 6}
 		if diff := cmp.Diff(want, s); diff != "" {
 			t.Errorf("summary (-want +got):\n%s", diff)
 		}
