@@ -62,6 +62,11 @@ type Result struct {
 	// DeviceKey is the device key this call issued (registering a new
 	// device, IssueDeviceKey), to be shown once; empty otherwise.
 	DeviceKey string
+	// Reason is, for StopJob, the reason the job's JobStopped recorded:
+	// the domain's (trimmed, or job.DefaultStopReason), this call's or,
+	// for a retry under the same command ID, the first call's. Empty
+	// otherwise.
+	Reason string
 }
 
 // Handler runs commands: the one command-handling path of fleetjobs. It is

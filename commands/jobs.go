@@ -125,13 +125,13 @@ func decideCreate(cmd job.Create) decideFunc[*job.State, job.Event] {
 // StartJob starts a pending job whose targeting is complete (the
 // dispatcher sends it); on a running job it records nothing.
 func (h *Handler) StartJob(ctx context.Context, meta Meta, cmd job.Start) (Result, error) {
-	return h.jobCommand(ctx, meta, cmd.JobID, cmd)
+	return h.jobCommand(ctx, meta, cmd.JobID, cmd, nil)
 }
 
 // RecordDispatch records that devices are about to be sent a running job
 // (the dispatcher, before it sends them: at-least-once delivery).
 func (h *Handler) RecordDispatch(ctx context.Context, meta Meta, cmd job.RecordDispatch) (Result, error) {
-	return h.jobCommand(ctx, meta, cmd.JobID, cmd)
+	return h.jobCommand(ctx, meta, cmd.JobID, cmd, nil)
 }
 
 // RecordDispatches records several batches as dispatched in one append,
@@ -202,23 +202,33 @@ func decideDispatches(s *job.State, cmds []job.RecordDispatch) ([]job.Event, int
 // StopJob stops a pending or running job (POST /jobs/{id}/stop). A finished
 // job, stopped ones included, is a CodeConflict that says to create a new
 // job: a stopped job is never restarted. A retried stop with the same
-// command ID answers with its original position.
+// command ID answers with its original position. Result.Reason is the
+// stop's reason as recorded, read from the job's state once stopped.
 func (h *Handler) StopJob(ctx context.Context, meta Meta, cmd job.Stop) (Result, error) {
-	return h.jobCommand(ctx, meta, cmd.JobID, cmd)
+	return h.jobCommand(ctx, meta, cmd.JobID, cmd, func(s *job.State, r *Result) {
+		if s.Exists() && s.Status == job.StatusStopped {
+			r.Reason = s.Reason
+		}
+	})
 }
 
 // jobCommand runs a command on job id through its worker and the one
-// command path.
-func (h *Handler) jobCommand(ctx context.Context, meta Meta, id string, cmd job.Command) (Result, error) {
+// command path; then, if not nil, reads what the command's answer needs
+// from the job's state after it (when it succeeded).
+func (h *Handler) jobCommand(ctx context.Context, meta Meta, id string, cmd job.Command, then func(*job.State, *Result)) (Result, error) {
 	if err := domain.CheckID("jobId", id); err != nil {
 		return Result{}, err
 	}
 	meta = h.fill(meta)
 	return h.onJob(ctx, id, &jobRequest{meta: meta, do: func(w *jobWorker) (Result, error) {
-		return w.command(meta, func(s *job.State) ([]job.Event, int, error) {
+		res, err := w.command(meta, func(s *job.State) ([]job.Event, int, error) {
 			events, err := job.Decide(s, cmd)
 			return events, 0, err
 		})
+		if err == nil && then != nil {
+			then(w.state(), &res)
+		}
+		return res, err
 	}})
 }
 

@@ -310,12 +310,12 @@ func TestStoppedJobIsNeverRestarted(t *testing.T) {
 	h := MustJobHandler(t, store)
 	MustRunningJob(t, h, "j1", 10)
 
-	stop, err := h.StopJob(ctx, commands.Meta{CommandID: "stop-1"}, job.Stop{JobID: "j1", Reason: "wrong speed"})
-	if err != nil || stop.Events != 1 {
-		t.Fatalf("stop = %+v, %v", stop, err)
+	stop, err := h.StopJob(ctx, commands.Meta{CommandID: "stop-1"}, job.Stop{JobID: "j1", Reason: " wrong speed "})
+	if err != nil || stop.Events != 1 || stop.Reason != "wrong speed" {
+		t.Fatalf("stop = %+v, %v; want one event, the reason as recorded", stop, err)
 	}
-	if again, err := h.StopJob(ctx, commands.Meta{CommandID: "stop-1"}, job.Stop{JobID: "j1"}); err != nil || again.Position != stop.Position {
-		t.Errorf("retried stop = %+v, %v; want its original position", again, err)
+	if again, err := h.StopJob(ctx, commands.Meta{CommandID: "stop-1"}, job.Stop{JobID: "j1"}); err != nil || again.Position != stop.Position || again.Reason != "wrong speed" {
+		t.Errorf("retried stop = %+v, %v; want its original position and reason", again, err)
 	}
 	_, err = h.StopJob(ctx, commands.Meta{}, job.Stop{JobID: "j1"})
 	checkCode(t, err, domain.CodeConflict, "a new job must be created")

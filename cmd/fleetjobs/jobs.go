@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -209,7 +208,7 @@ func (a *jobCommands) StopJob(ctx context.Context, c fjhttp.StopJob) (fjhttp.Job
 		return fjhttp.JobResult{}, err
 	}
 	j, _, err := a.decided(ctx, c.JobID)
-	j.Status, j.Reason = string(job.StatusStopped), cmp.Or(c.Reason, job.DefaultStopReason)
+	j.Status, j.Reason = string(job.StatusStopped), r.Reason
 	return fjhttp.JobResult{CommandResult: commandResult(r), Job: j}, err
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/fleetjobs/fleetjobs/domain/job"
 	"github.com/fleetjobs/fleetjobs/eventstore"
 	fjhttp "github.com/fleetjobs/fleetjobs/http"
+	"github.com/fleetjobs/fleetjobs/projections"
 )
 
 // fleet is a served fleetjobs with a template, four devices and a device
@@ -408,6 +409,51 @@ var cmpIgnoreTimes = cmp.Transformer("noTimes", func(j fjhttp.Job) fjhttp.Job {
 // TestJobRefusalsRecordNothing sends every job the rules refuse and
 // checks each answer (status, problem+json, the field and a detail of its
 // own) and that no job stream was written.
+// TestStopAnswersTheRecordedReason: a stop's answer has the reason the
+// domain recorded in JobStopped (trimmed, or the default for a blank one),
+// not the request's as sent, also when it is answered from what was
+// decided because the read models do not hold the job (here: its read
+// model deleted), and a retry under the same Idempotency-Key answers the
+// stop it recorded.
+func TestStopAnswersTheRecordedReason(t *testing.T) {
+	url, root := MustRedisURL(t)
+	f := MustFleet(t, ServeConfig(t, url, root), nil)
+	for _, tc := range []struct{ id, reason, want string }{
+		{"blank", "  \t ", job.DefaultStopReason},
+		{"padded", "  wrong speed \n", "wrong speed"},
+	} {
+		t.Run(tc.id, func(t *testing.T) {
+			put := MustStatus(t, Do(t, http.MethodPut, f.api+"/jobs/"+tc.id, jobBody("To stop"), WithToken(f.token)), http.StatusCreated)
+			f.job(t, tc.id, put.Token()) // the read models hold it: its key is there to delete
+			MustDeleteKeys(t, url, root+":"+projections.JobsProjection+":*:"+projections.JobKey(tc.id))
+
+			key := header("Idempotency-Key", "stop-"+tc.id)
+			a := MustDecode[fjhttp.JobAnswer](t, MustStatus(t, Do(t, http.MethodPost, f.api+"/jobs/"+tc.id+"/stop", map[string]any{"reason": tc.reason}, key), http.StatusOK))
+			if a.Status != "stopped" || a.Reason != tc.want || len(a.Notes) == 0 {
+				t.Errorf("stop answer: %s %q, notes %q; want stopped %q, decided (noted)", a.Status, a.Reason, a.Notes, tc.want)
+			}
+			again := MustDecode[fjhttp.JobAnswer](t, MustStatus(t, Do(t, http.MethodPost, f.api+"/jobs/"+tc.id+"/stop", map[string]any{"reason": tc.reason}, key), http.StatusOK))
+			if again.Reason != tc.want {
+				t.Errorf("retried stop answer: reason %q, want the first stop's %q", again.Reason, tc.want)
+			}
+
+			var recorded []string
+			for _, e := range MustDecode[fjhttp.List[fjhttp.HistoryEvent]](t, MustStatus(t, Do(t, http.MethodGet, f.api+"/jobs/"+tc.id+"/history", nil, nil), http.StatusOK)).Items {
+				if e.Type == eventstore.JobStopped {
+					var d job.Stopped
+					if err := json.Unmarshal(e.Data, &d); err != nil {
+						t.Fatal(err)
+					}
+					recorded = append(recorded, d.Reason)
+				}
+			}
+			if diff := cmp.Diff([]string{tc.want}, recorded); diff != "" {
+				t.Errorf("recorded stop reasons (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 func TestJobRefusalsRecordNothing(t *testing.T) {
 	url, root := MustRedisURL(t)
 	f := MustFleet(t, ServeConfig(t, url, root), nil)
