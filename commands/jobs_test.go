@@ -427,16 +427,22 @@ func TestResultRefusalsFailOnlyTheirCaller(t *testing.T) {
 	checkCode(t, err, domain.CodeNotFound, "does not exist")
 	_, err = h.RecordResult(ctx, commands.Meta{}, "j1", job.DeviceResult{DeviceID: "vm-0000001", Status: "maybe"})
 	checkCode(t, err, domain.CodeInvalid, "status")
+	_, err = h.RecordResult(ctx, commands.Meta{}, "j1", job.DeviceResult{DeviceID: "vm-0000001", Status: job.DeviceSucceeded, Error: "all good"})
+	checkCode(t, err, domain.CodeInvalid, "error: must be empty when status is succeeded")
 
 	// A batch with one stranger is refused whole; the batches and single
 	// results around it are recorded.
 	var wg sync.WaitGroup
-	var badBatch error
+	var badBatch, contradicting error
 	good := make([]error, 4)
 	ids := deviceIDs(200)
 	wg.Go(func() {
 		rs := []job.DeviceResult{{DeviceID: ids[0], Status: job.DeviceSucceeded}, {DeviceID: "stranger", Status: job.DeviceSucceeded}}
 		_, badBatch = h.RecordResults(ctx, commands.Meta{}, "j1", rs)
+	})
+	wg.Go(func() {
+		rs := []job.DeviceResult{{DeviceID: ids[170], Status: job.DeviceFailed, Error: "x"}, {DeviceID: ids[171], Status: job.DeviceSucceeded, Error: "all good"}}
+		_, contradicting = h.RecordResults(ctx, commands.Meta{}, "j1", rs)
 	})
 	for g := range good {
 		wg.Go(func() {
@@ -449,6 +455,7 @@ func TestResultRefusalsFailOnlyTheirCaller(t *testing.T) {
 	}
 	wg.Wait()
 	checkCode(t, badBatch, domain.CodeNotFound, `"stranger" is not in job`)
+	checkCode(t, contradicting, domain.CodeInvalid, "results[1].error")
 	for g, err := range good {
 		if err != nil {
 			t.Errorf("batch %d beside a refused one: %v", g, err)
@@ -458,8 +465,10 @@ func TestResultRefusalsFailOnlyTheirCaller(t *testing.T) {
 	if got := s.Counts().Succeeded; got != 160 {
 		t.Errorf("%d results recorded, want the good batches' 160", got)
 	}
-	if d, _ := s.Device(ids[0]); d.Status != job.DevicePending {
-		t.Errorf("the refused batch's device is %s, want pending", d.Status)
+	for _, id := range []string{ids[0], ids[170], ids[171]} {
+		if d, _ := s.Device(id); d.Status != job.DevicePending {
+			t.Errorf("the refused batches' device %s is %s, want pending", id, d.Status)
+		}
 	}
 }
 

@@ -385,7 +385,7 @@ func (w *jobWorker) acceptsAll(s *job.State, live []*jobRequest) bool {
 	}
 	for _, r := range live {
 		for _, res := range r.results {
-			if _, in := s.Device(res.DeviceID); !in || (res.Status != job.DeviceSucceeded && res.Status != job.DeviceFailed) {
+			if !s.Takes(res) {
 				return false
 			}
 		}
@@ -600,8 +600,7 @@ func (w *jobWorker) refusal(s *job.State, r *jobRequest) error {
 		if !ok {
 			break
 		}
-		_, in := s.Device(res.DeviceID)
-		ok = in && (res.Status == job.DeviceSucceeded || res.Status == job.DeviceFailed)
+		ok = s.Takes(res)
 	}
 	if ok {
 		return nil
@@ -609,6 +608,11 @@ func (w *jobWorker) refusal(s *job.State, r *jobRequest) error {
 	var cmd job.Command = job.RecordResults{JobID: w.id, Results: r.results}
 	if r.single {
 		res := r.results[0]
+		if err := res.Check(); err != nil {
+			// RecordSuccess has no error message to refuse: the result
+			// is refused as it is, naming its own fields.
+			return err
+		}
 		switch res.Status {
 		case job.DeviceSucceeded:
 			cmd = job.RecordSuccess{JobID: w.id, DeviceID: res.DeviceID}

@@ -451,19 +451,17 @@ func (s *Server) postResult(c echo.Context) error {
 	if err := s.bindJSON(c, &b); err != nil {
 		return err
 	}
+	// The body's shape: a status of the enum, an error within the
+	// domain's bound. A success with an error message is the domain's
+	// refusal (job.DeviceResult.Check), a 400 naming "error" all the same.
 	var fe fieldErrors
-	switch b.Status {
-	case resultSucceeded:
-		if b.Error != "" {
-			fe.add("error", "must be empty when status is succeeded")
-		}
-	case resultFailed:
-	default:
+	if b.Status != resultSucceeded && b.Status != resultFailed {
 		fe.add("status", "must be succeeded or failed")
 	}
 	if len(b.Error) > job.MaxErrorLen {
-		// A device's message over MQTT is cut to this length (the domain's
-		// rule); a gateway can be told.
+		// The domain cuts a longer message (a device answering over MQTT
+		// cannot be refused); a gateway reporting over HTTP can be told,
+		// and nothing is recorded.
 		fe.add("error", fmt.Sprintf("is %d bytes long; at most %d are allowed", len(b.Error), job.MaxErrorLen))
 	}
 	if err := fe.err(); err != nil {

@@ -247,6 +247,8 @@ func TestJobLifecycle(t *testing.T) {
 		t.Errorf("device not in the job: detail %q", p.Detail)
 	}
 	MustProblem(t, f.result(t, "j1", "vm-3", "done", "", http.StatusBadRequest), http.StatusBadRequest, "status")
+	// Only a failure has an error message (the domain's rule): refused, nothing recorded.
+	MustProblem(t, f.result(t, "j1", "vm-3", "succeeded", "all good", http.StatusBadRequest), http.StatusBadRequest, "error")
 	last := f.result(t, "j1", "vm-3", "succeeded", "", http.StatusAccepted).Token()
 	got = f.job(t, "j1", last)
 	if got.Status != "failed" || got.Counts != (fjhttp.JobCounts{Total: 3, Succeeded: 2, Failed: 1}) {

@@ -63,7 +63,9 @@ const (
 //     finished job it is a CodeConflict: nothing is dispatched after a
 //     stop.
 //   - RecordSuccess, RecordFailure and RecordResults record device results
-//     on a started job. A device that already has a result keeps it: a
+//     on a started job. A result that contradicts itself (an unknown
+//     status, a success with an error message) is CodeInvalid (see
+//     DeviceResult.Check). A device that already has a result keeps it: a
 //     repeated or contradicting result decides nothing. A device the job
 //     does not target is CodeNotFound, naming it. The result that brings
 //     the last device's answer is followed, in the same decision, by
@@ -250,12 +252,13 @@ func decideResults(s *State, jobID string, results []DeviceResult, field string)
 	var unknown []string
 	var bad []domain.FieldError
 	for i, r := range results {
-		if r.Status != DeviceSucceeded && r.Status != DeviceFailed {
-			f := "status"
-			if field == "" {
-				f = fmt.Sprintf("results[%d].status", i)
+		if fe := checkResult(r); len(fe) > 0 {
+			for _, f := range fe {
+				if field == "" {
+					f.Field = fmt.Sprintf("results[%d].%s", i, f.Field)
+				}
+				bad = append(bad, f)
 			}
-			bad = append(bad, domain.FieldError{Field: f, Message: fmt.Sprintf("unknown result %q: use succeeded or failed", r.Status)})
 			continue
 		}
 		if _, ok := s.devs.index(r.DeviceID); !ok {
@@ -319,6 +322,44 @@ func decideResults(s *State, jobID string, results []DeviceResult, field string)
 		return nil, nil
 	}
 	return events, nil
+}
+
+// Check returns the refusal (CodeInvalid, naming "status" or "error") of
+// a result that contradicts itself, whatever the job: a status other than
+// succeeded or failed, or a success with an error message (only a failure
+// has one; OperationSucceeded records none, so it would be lost).
+// RecordResults refuses such results the same way, naming them
+// "results[i].status" and "results[i].error".
+func (r DeviceResult) Check() error {
+	if fe := checkResult(r); len(fe) > 0 {
+		return domain.InvalidFields(fe)
+	}
+	return nil
+}
+
+// checkResult is Check's list of faults, with the fields named as for one
+// result alone.
+func checkResult(r DeviceResult) []domain.FieldError {
+	switch {
+	case r.Status != DeviceSucceeded && r.Status != DeviceFailed:
+		return []domain.FieldError{{Field: "status", Message: fmt.Sprintf("unknown result %q: use succeeded or failed", r.Status)}}
+	case r.Status == DeviceSucceeded && r.Error != "":
+		return []domain.FieldError{{Field: "error", Message: "must be empty when status is succeeded: only a failure has an error message"}}
+	}
+	return nil
+}
+
+// Takes reports whether the job records r without refusing it: the job
+// started, targets r's device, and r is a valid result (Check). Deciding
+// RecordResults refuses a batch exactly when Takes is false for one of its
+// results; the per-job worker asks it to skip refusals' full decision in
+// the common case.
+func (s *State) Takes(r DeviceResult) bool {
+	if !s.HasStarted() || checkResult(r) != nil {
+		return false
+	}
+	_, in := s.devs.index(r.DeviceID)
+	return in
 }
 
 // thresholdReached is the cancellation rule: with a threshold of t percent

@@ -24,6 +24,10 @@
 //     that a stopped job cannot be restarted and a new job must be created
 //     (POST /api/v1/jobs/{id}/copy). Stopping twice is that conflict too,
 //     as the API answers 409 to a stop on a finished job.
+//   - Only a failure has an error message: a success with one is
+//     CodeInvalid (DeviceResult.Check), not recorded with its message lost.
+//     A failure's message is cut to MaxErrorLen bytes: a device answering
+//     over MQTT cannot be refused (the HTTP edge refuses a longer one).
 //   - A device's first result stands: a repeated or contradicting result
 //     decides zero events. A result for a device the job does not target is
 //     CodeNotFound, naming it. Results after a stop (or an early failure)

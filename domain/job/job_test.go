@@ -450,7 +450,33 @@ func TestDecideResults(t *testing.T) {
 			given: running(3, 0),
 			when:  results(succ("d1"), job.DeviceResult{DeviceID: "d2", Status: job.DevicePending}),
 			err:   &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"results[1].status"}, Says: `unknown result "pending"`}},
+		{name: "a success with an error message is refused: only a failure has one",
+			given: running(3, 0),
+			when:  results(succ("d1"), job.DeviceResult{DeviceID: "d2", Status: job.DeviceSucceeded, Error: "all good"}),
+			err:   &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"results[1].error"}, Says: "must be empty when status is succeeded"}},
 	})
+}
+
+func TestResultCheck(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		r    job.DeviceResult
+		err  *domaintest.Refusal
+	}{
+		{name: "a success without a message is valid", r: job.DeviceResult{DeviceID: "d1", Status: job.DeviceSucceeded}},
+		{name: "a failure with a message is valid", r: job.DeviceResult{DeviceID: "d1", Status: job.DeviceFailed, Error: "fan stuck"}},
+		{name: "a failure without a message is valid: it is recorded with a stand-in", r: job.DeviceResult{DeviceID: "d1", Status: job.DeviceFailed}},
+		{name: "a success with a message is refused, naming the error",
+			r:   job.DeviceResult{DeviceID: "d1", Status: job.DeviceSucceeded, Error: "all good"},
+			err: &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"error"}, Says: "only a failure has an error message"}},
+		{name: "an unknown status is refused, naming the status",
+			r:   job.DeviceResult{DeviceID: "d1", Status: "done"},
+			err: &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"status"}, Says: `unknown result "done"`}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			domaintest.CheckRefusal(t, c.r.Check(), c.err)
+		})
+	}
 }
 
 func TestEvolveKeepsCountsAndDeviceStates(t *testing.T) {

@@ -71,7 +71,10 @@ func drawCommand(t *rapid.T, ids []string, n, threshold int) job.Command {
 	case 7, 8:
 		rs := rapid.SliceOfN(rapid.Custom(func(t *rapid.T) job.DeviceResult {
 			r := job.DeviceResult{DeviceID: id.Draw(t, "device"), Status: job.DeviceSucceeded}
-			if rapid.Bool().Draw(t, "fails") {
+			switch rapid.IntRange(0, 9).Draw(t, "result") {
+			case 0: // a success with a message, which no job takes
+				r.Error = "all good"
+			case 1, 2, 3, 4:
 				r.Status, r.Error = job.DeviceFailed, msg.Draw(t, "error")
 			}
 			return r
@@ -111,6 +114,15 @@ func TestPropertyAnySequenceOfCommandsKeepsTheJobRules(t *testing.T) {
 			events, err := job.Decide(s, cmd)
 			if diff := cmp.Diff(before, viewOf(s)); diff != "" {
 				t.Fatalf("Decide(%#v) changed the state (-before +after):\n%s", cmd, diff)
+			}
+			if rr, ok := cmd.(job.RecordResults); ok {
+				takes := true
+				for _, r := range rr.Results {
+					takes = takes && s.Takes(r)
+				}
+				if takes != (err == nil) {
+					t.Fatalf("Takes says %t for every result of %#v, but Decide refused with %v", takes, cmd, err)
+				}
 			}
 			if err != nil {
 				if domain.ErrorCode(err) == "" {
