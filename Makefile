@@ -5,6 +5,10 @@ PKGS      ?= ./...
 # The whole suite must stay well under 10 minutes on a 2-core machine.
 TESTFLAGS ?= -count=1 -timeout 15m
 BENCHTIME ?= 1x
+# The exhaustiveness check of switches over the closed sets (//sumtype:decl)
+# that golangci-lint runs as gochecksumtype; without golangci-lint, `make lint`
+# runs it through `go run` at this version (fetched once through the module proxy).
+SUMTYPE   ?= github.com/alecthomas/go-check-sumtype/cmd/go-check-sumtype@v0.3.1
 
 .PHONY: run test build bench lint vet fmt clean help
 
@@ -27,10 +31,11 @@ bench: ## every benchmark once at its default size: a smoke run, 3-4 min (BENCHM
 vet: ## go vet of every package
 	$(GO) vet $(PKGS)
 
-lint: ## golangci-lint when installed, else go vet and gofmt
+lint: ## golangci-lint when installed, else go vet, gofmt and go-check-sumtype
 	@if command -v golangci-lint >/dev/null 2>&1; then golangci-lint run ./...; \
-	else echo "golangci-lint not installed: running go vet and gofmt only"; $(GO) vet $(PKGS); \
-	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }; fi
+	else echo "golangci-lint not installed: running go vet, gofmt and go-check-sumtype only"; $(GO) vet $(PKGS) && \
+	{ test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }; } && \
+	$(GO) run $(SUMTYPE) $(PKGS); fi
 
 fmt: ## gofmt every Go file
 	gofmt -w $$(git ls-files '*.go')

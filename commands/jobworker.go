@@ -727,6 +727,9 @@ func resultDevice(ev job.Event) string {
 		return e.DeviceID
 	case job.OperationFailed:
 		return e.DeviceID
+	case job.Created, job.DevicesTargeted, job.Started, job.DevicesDispatched,
+		job.Completed, job.Failed, job.Stopped:
+		// Not a device's result: a job-wide event, or one about many devices.
 	}
 	return ""
 }

@@ -426,6 +426,9 @@ func (m *Manager) onEvent(ctx context.Context, r eventstore.Recorded) error {
 		m.settleRecorded(j, e.DeviceID, true)
 	case job.OperationFailed:
 		m.settleRecorded(j, e.DeviceID, e.Error != TimedOut(j.state.TimeoutSeconds))
+	case job.Started, job.Completed, job.Failed, job.Stopped:
+		// Status changes only: Evolve above has recorded them, and
+		// maybeDrop below lets go of a job that has ended.
 	}
 	m.maybeDrop(j)
 	m.cond.Broadcast()

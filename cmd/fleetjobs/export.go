@@ -511,6 +511,9 @@ func ExportJobCSV(ctx context.Context, es *eventstore.Client, id string, w io.Wr
 			device = e.DeviceID
 		case job.OperationFailed:
 			device = e.DeviceID
+		case job.Created, job.Started, job.DevicesDispatched, job.Completed, job.Failed, job.Stopped:
+			// No device's name nor its result: Evolve alone takes
+			// them in.
 		}
 		before, _ := state.Device(device)
 		state = job.Evolve(state, ev)
