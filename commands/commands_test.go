@@ -295,18 +295,20 @@ func TestEventsCarryMetadataAndDerivedIDs(t *testing.T) {
 	}
 }
 
-func TestEventIDsDifferByStreamAndIndex(t *testing.T) {
+// TestEventIDsDifferByCommandStreamAndIndex: every (command, stream,
+// index) gets its own ID. That a retry of a command derives the same IDs is
+// pinned by TestEventIDIsNameBasedSHA1.
+func TestEventIDsDifferByCommandStreamAndIndex(t *testing.T) {
 	ids := map[string]bool{}
-	for _, s := range []string{"device-a", "device-b"} {
-		for i := range 3 {
-			ids[commands.EventID("c1", s, i).String()] = true
+	for _, c := range []string{"c1", "c2"} {
+		for _, s := range []string{"device-a", "device-b"} {
+			for i := range 3 {
+				ids[commands.EventID(c, s, i).String()] = true
+			}
 		}
 	}
-	if len(ids) != 6 {
-		t.Errorf("6 (stream, index) pairs gave %d distinct IDs", len(ids))
-	}
-	if commands.EventID("c1", "device-a", 0) != commands.EventID("c1", "device-a", 0) {
-		t.Error("EventID is not deterministic")
+	if len(ids) != 12 {
+		t.Errorf("12 (command, stream, index) triples gave %d distinct IDs", len(ids))
 	}
 }
 

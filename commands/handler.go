@@ -102,16 +102,6 @@ func WithMaxAttempts(n int) Option {
 	}
 }
 
-// WithCacheSize bounds how many aggregate states the Handler keeps in memory
-// (0 disables the cache). Default 100,000.
-func WithCacheSize(n int) Option {
-	return func(h *Handler) {
-		if n >= 0 {
-			h.cache = newCache(n)
-		}
-	}
-}
-
 // WithWorkers sets how many streams an import loads and appends to
 // concurrently. Default 64: appends of single events are bound by round
 // trips, not CPU.

@@ -40,16 +40,6 @@ func WithJobIdle(d time.Duration) Option {
 	}
 }
 
-// WithJobRound caps how many queued results a job's worker decides and
-// appends in one round. Default DefaultJobRound.
-func WithJobRound(n int) Option {
-	return func(h *Handler) {
-		if n > 0 {
-			h.jobs.round = n
-		}
-	}
-}
-
 // jobs is the job Decider as the command path sees it. Its state is
 // mutable (job.Evolve changes it in place), so it never enters the shared
 // cache: each job's state belongs to that job's worker.

@@ -17,17 +17,6 @@ import (
 	"github.com/fleetjobs/fleetjobs/projections"
 )
 
-// opsOf returns the ops of a job key (or every op, for key ""), in order.
-func opsOf(ops []projections.Op, key string) []projections.Op {
-	var out []projections.Op
-	for _, op := range ops {
-		if key == "" || op.Key == key {
-			out = append(out, op)
-		}
-	}
-	return out
-}
-
 func TestApplyJobEvent(t *testing.T) {
 	t.Parallel()
 	created := t0

@@ -442,31 +442,6 @@ func (p *plan) queue(ctx context.Context, pipe redis.Pipeliner, prefix string) {
 	}
 }
 
-// queueOne sends op to pipe as its own command, unreduced: the baseline the
-// benchmark compares the plan with, and the reference its tests check the
-// plan against.
-func queueOne(ctx context.Context, pipe redis.Pipeliner, prefix string, op Op) {
-	k := prefix + op.Key
-	switch op.Kind {
-	case OpSet:
-		pipe.Set(ctx, k, op.Value, 0)
-	case OpDel:
-		pipe.Del(ctx, k)
-	case OpZAdd:
-		pipe.ZAdd(ctx, k, redis.Z{Score: op.Score, Member: op.Member})
-	case OpZRem:
-		pipe.ZRem(ctx, k, op.Member)
-	case OpHSet:
-		pipe.HSet(ctx, k, op.Member, op.Value)
-	case OpHDel:
-		pipe.HDel(ctx, k, op.Member)
-	case OpHIncrBy:
-		pipe.HIncrBy(ctx, k, op.Member, op.Delta)
-	case OpExpireAt:
-		pipe.PExpireAt(ctx, k, op.At)
-	}
-}
-
 // planPresize bounds the keys a plan makes room for up front: sized by
 // the batch's ops, the map and order of a batch of job results (tens of
 // thousands of ops on a handful of keys) would be megabytes allocated and

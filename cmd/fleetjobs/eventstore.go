@@ -97,9 +97,6 @@ func (m *EventStoreMain) Run(ctx context.Context) error {
 	return nil
 }
 
-// URL is the store's connection string, once Run succeeded.
-func (m *EventStoreMain) URL() string { return m.store.URL() }
-
 // Close stops the store: subscriptions end, in-flight appends finish, the
 // data directory is released.
 func (m *EventStoreMain) Close() error {

@@ -157,25 +157,6 @@ type ExportedEvent struct {
 	RecordedAt  time.Time       `json:"recordedAt"`
 }
 
-// DecodeBytes returns the stored bytes of an exported Data or Metadata
-// value: a JSON object, array, number... is stored as is, a JSON string is
-// base64 of the stored bytes, unless asJSON says the value was stored as
-// JSON (Data of an application/json event).
-func DecodeBytes(v json.RawMessage, asJSON bool) ([]byte, error) {
-	if asJSON || len(v) == 0 || v[0] != '"' {
-		return v, nil
-	}
-	var s string
-	if err := json.Unmarshal(v, &s); err != nil {
-		return nil, fmt.Errorf("exported bytes: %w", err)
-	}
-	b, err := base64.StdEncoding.DecodeString(s)
-	if err != nil {
-		return nil, fmt.Errorf("exported bytes: %w", err)
-	}
-	return b, nil
-}
-
 // exporter writes the events of one export.
 type exporter struct {
 	cfg   ExportConfig

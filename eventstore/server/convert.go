@@ -27,33 +27,6 @@ const (
 // the "created" key; the client calls log.Fatalf without it (§2).
 const nanosPerTick = 100
 
-// uuidFromProto decodes an event ID in either wire form (§2). It refuses a
-// missing, malformed or nil UUID: the client would read the nil UUID back
-// for an event sent without an ID (§14).
-func uuidFromProto(id *shared.UUID) ([16]byte, error) {
-	var out [16]byte
-	switch v := id.GetValue().(type) {
-	case *shared.UUID_Structured_:
-		if v.Structured == nil {
-			return out, invalidArgument("event id: empty structured UUID")
-		}
-		binary.BigEndian.PutUint64(out[:8], uint64(v.Structured.MostSignificantBits))
-		binary.BigEndian.PutUint64(out[8:], uint64(v.Structured.LeastSignificantBits))
-	case *shared.UUID_String_:
-		u, ok := parseUUIDString(v.String_)
-		if !ok {
-			return out, invalidArgument("event id: malformed UUID %q", v.String_)
-		}
-		out = u
-	default:
-		return out, invalidArgument("event id: missing")
-	}
-	if out == ([16]byte{}) {
-		return out, invalidArgument("event id: the nil UUID is not a valid event id")
-	}
-	return out, nil
-}
-
 // parseUUIDString accepts the string forms KurrentDB's Guid.Parse does:
 // "D" (8-4-4-4-12 hex digits), "N" (32 hex digits), and "D" enclosed in
 // braces ("B") or parentheses ("P"). uuid.Parse alone is too lenient: for

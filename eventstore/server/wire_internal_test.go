@@ -171,6 +171,34 @@ func referenceEvent(pm *streams.AppendReq_ProposedMessage) (store.Proposed, erro
 	}, nil
 }
 
+// uuidFromProto is the proto path's decoding of an event ID in either wire
+// form (§2), the reference for appendFrame.event's. It refuses a missing,
+// malformed or nil UUID: the client would read the nil UUID back for an
+// event sent without an ID (§14).
+func uuidFromProto(id *shared.UUID) ([16]byte, error) {
+	var out [16]byte
+	switch v := id.GetValue().(type) {
+	case *shared.UUID_Structured_:
+		if v.Structured == nil {
+			return out, invalidArgument("event id: empty structured UUID")
+		}
+		binary.BigEndian.PutUint64(out[:8], uint64(v.Structured.MostSignificantBits))
+		binary.BigEndian.PutUint64(out[8:], uint64(v.Structured.LeastSignificantBits))
+	case *shared.UUID_String_:
+		u, ok := parseUUIDString(v.String_)
+		if !ok {
+			return out, invalidArgument("event id: malformed UUID %q", v.String_)
+		}
+		out = u
+	default:
+		return out, invalidArgument("event id: missing")
+	}
+	if out == ([16]byte{}) {
+		return out, invalidArgument("event id: the nil UUID is not a valid event id")
+	}
+	return out, nil
+}
+
 // MustDirtyFrame returns a frame that has already decoded a valid event
 // with every field set, as Append's frame has after the first event: state
 // left from it must not leak into the next message.
