@@ -17,17 +17,15 @@ import (
 // ErrClosed is returned by the job commands of a Handler that was closed.
 var ErrClosed = errors.New("command handler closed")
 
-// Defaults of the per-job workers.
-const (
-	// DefaultJobIdle is how long a job's worker keeps its state without
-	// commands before it stops (a finished job's: at most a second, enough
-	// for the late results of the batch in flight).
-	DefaultJobIdle = 30 * time.Second
-	// DefaultJobRound caps the results one round of a job's worker decides
-	// together: enough for several full appends, few enough that callers
-	// queued behind them are answered soon.
-	DefaultJobRound = 20_000
-)
+// DefaultJobIdle is how long a job's worker keeps its state without
+// commands before it stops (a finished job's: at most a second, enough for
+// the late results of the batch in flight).
+const DefaultJobIdle = 30 * time.Second
+
+// jobRound caps the results one round of a job's worker decides together:
+// enough for several full appends, few enough that callers queued behind
+// them are answered soon.
+const jobRound = 20_000
 
 // WithJobIdle sets how long a job's worker waits for commands before it
 // stops and drops the job's state (reloaded from the stream on the next
@@ -74,7 +72,7 @@ type jobWorkers struct {
 
 func newJobWorkers() *jobWorkers {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &jobWorkers{idle: DefaultJobIdle, round: DefaultJobRound, ctx: ctx, cancel: cancel, workers: make(map[string]*jobWorker)}
+	return &jobWorkers{idle: DefaultJobIdle, round: jobRound, ctx: ctx, cancel: cancel, workers: make(map[string]*jobWorker)}
 }
 
 // Close stops the per-job workers: the commands queued for them fail with
