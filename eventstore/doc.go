@@ -4,9 +4,10 @@
 // server of package eventstore/server or a KurrentDB cluster.
 //
 // It owns:
-//   - the event codec (Codec): event type names, held as string constants by
-//     the packages that define the events and registered explicitly, mapped
-//     to Go types and JSON;
+//   - the event codec (Codec) and the event catalog (catalog.go): the stored
+//     event type names, held as string constants there and registered
+//     explicitly (Register, NewCatalogCodec), mapped to the Go types of
+//     domain/... and JSON;
 //   - the metadata every event carries (Metadata: commandId, correlationId,
 //     causationId, actor, occurredAt);
 //   - appends with an expected revision (Append, Revision, ConflictError),
@@ -16,8 +17,8 @@
 //   - positions in $all (Position), the consistency token that commands hand
 //     back to HTTP callers.
 //
-// It may import domain/... (for event types, in later issues) and nothing
-// else of the project: in particular not eventstore/server (the application
+// It may import domain/... (for the event types its catalog registers) and
+// nothing else of the project: in particular not eventstore/server (the application
 // talks to whatever server is behind the URL), http or cmd. Tests and the
 // eventstoretest helpers start the embedded server to exercise it for real.
 package eventstore

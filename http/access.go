@@ -24,8 +24,9 @@ const (
 	RoleAuditor Role = "auditor"
 	// RoleOperator reads and sends commands.
 	RoleOperator Role = "operator"
-	// RoleAdmin may do everything, including the administrative routes
-	// (rebuilds and the like) that later issues add.
+	// RoleAdmin may do everything. No route is for admins alone: the
+	// administrative work (rebuild, export) is done by fleetjobs commands
+	// that read the log and Redis directly, not through the API.
 	RoleAdmin Role = "admin"
 )
 
