@@ -460,12 +460,15 @@ func (d *dispatcher) supervise(ctx context.Context) {
 // Once it has the lease it stops the relay (which finishes recording what
 // it took: that may take long with the event store down) and takes the
 // lease again, so that it starts dispatching on a lease that is still its.
+// It says so once each time it takes the lease: at start, after another
+// instance had it (or its expiry), after a restart of the Manager.
 func (d *dispatcher) awaitLease(ctx context.Context, m *dispatch.Manager) bool {
 	if d.lease == nil {
 		return true
 	}
 	for {
 		if d.takeLease(ctx) {
+			d.logger.Info("dispatcher: this instance took the dispatch lease; dispatching", zap.String("holder", d.lease.holder))
 			return true
 		}
 		d.mu.Lock()

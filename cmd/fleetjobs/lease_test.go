@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	main "github.com/fleetjobs/fleetjobs/cmd/fleetjobs"
 
@@ -31,15 +33,25 @@ func TestTwoInstancesDispatchOnce(t *testing.T) {
 	cfg1 := MQTTServeConfig(t, b)
 	cfg1.EventStoreURL = srv.URL()
 	cfg1.DispatchLease = 1500 * time.Millisecond
-	m1 := MustServe(t, cfg1, nil)
+	core1, logs1 := observer.New(zap.InfoLevel)
+	m1 := MustServe(t, cfg1, zap.New(core1))
 	cfg2 := cfg1
 	cfg2.DataDir = t.TempDir()
-	m2 := MustServe(t, cfg2, nil)
+	core2, logs2 := observer.New(zap.InfoLevel)
+	m2 := MustServe(t, cfg2, zap.New(core2))
 	leader := func(base string) float64 { return MustMetric(t, base, "fleetjobs_dispatch_leader") }
 	MustPoll(t, "one instance dispatches", func() bool { return leader(m1.HTTPURL())+leader(m2.HTTPURL()) == 1 })
 	first, second := m1, m2
+	firstLogs, secondLogs := logs1, logs2
 	if leader(m2.HTTPURL()) == 1 {
 		first, second = m2, m1
+		firstLogs, secondLogs = logs2, logs1
+	}
+	took := func(logs *observer.ObservedLogs) int {
+		return logs.FilterMessageSnippet("took the dispatch lease").FilterLevelExact(zap.InfoLevel).Len()
+	}
+	if n := took(firstLogs); n != 1 {
+		t.Errorf("the dispatching instance said %d times that it took the lease, want 1: %v", n, firstLogs.All())
 	}
 
 	p := "two" + tag()
@@ -72,7 +84,13 @@ func TestTwoInstancesDispatchOnce(t *testing.T) {
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
+	if n := took(secondLogs); n != 0 {
+		t.Errorf("the standing-by instance said %d times that it took the lease, want 0", n)
+	}
 	MustPoll(t, "the other instance dispatches", func() bool { return leader(second.HTTPURL()) == 1 })
+	if n := took(secondLogs); n != 1 {
+		t.Errorf("the instance that took over said %d times that it took the lease, want 1: %v", n, secondLogs.All())
+	}
 	api = second.HTTPURL() + fjhttp.APIBase
 	MustCreateSimJob(t, api, token, "j-after", 30, 4)
 	MustJobEndsAs(t, api, "j-after", "failed", fjhttp.JobCounts{Total: 44, Succeeded: 40, Failed: 4})
