@@ -348,6 +348,9 @@ func testServe(t *testing.T, bin string) {
 	first := MustStart(t, bin, env, "serve")
 	MustAnswer(t, first, "http://"+httpAddr+"/healthz", http.StatusOK)
 	MustAnswer(t, first, "http://"+httpAddr+"/readyz", http.StatusOK)
+	if n := strings.Count(first.stderr.String(), "event store listening"); n != 1 {
+		t.Errorf("said %d times that its event store listens, want once:\n%s", n, first.stderr.String())
+	}
 
 	id := uuid.New()
 	es := MustESDB(t, esAddr)
@@ -423,6 +426,9 @@ func testEventStore(t *testing.T, bin string) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 	p.MustStop(t)
+	if n := strings.Count(p.stderr.String(), "listening"); n != 1 {
+		t.Errorf("said %d times that it listens, want once:\n%s", n, p.stderr.String())
+	}
 
 	// Given serve's data directory, it serves the log in its eventstore
 	// subdirectory instead of creating a new store beside it.

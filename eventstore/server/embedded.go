@@ -75,8 +75,8 @@ func Start(ctx context.Context, opts Options) (*Embedded, error) {
 			logger.Error("event store stopped serving", zap.Error(err))
 		}
 	}()
-	logger.Info("event store listening", zap.String("addr", e.addr), zap.String("dir", opts.Dir),
-		zap.Bool("in_memory", opts.InMemory))
+	// That it listens is said by the caller, which knows what it serves it
+	// for (fleetjobs serve and fleetjobs eventstore each log it once).
 	return e, nil
 }
 
