@@ -80,7 +80,8 @@ type Config struct {
 	Publishers int
 	// AnswerBatch caps the answers handed over at once; default DefaultAnswerBatch.
 	AnswerBatch int
-	// Now is the clock of the log rate limit; default time.Now.
+	// Now is the clock of the log rate limit and of the outages the log
+	// reports; default time.Now.
 	Now    func() time.Time
 	Logger *zap.Logger
 }
@@ -145,6 +146,7 @@ func Dial(ctx context.Context, cfg Config, answers chan<- []dispatch.Answer) (*T
 	// not get right by waiting.
 	awaitCtx, refusal := context.WithCancelCause(ctx)
 	defer refusal(nil)
+	outage := &outageLog{log: log, now: cfg.Now}
 	pc := autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{u},
 		KeepAlive:                     30,
@@ -163,6 +165,7 @@ func Dial(ctx context.Context, cfg Config, answers chan<- []dispatch.Answer) (*T
 		ConnectUsername:  cfg.Username,
 		ConnectPassword:  cfg.Password,
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+			outage.up()
 			// Must not block: subscribe in the background. A failed
 			// subscription is retried by dropping the connection.
 			go func() {
@@ -175,15 +178,19 @@ func Dial(ctx context.Context, cfg Config, answers chan<- []dispatch.Answer) (*T
 				log.Debug("mqtt: connected and subscribed", zap.String("filter", filter))
 			}()
 		},
+		OnConnectionDown: func() bool {
+			outage.lost()
+			return true
+		},
 		OnConnectError: func(err error) {
 			if ce, ok := refused(err); ok {
 				// Before the first connection, a refusal ends Dial (below);
 				// later (the broker's accounts changed), it is retried.
-				log.Warn("mqtt: the broker refused the service's credentials", zap.Uint8("reason", ce.ReasonCode), zap.String("message", ce.Reason))
+				outage.attemptFailed("mqtt: the broker refused the service's credentials", zap.Uint8("reason", ce.ReasonCode), zap.String("message", ce.Reason))
 				refusal(fmt.Errorf("%w (CONNACK reason 0x%02x): check the user and password in FLEETJOBS_MQTT_URL", ErrRefused, ce.ReasonCode))
 				return
 			}
-			log.Warn("mqtt: connection attempt failed", zap.Error(err))
+			outage.attemptFailed("mqtt: connection attempt failed", zap.Error(err))
 		},
 		ClientConfig: paho.ClientConfig{
 			ClientID: cfg.ClientID,
