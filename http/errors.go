@@ -204,7 +204,7 @@ func fieldsOf(err error) []FieldError {
 	case errors.As(err, &ie):
 		return ie.Fields
 	case errors.Is(err, ErrTooLarge):
-		// Every bad input names its field (issue 3): an oversized body's
+		// Every bad input names its field: an oversized body's
 		// field is the body itself.
 		return []FieldError{{Field: bodyField, Message: err.Error()}}
 	case errors.Is(err, ErrIdempotencyKeyReused):
