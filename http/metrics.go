@@ -84,6 +84,22 @@ func (m *Metrics) Handler() http.Handler {
 // probing random paths cannot grow the label set without bound.
 const unmatchedRoute = "unmatched"
 
+// otherMethod labels requests whose method is none of the standard ones
+// (methodLabel).
+const otherMethod = "other"
+
+// methodLabel is the method label of a request: its method if standard,
+// else otherMethod. HTTP allows any token as a method, and a client (even
+// one without a key: the count comes before the access check's answer)
+// must not grow the label set without bound.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return otherMethod
+}
+
 // observe is the outermost middleware: it renders a handler's error (so
 // that the status is final), then counts and times the request by route
 // template and logs it at debug level; at info the log stays quiet.
@@ -100,8 +116,9 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		status := c.Response().Status
 		code := strconv.Itoa(status)
-		s.metrics.requests.WithLabelValues(route, c.Request().Method, code).Inc()
-		s.metrics.latency.WithLabelValues(route, c.Request().Method, code).Observe(elapsed.Seconds())
+		method := methodLabel(c.Request().Method)
+		s.metrics.requests.WithLabelValues(route, method, code).Inc()
+		s.metrics.latency.WithLabelValues(route, method, code).Observe(elapsed.Seconds())
 		if ce := s.logger.Check(zap.DebugLevel, "request"); ce != nil {
 			ce.Write(
 				zap.String("method", c.Request().Method),

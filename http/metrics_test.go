@@ -58,3 +58,37 @@ func TestEachServerHasItsOwnRegistry(t *testing.T) {
 		t.Error("the second server counts the first one's requests")
 	}
 }
+
+// TestMetricsMethodLabelIsBounded: a request with a made-up method, even
+// without a key, is counted under method "other", never under its own name.
+func TestMetricsMethodLabelIsBounded(t *testing.T) {
+	s, _, _ := MustOpenAPI(t, fjhttp.Config{APIKeys: []fjhttp.APIKey{{Key: "op-key-0123456789", Role: fjhttp.RoleOperator}}})
+	for _, m := range []string{"EVIL1", "EVIL2", "get"} {
+		MustDo(t, s.URL(), Request{Method: m, Path: "/api/v1/jobs"})
+	}
+	MustDo(t, s.URL(), Request{Method: "PATCH", Path: "/healthz"})
+	text := string(MustDo(t, s.URL(), Request{Method: "GET", Path: "/metrics"}).Body)
+	for _, bad := range []string{`method="EVIL1"`, `method="EVIL2"`, `method="get"`} {
+		if strings.Contains(text, bad) {
+			t.Errorf("metrics hold %s", bad)
+		}
+	}
+	for _, want := range []string{
+		`fleetjobs_http_requests_total{method="other",route="unmatched",status="405"} 3`,
+		`fleetjobs_http_requests_total{method="PATCH",route="unmatched",status="405"} 1`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %s:\n%s", want, grep(text, "fleetjobs_http_requests_total"))
+		}
+	}
+}
+
+func grep(text, substr string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
