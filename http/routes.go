@@ -81,7 +81,8 @@ type Route struct {
 	Page bool
 }
 
-// Routes lists the registered routes, in registration order.
+// Routes lists the registered routes, in registration order. The HEAD of
+// every GET route is registered too but not listed (handleAs).
 func (s *Server) Routes() []Route { return append([]Route(nil), s.routeList...) }
 
 // handle registers one route: access check first, then the route's own
@@ -110,6 +111,14 @@ func (s *Server) add(r Route, path string, a access, h echo.HandlerFunc, mw ...e
 	s.echo.Add(r.Method, path, h, mws...)
 	s.routeList = append(s.routeList, r)
 	s.routeLabels[routeKey{r.Method, path}] = r.Path
+	if r.Method == http.MethodGet && !r.Page {
+		// Every GET also answers HEAD (RFC 9110 9.3.2: the same status
+		// and headers, no body; net/http drops the body written). It is
+		// implied, not listed in Routes or the OpenAPI document. The
+		// page's routes list their HEAD themselves (handlePage).
+		s.echo.Add(http.MethodHead, path, h, mws...)
+		s.routeLabels[routeKey{http.MethodHead, path}] = r.Path
+	}
 }
 
 // routeKey identifies a route as Echo knows it.

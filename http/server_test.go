@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	nethttp "net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -245,5 +246,32 @@ func TestShutdownLetsInFlightRequestsFinish(t *testing.T) {
 	}
 	if err := <-shutdown; err != nil {
 		t.Errorf("shutdown: %v", err)
+	}
+}
+
+// TestEveryGetRouteAnswersHead: HEAD on every GET route answers as GET
+// does (status, content type, length), with no body; a 405 on such a path
+// lists HEAD in Allow.
+func TestEveryGetRouteAnswersHead(t *testing.T) {
+	s, _, _ := MustOpenAPI(t, fjhttp.Config{})
+	n := 0
+	for _, r := range s.Routes() {
+		if r.Method != nethttp.MethodGet {
+			continue
+		}
+		n++
+		path := strings.NewReplacer("{deviceId}", "d1", "{templateId}", "t1", "{setId}", "s1", "{jobId}", "j1").Replace(r.Path)
+		get := MustDo(t, s.URL(), Request{Method: "GET", Path: path})
+		head := MustDo(t, s.URL(), Request{Method: "HEAD", Path: path})
+		if head.Code != get.Code || head.Header.Get("Content-Type") != get.Header.Get("Content-Type") || len(head.Body) != 0 {
+			t.Errorf("HEAD %s: %d %q, %d bytes; GET: %d %q", path, head.Code, head.Header.Get("Content-Type"), len(head.Body), get.Code, get.Header.Get("Content-Type"))
+		}
+	}
+	if n == 0 {
+		t.Fatal("no GET route")
+	}
+	a := MustDo(t, s.URL(), Request{Method: "PATCH", Path: "/healthz"})
+	if allow := a.Header.Get("Allow"); a.Code != 405 || !strings.Contains(allow, "HEAD") || !strings.Contains(allow, "GET") {
+		t.Errorf("PATCH /healthz: %d, Allow %q; want 405 listing GET and HEAD", a.Code, allow)
 	}
 }
