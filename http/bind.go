@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 )
@@ -121,7 +122,10 @@ func (s *Server) bindJSON(c echo.Context, dst any) error {
 // encoding/json), values of the wrong type, null where a value is
 // required, numbers that are not whole where a whole number is wanted
 // (wholeMessage), numbers out of range anywhere, property values
-// included: each is a FieldError naming the field
+// included, and what encoding/json would record otherwise than sent or
+// clients could not read back: strings that are not UTF-8 text
+// (textMessage), integers beyond 2^53 (inexactMessage), free values nested
+// deeper than MaxJSONDepth: each is a FieldError naming the field
 // by its path ("properties.fanSpeed", "conditions[1].op"). encoding/json
 // stops at the first problem and names unknown fields without their path,
 // so the body is first decoded generically and walked against dst's type;
@@ -145,9 +149,13 @@ func (b *binder) decode(data []byte, dst any, prefix string) []FieldError {
 	if _, err := dec.Token(); err != io.EOF {
 		return []FieldError{{Field: orBody(prefix), Message: fmt.Sprintf("unexpected data after the JSON value, at byte %d", dec.InputOffset())}}
 	}
-	if prefix == "" { // a request's body; an import's rows are many and machine-made
-		if path, ok := duplicateKey(data); ok {
-			return []FieldError{{Field: path, Message: "is given twice in one object"}}
+	// Duplicate keys are looked for in a request's body only (an import's
+	// rows are many and machine-made); text that encoding/json would
+	// change is looked for wherever the bytes hint at it.
+	if dups := prefix == ""; dups || suspectText(data) {
+		if fe, ok := rawProblem(data, dups); ok {
+			fe.Field = joinPrefix(prefix, fe.Field)
+			return []FieldError{fe}
 		}
 	}
 	var fields []FieldError
@@ -260,14 +268,73 @@ func shortNumber(n string) string {
 	return n[:maxShown] + "..."
 }
 
-// checkNumbers adds a FieldError for every number of the generic JSON
-// value v (under path) that no float64 holds: encoding/json would refuse
-// it when decoding into any, naming no field.
+// MaxJSONDepth bounds how deeply a free JSON value (an operation's value,
+// a device's property) may nest objects and arrays: {"a":[1]} is 2 levels
+// deep. Deeper values were accepted and recorded, and then broke the
+// answers that show them for standard clients (Go's encoding/json stops at
+// 10,000 levels, Python's json at about 1,000).
+const MaxJSONDepth = 32
+
+// maxExactInteger is 2^53: a whole number written without a fraction or
+// exponent beyond it in size is not kept exactly by a float64, which is how
+// JSON numbers are kept (9007199254740993 would be recorded as
+// 9007199254740992).
+const maxExactInteger = 1 << 53
+
+// inexactMessage is what an integer that a float64 would change is told.
+var inexactMessage = fmt.Sprintf("must be between %d and %d to be kept exactly; send larger numbers as strings", -maxExactInteger, maxExactInteger)
+
+// textMessage is what a string that is not valid UTF-8 (or holds a lone
+// surrogate escape such as \ud800) is told: encoding/json would record it
+// with U+FFFD in place of what was sent.
+const textMessage = "must be valid UTF-8 text: it holds bytes that are not UTF-8, or an escaped lone surrogate (\\ud800 to \\udfff not in a pair)"
+
+// checkFree adds a FieldError for a free JSON value v (under path) that
+// would not be kept as sent or that nests deeper than MaxJSONDepth, and
+// for every number in it that no float64 holds (encoding/json would refuse
+// it when decoding into any, naming no field) or that is an integer it
+// would not keep exactly (exactNumber).
+func checkFree(v any, path string, fields *[]FieldError) {
+	if d := depth(v, MaxJSONDepth+1); d > MaxJSONDepth {
+		add(fields, path, fmt.Sprintf("is nested more than %d levels deep (objects and arrays); at most %d are allowed", MaxJSONDepth, MaxJSONDepth))
+		return
+	}
+	checkNumbers(v, path, fields)
+}
+
+// depth is how many levels of objects and arrays v nests (0 for a scalar),
+// counting no further than limit.
+func depth(v any, limit int) int {
+	if limit == 0 {
+		return 0
+	}
+	d := 0
+	switch v := v.(type) {
+	case map[string]any:
+		for _, x := range v {
+			if d = max(d, depth(x, limit-1)); d == limit-1 {
+				break
+			}
+		}
+	case []any:
+		for _, x := range v {
+			if d = max(d, depth(x, limit-1)); d == limit-1 {
+				break
+			}
+		}
+	default:
+		return 0
+	}
+	return d + 1
+}
+
 func checkNumbers(v any, path string, fields *[]FieldError) {
 	switch v := v.(type) {
 	case json.Number:
 		if _, err := strconv.ParseFloat(string(v), 64); err != nil {
 			add(fields, path, numberMessage(string(v), math.MaxFloat64))
+		} else if !exactNumber(string(v)) {
+			add(fields, path, inexactMessage+", got "+shortNumber(string(v)))
 		}
 	case map[string]any:
 		for _, k := range sortedKeys(v) {
@@ -278,6 +345,18 @@ func checkNumbers(v any, path string, fields *[]FieldError) {
 			checkNumbers(item, path+"["+strconv.Itoa(i)+"]", fields)
 		}
 	}
+}
+
+// exactNumber reports whether the JSON number n is kept as written by a
+// float64 in the way that matters: an integer literal (no fraction, no
+// exponent) must be at most 2^53 in size. A number with a fraction or an
+// exponent is taken as the double it denotes, as JSON parsers do.
+func exactNumber(n string) bool {
+	if strings.ContainsAny(n, ".eE") {
+		return true
+	}
+	i, err := strconv.ParseInt(n, 10, 64)
+	return err == nil && i >= -maxExactInteger && i <= maxExactInteger
 }
 
 func add(fields *[]FieldError, path, msg string) {
@@ -296,11 +375,8 @@ func join(path, name string) string {
 // walk checks the generic JSON value v against type t; r is the range of
 // a whole-number field (wholeRanger).
 func (b *binder) walk(v any, t reflect.Type, path string, r span, fields *[]FieldError) {
-	if t == rawMessageType {
-		return // any JSON value, kept as written
-	}
-	if t.Kind() == reflect.Interface {
-		checkNumbers(v, path, fields) // any JSON value that decodes
+	if t == rawMessageType || t.Kind() == reflect.Interface {
+		checkFree(v, path, fields) // any JSON value that decodes, kept as sent
 		return
 	}
 	if t.Kind() == reflect.Pointer {
@@ -408,6 +484,8 @@ func (b *binder) walk(v any, t reflect.Type, path string, r span, fields *[]Fiel
 			add(fields, path, numberMessage(string(n), math.MaxFloat64))
 		case t.Kind() == reflect.Float32 && math.Abs(f) > math.MaxFloat32:
 			add(fields, path, numberMessage(string(n), math.MaxFloat32))
+		case !exactNumber(string(n)):
+			add(fields, path, inexactMessage+", got "+shortNumber(string(n)))
 		}
 	default:
 		add(fields, path, "cannot be set")
@@ -465,10 +543,90 @@ func (b *binder) structFields(t reflect.Type) map[string]reflect.StructField {
 
 func sortedKeys(m map[string]any) []string { return slices.Sorted(maps.Keys(m)) }
 
-// duplicateKey returns the path ("properties.city", "conditions[1].op") of
-// the first key that appears twice in one object of data, which must be
-// valid JSON: encoding/json would keep the last value without a word.
-func duplicateKey(data []byte) (string, bool) {
+// joinPrefix puts an import row's prefix ("rows[3]") before a path found
+// in the row ("name"); the path "" is the row itself.
+func joinPrefix(prefix, path string) string {
+	switch {
+	case prefix == "":
+		return orBody(path)
+	case path == "":
+		return prefix
+	}
+	return prefix + "." + path
+}
+
+// suspectText reports whether data may hold a string that encoding/json
+// would not keep as sent: bytes that are not UTF-8, or an escape of a
+// surrogate ("\ud800"), which is only valid as half of a pair. Most
+// bodies have neither, and skip rawProblem's pass over their tokens.
+func suspectText(data []byte) bool {
+	if !utf8.Valid(data) {
+		return true
+	}
+	for i := 0; ; i++ {
+		j := bytes.Index(data[i:], []byte(`\u`))
+		if j < 0 {
+			return false
+		}
+		i += j
+		if i+3 < len(data) && (data[i+2] == 'd' || data[i+2] == 'D') && strings.IndexByte("89abcdefABCDEF", data[i+3]) >= 0 {
+			return true
+		}
+	}
+}
+
+// validText reports whether raw, the bytes between a JSON string's quotes,
+// is valid UTF-8 whose \u escapes pair every surrogate.
+func validText(raw []byte) bool {
+	if !utf8.Valid(raw) {
+		return false
+	}
+	pendingHigh := false // the last escape was a high surrogate
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			if pendingHigh {
+				return false
+			}
+			continue
+		}
+		i++ // the escaped character
+		if i >= len(raw) || raw[i] != 'u' || i+5 > len(raw) {
+			if pendingHigh {
+				return false
+			}
+			continue
+		}
+		r, err := strconv.ParseUint(string(raw[i+1:i+5]), 16, 32)
+		if err != nil {
+			return false
+		}
+		i += 4
+		switch {
+		case r >= 0xD800 && r <= 0xDBFF:
+			if pendingHigh {
+				return false
+			}
+			pendingHigh = true
+		case r >= 0xDC00 && r <= 0xDFFF:
+			if !pendingHigh {
+				return false
+			}
+			pendingHigh = false
+		default:
+			if pendingHigh {
+				return false
+			}
+		}
+	}
+	return !pendingHigh
+}
+
+// rawProblem finds, in data (valid JSON), the first string (key or value)
+// that is not valid text (validText), and with dups the first key that
+// appears twice in one object (encoding/json would keep the last value
+// without a word). It returns the problem naming its path
+// ("properties.city", "conditions[1].op"; "" for the value as a whole).
+func rawProblem(data []byte, dups bool) (FieldError, bool) {
 	type frame struct {
 		object bool
 		path   string
@@ -502,10 +660,12 @@ func duplicateKey(data []byte) (string, bool) {
 		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
 	for {
+		start := dec.InputOffset()
 		tok, err := dec.Token()
 		if err != nil {
-			return "", false
+			return FieldError{}, false
 		}
 		switch t := tok.(type) {
 		case json.Delim:
@@ -518,14 +678,28 @@ func duplicateKey(data []byte) (string, bool) {
 			}
 			continue
 		case string:
-			if f := stack; len(f) > 0 && f[len(f)-1].object && f[len(f)-1].wantKey {
-				top := f[len(f)-1]
-				if top.keys[t] {
-					return join(top.path, t), true
+			// The token's bytes: separators and spaces, then the quoted string.
+			raw := data[start:dec.InputOffset()]
+			if q := bytes.IndexByte(raw, '"'); q >= 0 && len(raw) >= q+2 {
+				raw = raw[q+1 : len(raw)-1]
+			}
+			top := (*frame)(nil)
+			if len(stack) > 0 {
+				top = stack[len(stack)-1]
+			}
+			if top != nil && top.object && top.wantKey {
+				if !validText(raw) {
+					return FieldError{Field: top.path, Message: "has a key that is not valid UTF-8 text"}, true
+				}
+				if dups && top.keys[t] {
+					return FieldError{Field: join(top.path, t), Message: "is given twice in one object"}, true
 				}
 				top.keys[t] = true
 				top.key, top.wantKey = t, false
 				continue
+			}
+			if !validText(raw) {
+				return FieldError{Field: at(), Message: textMessage}, true
 			}
 		}
 		done()

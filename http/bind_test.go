@@ -305,3 +305,77 @@ func TestNumbersAreToldInTheFieldsTerms(t *testing.T) {
 		}
 	})
 }
+
+// TestBinderRefusesWhatItWouldChange: a value encoding/json would record
+// otherwise than sent (bytes that are not UTF-8 or a lone surrogate, both
+// recorded as U+FFFD; an integer beyond 2^53, recorded as another number)
+// or that nests too deep for the clients that read it back is refused,
+// naming its path, on every route that binds JSON; nothing is recorded.
+// Decimals with a fraction or exponent stay IEEE doubles.
+func TestBinderRefusesWhatItWouldChange(t *testing.T) {
+	s, rec, _ := MustOpenAPI(t, fjhttp.Config{})
+	nest := func(n int) string { return strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n) }
+	exact := "must be between -9007199254740992 and 9007199254740992 to be kept exactly; send larger numbers as strings"
+	text := `must be valid UTF-8 text: it holds bytes that are not UTF-8, or an escaped lone surrogate (\ud800 to \udfff not in a pair)`
+	deep := fmt.Sprintf("is nested more than %d levels deep (objects and arrays); at most %d are allowed", fjhttp.MaxJSONDepth, fjhttp.MaxJSONDepth)
+	cases := []struct {
+		name, method, path, body string
+		header                   map[string]string
+		want                     []fjhttp.FieldError
+	}{
+		{"invalid UTF-8 in a name", "PUT", "/api/v1/devices/d1", "{\"name\":\"bad\xff\xfe\",\"templateId\":\"t\"}", nil,
+			[]fjhttp.FieldError{{Field: "name", Message: text}}},
+		{"a lone surrogate", "PUT", "/api/v1/devices/d1", `{"name":"x\ud800y","templateId":"t"}`, nil,
+			[]fjhttp.FieldError{{Field: "name", Message: text}}},
+		{"a low surrogate first", "PUT", "/api/v1/devices/d1", `{"name":"x\udc00\ud800","templateId":"t"}`, nil,
+			[]fjhttp.FieldError{{Field: "name", Message: text}}},
+		{"a lone surrogate deep in a property", "PUT", "/api/v1/devices/d1", `{"name":"x","templateId":"t","properties":{"cfg":{"l":["ok","\uD83D"]}}}`, nil,
+			[]fjhttp.FieldError{{Field: "properties.cfg.l[1]", Message: text}}},
+		{"a key that is not UTF-8", "PUT", "/api/v1/devices/d1", "{\"name\":\"x\",\"templateId\":\"t\",\"properties\":{\"c\xffity\":\"x\"}}", nil,
+			[]fjhttp.FieldError{{Field: "properties", Message: "has a key that is not valid UTF-8 text"}}},
+		{"an integer beyond 2^53", "PUT", "/api/v1/devices/d1", `{"name":"x","templateId":"t","properties":{"n":9007199254740993}}`, nil,
+			[]fjhttp.FieldError{{Field: "properties.n", Message: exact + ", got 9007199254740993"}}},
+		{"a 30-digit integer", "PUT", "/api/v1/device-sets/s1", `{"name":"x","templateId":"t","conditions":[{"property":"p","op":"eq","value":-123456789012345678901234567890}]}`, nil,
+			[]fjhttp.FieldError{{Field: "conditions[0].value", Message: exact + ", got -12345678901234567890123..."}}},
+		{"a value nested too deep", "PUT", "/api/v1/devices/d1", `{"name":"x","templateId":"t","properties":{"cfg":` + nest(fjhttp.MaxJSONDepth+1) + `}}`, nil,
+			[]fjhttp.FieldError{{Field: "properties.cfg", Message: deep}}},
+		{"a value nested 9,997 levels", "PUT", "/api/v1/device-sets/s1", `{"name":"x","templateId":"t","conditions":[{"property":"p","op":"eq","value":` + nest(9997) + `}]}`, nil,
+			[]fjhttp.FieldError{{Field: "conditions[0].value", Message: deep}}},
+		{"import: a lone surrogate", "POST", "/api/v1/devices:import", `{"deviceId":"d1","name":"ok","templateId":"t"}` + "\n" + `{"deviceId":"d2","name":"\ud800","templateId":"t"}`, ndjsonHeader(),
+			[]fjhttp.FieldError{{Field: "rows[1].name", Message: text}}},
+		{"import: an integer beyond 2^53", "POST", "/api/v1/devices:import", `{"deviceId":"d1","name":"ok","templateId":"t","properties":{"n":18446744073709551616}}`, ndjsonHeader(),
+			[]fjhttp.FieldError{{Field: "rows[0].properties.n", Message: exact + ", got 18446744073709551616"}}},
+		{"import: nested too deep", "POST", "/api/v1/devices:import", `{"deviceId":"d1","name":"ok","templateId":"t","properties":{"n":` + nest(40) + `}}`, ndjsonHeader(),
+			[]fjhttp.FieldError{{Field: "rows[0].properties.n", Message: deep}}},
+		{"csv import: not UTF-8", "POST", "/api/v1/devices:import", "deviceId,name,templateId,prop.city\nd1,ok,t,Oslo\nd2,b\xffd,t,Oslo\n", csvHeader(),
+			[]fjhttp.FieldError{{Field: "rows[1].name", Message: text}}},
+		{"csv import: a lone surrogate, an integer beyond 2^53, nested too deep", "POST", "/api/v1/devices:import",
+			"deviceId,name,templateId,prop.a,prop.b,prop.c\nd1,ok,t,\"\"\"\\ud800\"\"\",9007199254740993,\"" + strings.ReplaceAll(nest(33), `"`, `""`) + "\"\n", csvHeader(),
+			[]fjhttp.FieldError{{Field: "rows[0].properties.a", Message: text}, {Field: "rows[0].properties.b", Message: exact + ", got 9007199254740993"}, {Field: "rows[0].properties.c", Message: deep}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := tc.header
+			if h == nil {
+				h = JSONHeader()
+			}
+			a := MustDo(t, s.URL(), Request{Method: tc.method, Path: tc.path, Header: h, Body: tc.body})
+			if a.Code != 400 && a.Code != 422 {
+				t.Fatalf("status %d (%s), want 400 or 422", a.Code, a.Body)
+			}
+			if diff := cmp.Diff(tc.want, a.Problem(t).Errors); diff != "" {
+				t.Errorf("errors (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if n := len(rec.Commands()); n != 0 {
+		t.Errorf("%d commands recorded for bad requests, want 0", n)
+	}
+
+	// What is kept as sent passes: 2^53 itself, decimals and exponents
+	// (IEEE doubles), surrogate pairs, a value exactly MaxJSONDepth deep.
+	ok := `{"name":"x \ud83d\ude00 \u00e9","templateId":"t","properties":{"max":9007199254740992,"min":-9007199254740992,"d":12345678901234567890.5,"e":1e300,"deep":` + nest(fjhttp.MaxJSONDepth) + `}}`
+	if a := MustDo(t, s.URL(), Request{Method: "PUT", Path: "/api/v1/devices/d1", Header: JSONHeader(), Body: ok}); a.Code != 200 {
+		t.Fatalf("a body kept as sent: status %d: %s", a.Code, a.Body)
+	}
+}

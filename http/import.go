@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -189,12 +190,22 @@ func parseCSVImport(body []byte) ([]ImportRow, map[int][]FieldError) {
 			break
 		}
 		row := ImportRow{DeviceID: rec[0], Name: rec[1], TemplateID: rec[2], Properties: make(map[string]any, len(props))}
+		var problems []FieldError
+		for j, col := range csvFixedColumns() {
+			if !utf8.ValidString(rec[j]) {
+				add(&problems, rowField(i, col), textMessage)
+			}
+		}
 		for j, name := range props {
 			cell := rec[3+j]
 			if cell == "" {
 				continue
 			}
+			checkCSVCell(&problems, rowField(i, "properties."+name), cell)
 			row.Properties[name] = csvValue(cell)
+		}
+		if len(problems) > 0 {
+			bad[i] = problems
 		}
 		rows = append(rows, row)
 	}
@@ -247,6 +258,34 @@ func csvValue(cell string) any {
 		}
 	}
 	return cell
+}
+
+// checkCSVCell adds the problems of a property cell (at path) whose value
+// would not be kept as sent, as the binder finds them in a JSON body:
+// bytes that are not UTF-8; and in a cell that holds JSON (csvValue), a
+// lone surrogate escape, an integer beyond 2^53, nesting deeper than
+// MaxJSONDepth.
+func checkCSVCell(fields *[]FieldError, path, cell string) {
+	if !utf8.ValidString(cell) {
+		add(fields, path, textMessage)
+		return
+	}
+	var v any
+	dec := json.NewDecoder(strings.NewReader(cell))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil || dec.More() {
+		return // plain text
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return
+	}
+	if suspectText([]byte(cell)) {
+		if fe, ok := rawProblem([]byte(cell), false); ok {
+			add(fields, joinPrefix(path, fe.Field), fe.Message)
+			return
+		}
+	}
+	checkFree(v, path, fields)
 }
 
 // csvMessage is the CSV reader's error as a row's problem: the line the

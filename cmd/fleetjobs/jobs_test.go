@@ -488,6 +488,10 @@ func TestJobRefusalsRecordNothing(t *testing.T) {
 		{"bad timeout", jobBody("J", with("timeoutSeconds", -1)), 400, "timeoutSeconds", "between"},
 		{"unknown field", jobBody("J", with("colour", "red")), 400, "colour", "unknown field"},
 		{"malformed JSON", `{"name":`, 400, "body", ""},
+		{"name not UTF-8", "{\"name\":\"J\xff\xfe\",\"deviceSetId\":\"seattle\",\"jobType\":\"setting\",\"operations\":[{\"name\":\"fanSpeed\",\"value\":1}]}", 400, "name", "valid UTF-8"},
+		{"name with a lone surrogate", `{"name":"J\ud800","deviceSetId":"seattle","jobType":"setting","operations":[{"name":"fanSpeed","value":1}]}`, 400, "name", "valid UTF-8"},
+		{"value beyond 2^53", jobBody("J", with("operations", []map[string]any{{"name": "fanSpeed", "value": int64(9007199254740993)}})), 400, "operations[0].value", "kept exactly"},
+		{"value nested too deep", `{"name":"J","deviceSetId":"seattle","jobType":"command","operations":[{"name":"reboot","value":` + strings.Repeat(`{"a":`, 9997) + "1" + strings.Repeat("}", 9997) + `}]}`, 400, "operations[0].value", "levels deep"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
