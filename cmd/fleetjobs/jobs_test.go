@@ -516,6 +516,11 @@ func TestJobRefusalsRecordNothing(t *testing.T) {
 	if !errors.Is(err, eventstore.ErrStreamNotFound) {
 		t.Errorf("after the refusals the job stream reads %v, want stream not found", err)
 	}
+	// Under an existing ID a bad field is named too, not taken for
+	// another definition (409).
+	MustStatus(t, Do(t, http.MethodPut, f.api+"/jobs/exists", jobBody("J"), WithToken(tok)), http.StatusCreated)
+	MustProblem(t, Do(t, http.MethodPut, f.api+"/jobs/exists", jobBody("J", with("batchSize", 20000)), nil), http.StatusBadRequest, "batchSize")
+	MustProblem(t, Do(t, http.MethodPut, f.api+"/jobs/exists", jobBody("J", with("batchSize", 200)), nil), http.StatusConflict, "")
 	MustProblem(t, Do(t, http.MethodPost, f.api+"/jobs/nope/stop", nil, nil), http.StatusNotFound, "")
 	MustProblem(t, Do(t, http.MethodPost, f.api+"/jobs/nope/devices/vm-1/result", map[string]any{"status": "succeeded"}, nil), http.StatusNotFound, "")
 }

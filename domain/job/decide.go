@@ -398,6 +398,11 @@ func decideCreate(s *State, c Create) ([]Event, error) {
 		return nil, err
 	}
 	if s.Exists() {
+		// A bad field is named whatever the ID: what can be checked on the
+		// command alone is checked before comparing it with the job.
+		if bad := checkFields(c); len(bad) > 0 {
+			return nil, domain.InvalidFields(bad)
+		}
 		if sameDefinition(s, c) {
 			return nil, nil
 		}
@@ -420,6 +425,32 @@ func decideCreate(s *State, c Create) ([]Event, error) {
 // checkCreate validates a Create and returns what it records. Every bad
 // field is reported at once.
 func checkCreate(c Create) (definition, error) {
+	bad := checkFields(c)
+	timeout := defaulted(c.TimeoutSeconds, DefaultTimeoutSeconds)
+	batch := defaulted(c.BatchSize, DefaultBatchSize)
+	setOK := checkSet(&bad, c)
+	ops := checkOperations(&bad, c, setOK && c.Type.Valid())
+	var targets []TargetedDevice
+	if setOK {
+		targets = checkDevices(&bad, c)
+	}
+	if len(bad) > 0 {
+		return definition{}, domain.InvalidFields(bad)
+	}
+	return definition{
+		created: Created{
+			JobID: c.JobID, Name: c.Name, Description: c.Description, DeviceSetID: c.DeviceSetID, Type: c.Type,
+			Operations: ops, DeviceCount: len(targets), TimeoutSeconds: timeout, BatchSize: batch,
+			CancellationThreshold: c.CancellationThreshold,
+		},
+		devices: targets,
+	}, nil
+}
+
+// checkFields checks what a Create's fields say on their own, without the
+// device set, its template or an existing job: name, description, ranges,
+// job type, operations given.
+func checkFields(c Create) []domain.FieldError {
 	var bad []domain.FieldError
 	add := func(field, format string, args ...any) {
 		bad = append(bad, domain.FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
@@ -449,26 +480,10 @@ func checkCreate(c Create) (definition, error) {
 		add("cancellationThreshold", "must be a percentage between 1 and 100, or 0 for never, got %d", c.CancellationThreshold)
 	}
 
-	setOK := checkSet(&bad, c)
 	if !c.Type.Valid() {
 		add("jobType", "unknown job type %q: use one of setting, property, command", c.Type)
 	}
-	ops := checkOperations(&bad, c, setOK && c.Type.Valid())
-	var targets []TargetedDevice
-	if setOK {
-		targets = checkDevices(&bad, c)
-	}
-	if len(bad) > 0 {
-		return definition{}, domain.InvalidFields(bad)
-	}
-	return definition{
-		created: Created{
-			JobID: c.JobID, Name: c.Name, Description: c.Description, DeviceSetID: c.DeviceSetID, Type: c.Type,
-			Operations: ops, DeviceCount: len(targets), TimeoutSeconds: timeout, BatchSize: batch,
-			CancellationThreshold: c.CancellationThreshold,
-		},
-		devices: targets,
-	}, nil
+	return bad
 }
 
 func defaulted(v, def int) int {

@@ -219,6 +219,10 @@ func TestDecideCreate(t *testing.T) {
 			given: created(members(3)),
 			when:  create(3, func(c *job.Create) { c.DeviceIDs = []string{"d1", "d2", "d2"} }),
 			err:   &domaintest.Refusal{Code: domain.CodeConflict, Says: "another definition"}},
+		{name: "a bad field under an existing id is refused naming it, before any comparison",
+			given: created(members(3)),
+			when:  create(3, func(c *job.Create) { c.BatchSize, c.Name, c.Type = 20000, "", "firmware" }),
+			err:   &domaintest.Refusal{Code: domain.CodeInvalid, Fields: []string{"name", "batchSize", "jobType"}, Says: "between 1 and 10000"}},
 	})
 }
 
