@@ -117,6 +117,47 @@ func (s *Server) bindJSON(c echo.Context, dst any) error {
 	return nil
 }
 
+// bindOptionalJSON is bindJSON for a route whose body may be left out:
+// an empty body binds nothing and is no error (false); any other body must
+// be JSON that binds.
+func (s *Server) bindOptionalJSON(c echo.Context, dst any) (bool, error) {
+	body, err := readBody(c, s.maxBody)
+	if err != nil || len(body) == 0 {
+		return false, err
+	}
+	if _, err := requireMediaType(c.Request(), MIMEJSON); err != nil {
+		return false, err
+	}
+	if fields := s.binder.decode(body, dst, ""); len(fields) > 0 {
+		return false, &ValidationError{Fields: fields}
+	}
+	noteBody(c, body, dst)
+	return true, nil
+}
+
+// noBodyMessage is what a body sent to a route that takes none is told.
+const noBodyMessage = "this request takes no body; send none"
+
+// refuseBody is the middleware of the routes that take no body (DELETEs,
+// POST .../{id}:issueKey): a body sent is a mistake (another request
+// meant, a client that sends what it should not), refused with a 400
+// naming "body" rather than ignored.
+func refuseBody(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if r.ContentLength > 0 {
+			return &ValidationError{Fields: []FieldError{{Field: bodyField, Message: noBodyMessage}}}
+		}
+		if r.ContentLength < 0 { // sent chunked: see whether anything comes
+			var one [1]byte
+			if n, _ := io.ReadFull(r.Body, one[:]); n > 0 {
+				return &ValidationError{Fields: []FieldError{{Field: bodyField, Message: noBodyMessage}}}
+			}
+		}
+		return next(c)
+	}
+}
+
 // binder decodes JSON strictly into Go structs: malformed JSON, trailing
 // data, fields the struct does not have (names match exactly, unlike
 // encoding/json), values of the wrong type, null where a value is

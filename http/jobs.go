@@ -123,6 +123,10 @@ type CopyJob struct {
 	Meta     CommandMeta
 	JobID    string // the job copied
 	NewJobID string // the copy's ID (newJobID)
+	// Name and Description, when not nil, replace the old job's in the
+	// copy; everything else is copied.
+	Name        *string
+	Description *string
 }
 
 // JobResult is what a job command recorded and the job as the command
@@ -269,6 +273,14 @@ func (jobBody) wholeRange(field string) (lo, hi int64, ok bool) {
 		return 0, maxCancellationThreshold, true
 	}
 	return 0, 0, false
+}
+
+// copyBody is the optional body of POST /jobs/{jobId}/copy: what the copy
+// changes of the old job's definition. Its fields are left out when nil,
+// so that no body, {} and {"name":null} are digested alike (keyedCommandID).
+type copyBody struct {
+	Name        *string `json:"name,omitempty"`
+	Description *string `json:"description,omitempty"`
 }
 
 type stopBody struct {
@@ -420,18 +432,24 @@ func (s *Server) stopJob(c echo.Context) error {
 }
 
 // copyJob is POST /jobs/{jobId}/copy: a new job with the old one's
-// definition, the answer to "a stopped job cannot be restarted".
+// definition (its name and description replaced by the body's, if it
+// gives them), the answer to "a stopped job cannot be restarted".
 func (s *Server) copyJob(c echo.Context) error {
 	id, err := pathID(c, "jobId")
 	if err != nil {
 		return err
 	}
+	var b copyBody
+	if _, err := s.bindOptionalJSON(c, &b); err != nil {
+		return err
+	}
+	noteBody(c, nil, b) // the request as bound: no body is {}
 	meta, err := s.meta(c)
 	if err != nil {
 		return err
 	}
 	newID := s.newJobID(c, meta)
-	res, err := s.jobCommands.CopyJob(c.Request().Context(), CopyJob{Meta: meta, JobID: id, NewJobID: newID})
+	res, err := s.jobCommands.CopyJob(c.Request().Context(), CopyJob{Meta: meta, JobID: id, NewJobID: newID, Name: b.Name, Description: b.Description})
 	if err = jobKeyReused(c, meta, newID, res, err); err != nil {
 		return err
 	}

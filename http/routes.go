@@ -28,15 +28,15 @@ func (s *Server) routes() {
 
 	if s.devices != nil {
 		s.handle(http.MethodPut, APIBase+"/device-templates/:templateId", accessCommand, s.putTemplate)
-		s.handle(http.MethodDelete, APIBase+"/device-templates/:templateId", accessCommand, s.deleteTemplate)
+		s.handle(http.MethodDelete, APIBase+"/device-templates/:templateId", accessCommand, s.deleteTemplate, refuseBody)
 		s.handle(http.MethodPut, APIBase+"/devices/:deviceId", accessCommand, s.putDevice)
-		s.handle(http.MethodDelete, APIBase+"/devices/:deviceId", accessCommand, s.deleteDevice)
-		s.handleAs(http.MethodPost, APIBase+"/devices/:deviceId", APIBase+"/devices/{deviceId}"+issueKeySuffix, accessCommand, s.issueDeviceKey)
+		s.handle(http.MethodDelete, APIBase+"/devices/:deviceId", accessCommand, s.deleteDevice, refuseBody)
+		s.handleAs(http.MethodPost, APIBase+"/devices/:deviceId", APIBase+"/devices/{deviceId}"+issueKeySuffix, accessCommand, s.issueDeviceKey, refuseBody)
 		// The colon of "devices:import" is escaped: unescaped, Echo would
 		// read it as a path parameter named "import".
 		s.handle(http.MethodPost, APIBase+`/devices\:import`, accessCommand, s.importDevices)
 		s.handle(http.MethodPut, APIBase+"/device-sets/:setId", accessCommand, s.putDeviceSet)
-		s.handle(http.MethodDelete, APIBase+"/device-sets/:setId", accessCommand, s.deleteDeviceSet)
+		s.handle(http.MethodDelete, APIBase+"/device-sets/:setId", accessCommand, s.deleteDeviceSet, refuseBody)
 	}
 	if s.queries != nil {
 		s.handle(http.MethodGet, APIBase+"/device-templates", accessRead, s.listTemplates, s.awaitConsistency)

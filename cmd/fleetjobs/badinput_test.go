@@ -80,6 +80,8 @@ func TestBadInputRecordsNothing(t *testing.T) {
 		{"property beyond 2^53", http.MethodPut, "/devices/d-1", `{"name":"D 1","templateId":"vending-v2","properties":{"temp":123456789012345678901234567890}}`, nil, http.StatusBadRequest, "properties.temp", eventstore.DeviceStream("d-1")},
 		{"name with a lone surrogate", http.MethodPut, "/devices/d-1", `{"name":"D \udfff","templateId":"vending-v2"}`, nil, http.StatusBadRequest, "name", eventstore.DeviceStream("d-1")},
 		{"import: name not UTF-8", http.MethodPost, "/devices:import", "deviceId,name,templateId\ni-1,I \xff,vending-v2\n", csv, http.StatusUnprocessableEntity, "rows[0].name", eventstore.DeviceStream("i-1")},
+		{"a body on a DELETE", http.MethodDelete, "/device-templates/vending-v2", `{"force":true}`, nil, http.StatusBadRequest, "body", ""},
+		{"a body on issueKey", http.MethodPost, "/devices/d-1:issueKey", "garbage", map[string]string{"Content-Type": "text/plain"}, http.StatusBadRequest, "body", eventstore.DeviceStream("d-1")},
 		{"oversized body", http.MethodPut, "/devices/d-1", huge, nil, http.StatusRequestEntityTooLarge, "body", eventstore.DeviceStream("d-1")},
 		{"bad id in the path", http.MethodPut, "/devices/d%201", deviceBody("D 1", "vending-v2", "Oslo", 1), nil, http.StatusBadRequest, "deviceId", ""},
 		{"import: unknown template", http.MethodPost, "/devices:import",

@@ -222,7 +222,8 @@ func (a *jobCommands) RecordResult(ctx context.Context, c fjhttp.RecordResult) (
 }
 
 // CopyJob creates a new job from an old one's definition, read from the
-// event log so that any job can be copied, however old. It runs on the
+// event log so that any job can be copied, however old, with the name and
+// description the request gives, if any. It runs on the
 // devices the old job targeted that are still members of the set: a copy
 // never widens what was run, and never targets a device that left the set
 // or was deleted (those are counted in a note).
@@ -256,8 +257,15 @@ func (a *jobCommands) CopyJob(ctx context.Context, c fjhttp.CopyJob) (fjhttp.Job
 			old.Targeted(), c.JobID, old.DeviceSetID)
 	}
 	id := c.NewJobID
+	name, description := old.Name, old.Description
+	if c.Name != nil {
+		name = *c.Name
+	}
+	if c.Description != nil {
+		description = *c.Description
+	}
 	create := job.Create{
-		JobID: id, Name: old.Name, Description: old.Description, DeviceSetID: old.DeviceSetID, Type: old.Type,
+		JobID: id, Name: name, Description: description, DeviceSetID: old.DeviceSetID, Type: old.Type,
 		Operations: old.Operations, DeviceIDs: chosen, TimeoutSeconds: old.TimeoutSeconds, BatchSize: old.BatchSize,
 		CancellationThreshold: old.CancellationThreshold,
 		Set:                   r.set, Template: r.template, Members: r.members,

@@ -175,6 +175,66 @@ func TestIdempotencyKeyCreatesOneJob(t *testing.T) {
 	}
 }
 
+// TestCopyJobBody: POST /jobs/{jobId}/copy takes no body, or a JSON object
+// whose name and description replace the old job's in the copy; anything
+// else is a 400 naming the field and records nothing. Under an
+// Idempotency-Key the body is part of the request: the same copy again is
+// answered with the job, another body under the key is refused (422).
+func TestCopyJobBody(t *testing.T) {
+	url, root := MustRedisURL(t)
+	f := MustFleet(t, ServeConfig(t, url, root), nil)
+	MustStatus(t, Do(t, http.MethodPut, f.api+"/jobs/orig", jobBody("Original"), WithToken(f.token)), http.StatusCreated)
+	copyOf := func(body any, headers map[string]string) Answer {
+		t.Helper()
+		return Do(t, http.MethodPost, f.api+"/jobs/orig/copy", body, headers)
+	}
+	for _, c := range []struct {
+		name    string
+		body    string
+		headers map[string]string
+		field   string
+		status  int
+	}{
+		{"not JSON", "garbage", header("Content-Type", "text/plain"), "Content-Type", http.StatusUnsupportedMediaType},
+		{"malformed JSON", "garbage", nil, "body", http.StatusBadRequest},
+		{"unknown field", `{"name":"x","deviceSetId":"other"}`, nil, "deviceSetId", http.StatusBadRequest},
+		{"wrong type", `{"name":5}`, nil, "name", http.StatusBadRequest},
+		{"not an object", `["x"]`, nil, "body", http.StatusBadRequest},
+		{"a name the rules refuse", `{"name":"  "}`, nil, "name", http.StatusBadRequest},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := MustHead(t, f.es)
+			MustProblem(t, copyOf(c.body, c.headers), c.status, c.field)
+			if after := MustHead(t, f.es); after != before {
+				t.Errorf("the log moved from %s to %s: something was recorded", before, after)
+			}
+		})
+	}
+
+	renamed := MustDecode[fjhttp.JobAnswer](t, MustStatus(t, copyOf(map[string]any{"name": "Renamed", "description": "again"}, nil), http.StatusCreated))
+	if renamed.Name != "Renamed" || renamed.Description != "again" || renamed.DeviceSetID != "seattle" || len(renamed.Operations) != 1 {
+		t.Errorf("copy with a name and a description: %+v", renamed.Job)
+	}
+	plain := MustDecode[fjhttp.JobAnswer](t, MustStatus(t, copyOf(nil, nil), http.StatusCreated))
+	if plain.Name != "Original" || plain.Description != "fans up" {
+		t.Errorf("copy without a body: name %q, description %q", plain.Name, plain.Description)
+	}
+
+	key := header("Idempotency-Key", "copy-key")
+	first := MustDecode[fjhttp.JobAnswer](t, MustStatus(t, copyOf(map[string]any{"name": "Keyed"}, key), http.StatusCreated))
+	again := MustDecode[fjhttp.JobAnswer](t, MustStatus(t, copyOf(`{ "name" : "Keyed" }`, key), http.StatusOK))
+	if again.ID != first.ID || again.Name != "Keyed" {
+		t.Errorf("the same copy again: %s %q, want %s", again.ID, again.Name, first.ID)
+	}
+	before := MustHead(t, f.es)
+	MustProblem(t, copyOf(map[string]any{"name": "Other"}, key), http.StatusUnprocessableEntity, "Idempotency-Key")
+	if after := MustHead(t, f.es); after != before {
+		t.Errorf("another copy under a used key recorded events")
+	}
+	MustStatus(t, copyOf(nil, header("Idempotency-Key", "empty-key")), http.StatusCreated)
+	MustStatus(t, copyOf(`{}`, header("Idempotency-Key", "empty-key")), http.StatusOK)
+}
+
 // TestJobLifecycle drives the job routes through the real server: create
 // (PUT idempotent, POST with Idempotency-Key), results over HTTP until the
 // job completes or fails, stop and stop again, late results, a device
