@@ -2,6 +2,7 @@ package http
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -475,7 +476,10 @@ const issueKeySuffix = ":issueKey"
 func (s *Server) issueDeviceKey(c echo.Context) error {
 	raw, ok := strings.CutSuffix(c.Param("deviceId"), issueKeySuffix)
 	if !ok {
-		return echo.ErrNotFound
+		// The route is POST /devices/{deviceId} for Echo, so a 405 on
+		// that path lists POST in Allow; the one POST there is the
+		// :issueKey action, which the detail names.
+		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("no route for POST %s; a device takes one action: POST %s/devices/{deviceId}%s", c.Request().URL.Path, APIBase, issueKeySuffix))
 	}
 	var fe fieldErrors
 	checkID(&fe, "deviceId", raw)

@@ -107,7 +107,7 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := s.now()
 		if err := next(c); err != nil {
-			c.Error(err)
+			c.Error(routeError(c, err))
 		}
 		elapsed := s.now().Sub(start)
 		route, ok := s.routeLabels[routeKey{c.Request().Method, c.Path()}]

@@ -2,6 +2,7 @@ package http
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -145,6 +146,20 @@ func openAPIPath(p string) string {
 		}
 	}
 	return b.String()
+}
+
+// routeError gives the router's bare 404 and 405 (no route for the path,
+// or not for the method) a detail that says what was asked and where the
+// routes are listed; any other error is returned as it is.
+func routeError(c echo.Context, err error) error {
+	r := c.Request()
+	switch {
+	case errors.Is(err, echo.ErrNotFound):
+		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("no route for %s %s; the routes are listed in %s/openapi.json", r.Method, r.URL.Path, APIBase))
+	case errors.Is(err, echo.ErrMethodNotAllowed):
+		return echo.NewHTTPError(http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s; the Allow header lists the methods of its route", r.Method, r.URL.Path))
+	}
+	return err
 }
 
 // status is the body of the health endpoints' success answers.

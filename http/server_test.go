@@ -131,8 +131,27 @@ func TestUnknownRouteIsAProblem(t *testing.T) {
 	if code != nethttp.StatusNotFound {
 		t.Errorf("status %d, want 404", code)
 	}
-	if p := MustProblem(t, ct, body); p.Status != 404 || p.Title != "Not Found" {
+	if p := MustProblem(t, ct, body); p.Status != 404 || p.Title != "Not Found" || p.Detail != "no route for GET /nope; the routes are listed in /api/v1/openapi.json" {
 		t.Errorf("problem = %+v", p)
+	}
+	a := MustDo(t, s.URL(), Request{Method: "DELETE", Path: "/healthz"})
+	if p := a.Problem(t); a.Code != 405 || p.Detail != "DELETE is not allowed on /healthz; the Allow header lists the methods of its route" {
+		t.Errorf("DELETE /healthz: %d %+v", a.Code, p)
+	}
+}
+
+// TestPostOnADeviceNamesItsAction: POST /devices/{deviceId} is routed (for
+// :issueKey, which Echo cannot route apart), so a POST without the action
+// is a 404 whose detail names the action, and records nothing.
+func TestPostOnADeviceNamesItsAction(t *testing.T) {
+	s, rec, _ := MustOpenAPI(t, fjhttp.Config{})
+	a := MustDo(t, s.URL(), Request{Method: "POST", Path: "/api/v1/devices/d1"})
+	want := "no route for POST /api/v1/devices/d1; a device takes one action: POST /api/v1/devices/{deviceId}:issueKey"
+	if p := a.Problem(t); a.Code != 404 || p.Detail != want {
+		t.Errorf("POST /api/v1/devices/d1: %d %+v, want 404 saying %q", a.Code, p, want)
+	}
+	if n := len(rec.Commands()); n != 0 {
+		t.Errorf("%d commands recorded", n)
 	}
 }
 
