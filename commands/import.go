@@ -116,11 +116,37 @@ type row struct {
 // the store recognises if their first append did land.
 func (h *Handler) ImportDevices(ctx context.Context, meta Meta, cmds []device.Register) (ImportResult, error) {
 	meta = h.fill(meta)
+	rows, err := h.checkImport(ctx, meta, cmds, nil)
+	if err != nil {
+		return ImportResult{}, err
+	}
+	return h.recordImport(ctx, meta, rows)
+}
+
+// CheckImport validates an import as ImportDevices does and records
+// nothing: nil if ImportDevices would take every row, else the
+// *ImportError listing every invalid row. A row for which skip is true
+// (another layer refused it already) is not checked, and only the others
+// count for "a device twice". The HTTP layer asks it when it refused rows
+// itself, so that one answer lists every problem of the import.
+func (h *Handler) CheckImport(ctx context.Context, meta Meta, cmds []device.Register, skip func(row int) bool) error {
+	_, err := h.checkImport(ctx, h.fill(meta), cmds, skip)
+	return err
+}
+
+// checkImport validates every row (but those skip names), on its own and
+// against its template, then each row that passed against its device's
+// current state; it returns the rows ready to record, or an *ImportError
+// with the problems of both stages.
+func (h *Handler) checkImport(ctx context.Context, meta Meta, cmds []device.Register, skip func(int) bool) ([]row, error) {
 	rows := make([]row, len(cmds))
 	var bad []RowError
 	first := make(map[string]int, len(cmds))
 	tmpls := make(map[string]device.Template)
 	for i, c := range cmds {
+		if skip != nil && skip(i) {
+			continue
+		}
 		if j, dup := first[c.DeviceID]; dup && c.DeviceID != "" {
 			bad = append(bad, RowError{Row: i, DeviceID: c.DeviceID, Err: domain.Invalid("deviceId", "device %q is already in row %d of this import", c.DeviceID, j)})
 			continue
@@ -130,7 +156,7 @@ func (h *Handler) ImportDevices(ctx context.Context, meta Meta, cmds []device.Re
 		if !ok {
 			var err error
 			if t, err = h.Template(ctx, c.TemplateID); err != nil {
-				return ImportResult{}, fmt.Errorf("import: %w", err)
+				return nil, fmt.Errorf("import: %w", err)
 			}
 			tmpls[c.TemplateID] = t
 		}
@@ -141,18 +167,29 @@ func (h *Handler) ImportDevices(ctx context.Context, meta Meta, cmds []device.Re
 		}
 		rows[i] = row{cmd: c, stream: eventstore.DeviceStream(c.DeviceID)}
 	}
-	if len(bad) > 0 {
-		return ImportResult{}, &ImportError{Rows: bad, Total: len(cmds)}
-	}
 
-	// Load every device and decide its row against it.
-	if err := h.loadRows(ctx, rows); err != nil {
-		return ImportResult{}, fmt.Errorf("import: load devices: %w", err)
+	// Load every device whose row passed and decide its row against it
+	// (the rows refused so far have no stream), so that one answer lists
+	// the problems of both stages.
+	checked := make([]row, 0, len(rows))
+	at := make([]int, 0, len(rows))
+	for i := range rows {
+		if rows[i].stream != "" {
+			checked = append(checked, rows[i])
+			at = append(at, i)
+		}
+	}
+	if err := h.loadRows(ctx, checked); err != nil {
+		return nil, fmt.Errorf("import: load devices: %w", err)
+	}
+	for k, i := range at {
+		rows[i] = checked[k]
 	}
 	// Rows are decided independently (a key drawn and hashed, the device's
 	// events), on the workers.
 	var badMu sync.Mutex
-	err := h.each(ctx, len(rows), func(_ context.Context, i int) error {
+	err := h.each(ctx, len(at), func(_ context.Context, k int) error {
+		i := at[k]
 		r := &rows[i]
 		if _, done := r.snap.recorded(meta.CommandID); done {
 			return nil
@@ -180,17 +217,20 @@ func (h *Handler) ImportDevices(ctx context.Context, meta Meta, cmds []device.Re
 		return nil
 	})
 	if err != nil {
-		return ImportResult{}, fmt.Errorf("import: %w", err)
+		return nil, fmt.Errorf("import: %w", err)
 	}
 	if len(bad) > 0 {
 		sortRows(bad)
-		return ImportResult{}, &ImportError{Rows: bad, Total: len(cmds)}
+		return nil, &ImportError{Rows: bad, Total: len(cmds)}
 	}
+	return rows, nil
+}
 
-	// Record every row.
+// recordImport records every row that checkImport accepted.
+func (h *Handler) recordImport(ctx context.Context, meta Meta, rows []row) (ImportResult, error) {
 	var changed, registered, done atomic.Int64
 	positions := make([]eventstore.Position, len(rows))
-	err = h.each(ctx, len(rows), func(ctx context.Context, i int) error {
+	err := h.each(ctx, len(rows), func(ctx context.Context, i int) error {
 		r := &rows[i]
 		if len(r.events) == 0 {
 			positions[i] = r.snap.pos

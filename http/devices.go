@@ -162,9 +162,15 @@ type DeleteDeviceSet struct {
 // refused) none.
 type ImportDevices struct {
 	Meta CommandMeta
-	// Rows are the parsed rows, in the order sent; every row has passed
-	// the shape checks (IDs, name, no duplicate deviceId).
+	// Rows are the parsed rows, in the order sent; every row not in
+	// Refused has passed the shape checks (IDs, name, no duplicate
+	// deviceId).
 	Rows []ImportRow
+	// Refused holds the rows the HTTP layer refused (by index), if any.
+	// Then nothing is recorded: the other rows are only checked, and the
+	// answer is their problems (an error as for an import), nil if none,
+	// so that one answer lists every problem of the import.
+	Refused map[int]bool
 }
 
 // ImportRow is one device of an import.

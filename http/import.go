@@ -2,6 +2,7 @@ package http
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,12 +66,21 @@ func (s *Server) importDevices(c echo.Context) error {
 	} else {
 		rows, bad = s.parseNDJSONImport(body)
 	}
-	if problems := checkImportRows(rows, bad); len(problems) > 0 {
-		return &ImportError{Fields: problems}
-	}
+	problems, refused := checkImportRows(rows, bad)
 	meta, err := s.meta(c)
 	if err != nil {
 		return err
+	}
+	if len(problems) > 0 {
+		if len(bad[-1]) > 0 || len(refused) == len(rows) {
+			return &ImportError{Fields: problems} // no row left to check
+		}
+		// The other rows' problems too, in one answer, recording nothing.
+		_, err := s.devices.ImportDevices(c.Request().Context(), ImportDevices{Meta: meta, Rows: rows, Refused: refused})
+		if err != nil && domain.ErrorCode(err) != domain.CodeInvalid {
+			return err
+		}
+		return &ImportError{Fields: byRow(append(problems, fieldsOf(err)...))}
 	}
 	res, err := s.devices.ImportDevices(c.Request().Context(), ImportDevices{Meta: meta, Rows: rows})
 	if domain.ErrorCode(err) == domain.CodeInvalid {
@@ -307,29 +318,61 @@ func csvMessage(err error) string {
 // checkImportRows applies PUT /devices' shape checks to every row that
 // parsed, refuses a deviceId that appears twice (which row would win is
 // not something to guess), and lists every problem, parse problems
-// included, in row order.
-func checkImportRows(rows []ImportRow, bad map[int][]FieldError) []FieldError {
+// included, in row order; refused holds the rows with a problem.
+func checkImportRows(rows []ImportRow, bad map[int][]FieldError) (problems []FieldError, refused map[int]bool) {
 	var fe fieldErrors
 	fe.addAll(bad[-1])
+	refused = make(map[int]bool)
 	first := make(map[string]int, len(rows))
 	for i := range rows {
 		if parse, ok := bad[i]; ok {
 			fe.addAll(parse)
+			refused[i] = true
 			continue
 		}
+		var rf fieldErrors // this row's problems
 		r := &rows[i]
-		checkID(&fe, rowField(i, "deviceId"), r.DeviceID)
+		checkID(&rf, rowField(i, "deviceId"), r.DeviceID)
 		if j, dup := first[r.DeviceID]; dup {
-			fe.add(rowField(i, "deviceId"), "duplicates "+rowField(j, "deviceId"))
+			rf.add(rowField(i, "deviceId"), "duplicates "+rowField(j, "deviceId"))
 		} else {
 			first[r.DeviceID] = i
 		}
-		checkName(&fe, rowField(i, "name"), r.Name)
-		checkID(&fe, rowField(i, "templateId"), r.TemplateID)
-		checkProperties(&fe, rowField(i, "properties"), r.Properties)
+		checkName(&rf, rowField(i, "name"), r.Name)
+		checkID(&rf, rowField(i, "templateId"), r.TemplateID)
+		checkProperties(&rf, rowField(i, "properties"), r.Properties)
 		if r.Properties == nil {
 			r.Properties = map[string]any{}
 		}
+		if len(rf.list) > 0 {
+			fe.addAll(rf.list)
+			refused[i] = true
+		}
 	}
-	return fe.list
+	return fe.list, refused
+}
+
+// byRow sorts the problems of an import by row ("rows[3]..."), keeping
+// the order of each row's own; problems of no row come first.
+func byRow(fields []FieldError) []FieldError {
+	slices.SortStableFunc(fields, func(a, b FieldError) int { return cmp.Compare(rowOf(a.Field), rowOf(b.Field)) })
+	if len(fields) > maxFieldErrors {
+		fields = fields[:maxFieldErrors]
+	}
+	return fields
+}
+
+// rowOf is the row a field of an import names ("rows[3].name": 3), -1 for
+// none.
+func rowOf(field string) int {
+	rest, ok := strings.CutPrefix(field, "rows[")
+	if !ok {
+		return -1
+	}
+	n, _, _ := strings.Cut(rest, "]")
+	i, err := strconv.Atoi(n)
+	if err != nil {
+		return -1
+	}
+	return i
 }

@@ -167,6 +167,10 @@ func (a *deviceCommands) ImportDevices(ctx context.Context, cmd fjhttp.ImportDev
 	for i, r := range cmd.Rows {
 		rows[i] = device.Register{DeviceID: r.DeviceID, Name: r.Name, TemplateID: r.TemplateID, Properties: r.Properties}
 	}
+	if len(cmd.Refused) > 0 {
+		// Only the other rows' problems: nothing is recorded.
+		return fjhttp.ImportResult{}, a.h.CheckImport(ctx, commandMeta(cmd.Meta), rows, func(i int) bool { return cmd.Refused[i] })
+	}
 	r, err := a.h.ImportDevices(ctx, commandMeta(cmd.Meta), rows)
 	if err != nil {
 		return fjhttp.ImportResult{}, err

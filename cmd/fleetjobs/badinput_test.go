@@ -120,6 +120,48 @@ func TestBadInputRecordsNothing(t *testing.T) {
 	}
 }
 
+// TestImportListsEveryProblem: an import refused for rows the HTTP layer
+// refuses (a name missing) and rows the domain refuses (a property of the
+// wrong schema, an unknown template, a deleted device) lists all of them in
+// one answer, in row order, and records nothing.
+func TestImportListsEveryProblem(t *testing.T) {
+	url, root := MustRedisURL(t)
+	m := MustServe(t, ServeConfig(t, url, root), nil)
+	api := m.HTTPURL() + fjhttp.APIBase
+	MustStatus(t, Do(t, http.MethodPut, api+"/device-templates/vending-v2", vendingBody, nil), http.StatusCreated)
+	MustStatus(t, Do(t, http.MethodPut, api+"/devices/gone", deviceBody("Gone", "vending-v2", "Oslo", 1), nil), http.StatusCreated)
+	MustStatus(t, Do(t, http.MethodDelete, api+"/devices/gone", nil, nil), http.StatusOK)
+	es := MustEventStore(t, m)
+	ndjson := map[string]string{"Content-Type": fjhttp.MIMENDJSON}
+	for _, c := range []struct {
+		name, body string
+		want       []string
+	}{
+		{"a type error, then a name missing",
+			`{"deviceId":"i-1","name":"I 1","templateId":"vending-v2","properties":{"city":5}}` + "\n" + `{"deviceId":"i-2","name":"","templateId":"vending-v2"}`,
+			[]string{"rows[0].properties.city", "rows[1].name"}},
+		{"a name missing, an unknown template, a deleted device, a malformed row",
+			`{"deviceId":"i-1","name":"","templateId":"vending-v2"}` + "\n" + `{"deviceId":"i-2","name":"I 2","templateId":"nope"}` + "\n" +
+				`{"deviceId":"gone","name":"Back","templateId":"vending-v2"}` + "\n" + `{"deviceId":"i-4",`,
+			[]string{"rows[0].name", "rows[1].templateId", "rows[2]", "rows[3]"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := MustHead(t, es)
+			p := MustProblem(t, Do(t, http.MethodPost, api+"/devices:import", c.body, ndjson), http.StatusUnprocessableEntity, "")
+			var got []string
+			for _, f := range p.Errors {
+				got = append(got, f.Field)
+			}
+			if diff := cmp.Diff(c.want, got); diff != "" {
+				t.Errorf("fields (-want +got):\n%s\n%s", diff, p.Errors)
+			}
+			if after := MustHead(t, es); after != before {
+				t.Errorf("the log moved from %s to %s: something was recorded", before, after)
+			}
+		})
+	}
+}
+
 // MustNoStream checks that stream has no events.
 func MustNoStream(tb testing.TB, es *eventstore.Client, stream string) {
 	tb.Helper()
