@@ -661,15 +661,35 @@ func (s *Server) streamHistory(c echo.Context, id string, from uint64) error {
 	return nil
 }
 
-// acceptsNDJSON reports whether the request asks for NDJSON.
+// acceptsNDJSON reports whether the request prefers NDJSON: its Accept
+// gives application/x-ndjson a quality above 0 and at least that of
+// application/json (or of a wildcard that covers it, when JSON is not
+// named), so "application/x-ndjson;q=0.5, application/json" is JSON.
 func acceptsNDJSON(r *http.Request) bool {
+	ndjson, json, wild := -1.0, -1.0, -1.0
 	for _, part := range strings.Split(r.Header.Get(echo.HeaderAccept), ",") {
-		mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
-		if strings.EqualFold(strings.TrimSpace(mt), MIMENDJSON) {
-			return true
+		mt, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		q := 1.0
+		for _, p := range strings.Split(params, ";") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.EqualFold(strings.TrimSpace(k), "q") {
+				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+					q = f
+				}
+			}
+		}
+		switch mt = strings.ToLower(strings.TrimSpace(mt)); mt {
+		case MIMENDJSON:
+			ndjson = max(ndjson, q)
+		case MIMEJSON:
+			json = max(json, q)
+		case "application/*", "*/*":
+			wild = max(wild, q)
 		}
 	}
-	return false
+	if json < 0 {
+		json = wild
+	}
+	return ndjson > 0 && ndjson >= json
 }
 
 // orZero is *p, or 0 (the domain's "left out") for nil.

@@ -467,3 +467,28 @@ func TestAClientThatHangsUpIsNotTheServersFailure(t *testing.T) {
 		}
 	}
 }
+
+// TestHistoryHonoursAcceptQualities: NDJSON only when the client prefers
+// it; ?limit= (or ?cursor=) given twice is a 400 naming it.
+func TestHistoryHonoursAcceptQualities(t *testing.T) {
+	s, _, _ := MustOpenAPI(t, fjhttp.Config{})
+	for accept, want := range map[string]string{
+		"application/x-ndjson":                         fjhttp.MIMENDJSON,
+		"application/x-ndjson;q=0.5, application/json": fjhttp.MIMEJSON,
+		"application/json;q=0.4, application/x-ndjson": fjhttp.MIMENDJSON,
+		"application/x-ndjson;q=0":                     fjhttp.MIMEJSON,
+		"application/x-ndjson;q=0.9, */*":              fjhttp.MIMEJSON,
+		"*/*":                                          fjhttp.MIMEJSON,
+	} {
+		a := MustDo(t, s.URL(), Request{Method: "GET", Path: "/api/v1/jobs/j/history", Header: map[string]string{"Accept": accept}})
+		if got := a.Header.Get("Content-Type"); a.Code != 200 || !strings.HasPrefix(got, want) {
+			t.Errorf("Accept %q: %d %q, want %s", accept, a.Code, got, want)
+		}
+	}
+	for _, q := range []string{"limit=1&limit=2", "cursor=a&cursor=b"} {
+		a := MustDo(t, s.URL(), Request{Method: "GET", Path: "/api/v1/jobs/j/history?" + q})
+		if p := a.Problem(t); a.Code != 400 || len(p.Errors) != 1 || p.Errors[0].Message != "is given more than once; give it once" {
+			t.Errorf("?%s: %d %+v", q, a.Code, p)
+		}
+	}
+}

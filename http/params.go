@@ -76,6 +76,11 @@ type Page struct {
 func pageOf(c echo.Context) (Page, error) {
 	p := Page{Limit: DefaultPageLimit, Cursor: c.QueryParam("cursor")}
 	var fe fieldErrors
+	for _, name := range []string{"limit", "cursor"} {
+		if len(c.QueryParams()[name]) > 1 {
+			fe.add(name, "is given more than once; give it once")
+		}
+	}
 	if v := c.QueryParam("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxPageLimit {
