@@ -92,6 +92,10 @@ type Runner struct {
 	changed  chan struct{} // closed and replaced whenever pos moves
 	status   Status
 	versions map[string]string // projection name -> version written, as of the last Open
+	// first is closed when the Runner first caught up: everything its
+	// projections' streams held when it started is applied.
+	first     chan struct{}
+	firstOnce sync.Once
 }
 
 // NewRunner returns a Runner; start it with Run.
@@ -120,8 +124,14 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	if cfg.ActivePoll <= 0 {
 		cfg.ActivePoll = 500 * time.Millisecond
 	}
-	return &Runner{cfg: cfg, changed: make(chan struct{}), versions: make(map[string]string)}, nil
+	return &Runner{cfg: cfg, changed: make(chan struct{}), versions: make(map[string]string), first: make(chan struct{})}, nil
 }
+
+// FirstCaughtUp is closed once the Runner has caught up for the first
+// time: its read models then hold every event of its projections' streams
+// recorded before it started (a Runner that later loses Redis's writes
+// applies them again; FirstCaughtUp stays closed).
+func (r *Runner) FirstCaughtUp() <-chan struct{} { return r.first }
 
 // Version returns the version of projection name the Runner writes: for a
 // followed projection the active one as of the Runner's last (re)open, ""
@@ -323,6 +333,7 @@ func (r *Runner) runOnce(ctx context.Context) (progressed bool, _ error) {
 		r.cfg.Logger.Warn("projections: Redis has lost read-model writes (restarted from an older copy, or flushed?); applying the log again from its checkpoint",
 			zap.Stringer("applied", r.pos), zap.Stringer("checkpoint", from))
 		r.pos = from
+		r.status.CaughtUp = false // /readyz: not ready until applied again
 	}
 	r.mu.Unlock()
 	r.advance(w)
@@ -446,6 +457,7 @@ func (r *Runner) runOnce(ctx context.Context) (progressed bool, _ error) {
 			}
 			caughtUp = true
 			r.setHealth(true, nil)
+			r.firstOnce.Do(func() { close(r.first) })
 			r.cfg.Logger.Debug("projections caught up", zap.Stringer("position", w.Position()))
 		case msgEnd:
 			// What arrived before the end is valid: keep it.

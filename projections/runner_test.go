@@ -169,6 +169,41 @@ func TestRunnerKeepsDevicesAndMembershipCurrent(t *testing.T) {
 	}
 }
 
+// TestFirstCaughtUpWaitsForTheHistory: a Runner's FirstCaughtUp is open
+// until it has applied what the log held when it started.
+func TestFirstCaughtUpWaitsForTheHistory(t *testing.T) {
+	t.Parallel()
+	es := MustStore(t)
+	rdb, root := MustRedis(t)
+	MustAppend(t, es, "template-vending", vendingTemplate("city"))
+	tok := MustAppend(t, es, "device-d1", device.Registered{DeviceID: "d1", Name: "One", TemplateID: "vending"})
+	w, err := projections.NewWriter(rdb, zapTestLogger(t), root, projections.Target{Projector: projections.NewDevicesProjector(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := projections.NewRunner(projections.RunnerConfig{Store: es, Codec: eventstore.NewCatalogCodec(), Writer: w, Logger: zapTestLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-r.FirstCaughtUp():
+		t.Fatal("FirstCaughtUp closed before the Runner ran")
+	default:
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-r.FirstCaughtUp():
+	case <-time.After(20 * time.Second):
+		t.Fatal("FirstCaughtUp not closed within 20 s")
+	}
+	if p := r.Position(); p.Compare(tok) < 0 {
+		t.Errorf("caught up at %s, before the last event of the history %s", p, tok)
+	}
+}
+
 func TestRunnerResumesFromItsCheckpoint(t *testing.T) {
 	t.Parallel()
 	es := MustStore(t)
@@ -562,6 +597,11 @@ func TestIdleRunnerNoticesRedisLosingWrites(t *testing.T) {
 			MustAppend(t, es, "template-vending", vendingTemplate("city"))
 			tok1 := MustAppend(t, es, "device-d1", device.Registered{DeviceID: "d1", Name: "One", TemplateID: "vending"})
 			MustReach(t, r.Runner, tok1)
+			select {
+			case <-r.FirstCaughtUp():
+			case <-time.After(20 * time.Second):
+				t.Fatal("FirstCaughtUp not closed 20 s after the Runner applied the whole log")
+			}
 			copyAt1 := mustSnapshot(t, rdb, root)
 			tok2 := MustAppend(t, es, "device-d2", device.Registered{DeviceID: "d2", Name: "Two", TemplateID: "vending"})
 			MustReach(t, r.Runner, tok2)

@@ -16,10 +16,12 @@ import (
 
 // progress is read models at a position; reach, when set, is called by
 // WaitFor for a position beyond it (the projections applying the log) and
-// says whether they got there; without it they never do.
+// says whether they got there; without it they never do. first is closed
+// once they have caught up since the start; nil means they have.
 type progress struct {
 	at    eventstore.Position
 	reach func() bool
+	first chan struct{}
 }
 
 func (p *progress) Position() eventstore.Position { return p.at }
@@ -34,6 +36,15 @@ func (p *progress) WaitFor(ctx context.Context, pos eventstore.Position) error {
 	}
 	<-ctx.Done()
 	return ctx.Err()
+}
+
+func (p *progress) FirstCaughtUp() <-chan struct{} {
+	if p.first == nil {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	return p.first
 }
 
 // TestSimLookupOfDevicesNotReadYet: the simulated fleet's lookup in the
@@ -90,13 +101,13 @@ func TestSimLookupOfDevicesNotReadYet(t *testing.T) {
 	offline := map[string]any{sim.OfflineProperty: true}
 
 	t.Run("never read within the wait", func(t *testing.T) {
-		p := main.NewDeviceProperties(rdb, root, &progress{at: read}, read, 50*time.Millisecond)
+		p := main.NewDeviceProperties(rdb, root, &progress{at: read}, 50*time.Millisecond)
 		if diff := cmp.Diff([]map[string]any{fail, notFound, offline}, lookup(p, deliveries(in(time.Hour)))); diff != "" {
 			t.Errorf("(-want +got):\n%s", diff)
 		}
 	})
 	t.Run("a deadline before the wait ends it", func(t *testing.T) {
-		p := main.NewDeviceProperties(rdb, root, &progress{at: read}, read, time.Hour)
+		p := main.NewDeviceProperties(rdb, root, &progress{at: read}, time.Hour)
 		ds := append(deliveries(in(time.Hour)), dispatch.Delivery{DeviceID: "new-too", Targeted: later, Deadline: in(time.Hour)})
 		ds[2].Deadline = in(-time.Second) // the earliest deadline bounds the wait, not the latest
 		if diff := cmp.Diff([]map[string]any{fail, notFound, offline, offline}, lookup(p, ds)); diff != "" {
@@ -107,7 +118,7 @@ func TestSimLookupOfDevicesNotReadYet(t *testing.T) {
 		p := main.NewDeviceProperties(rdb, root, &progress{at: read, reach: func() bool {
 			put("new", `{"properties":{"simFail":"read late"}}`)
 			return true
-		}}, read, time.Hour)
+		}}, time.Hour)
 		want := []map[string]any{fail, notFound, {sim.FailProperty: "read late"}}
 		if diff := cmp.Diff(want, lookup(p, deliveries(in(time.Hour)))); diff != "" {
 			t.Errorf("(-want +got):\n%s", diff)
@@ -115,22 +126,25 @@ func TestSimLookupOfDevicesNotReadYet(t *testing.T) {
 	})
 
 	// A device deleted before this process started, whose delete its
-	// read models have not applied yet: they still have it.
+	// read models have not applied yet: they still have it, and have not
+	// caught up since the start.
 	stale := []dispatch.Delivery{{DeviceID: "known", Targeted: read, Deadline: in(time.Hour)}}
-	t.Run("a delete before the start, applied during the wait", func(t *testing.T) {
-		p := main.NewDeviceProperties(rdb, root, &progress{at: read, reach: func() bool {
+	t.Run("a delete before the start, applied while catching up", func(t *testing.T) {
+		first := make(chan struct{})
+		go func() {
 			if err := rdb.Del(ctx, prefix+projections.DeviceKey("known")).Err(); err != nil {
 				t.Error(err)
 			}
-			return true
-		}}, later, time.Hour)
+			close(first) // the projections caught up: the delete is applied
+		}()
+		p := main.NewDeviceProperties(rdb, root, &progress{at: read, first: first}, time.Hour)
 		if diff := cmp.Diff([]map[string]any{notFound}, lookup(p, stale)); diff != "" {
 			t.Errorf("(-want +got):\n%s", diff)
 		}
 		put("known", `{"properties":{"simFail":"fan stuck"}}`)
 	})
-	t.Run("a delete before the start, not applied within the wait", func(t *testing.T) {
-		p := main.NewDeviceProperties(rdb, root, &progress{at: read}, later, 50*time.Millisecond)
+	t.Run("a delete before the start, not caught up within the wait", func(t *testing.T) {
+		p := main.NewDeviceProperties(rdb, root, &progress{at: read, first: make(chan struct{})}, 50*time.Millisecond)
 		if diff := cmp.Diff([]map[string]any{offline}, lookup(p, stale)); diff != "" {
 			t.Errorf("(-want +got):\n%s", diff)
 		}

@@ -134,37 +134,15 @@ func (c *redisCheckpoints) Save(ctx context.Context, p eventstore.Position) erro
 // A device the read model has may also be one deleted since: a delete
 // recorded just before this process started (by it before a restart, or
 // by another instance) that its projections have not applied yet. So no
-// lookup trusts the read models before they have applied the log up to
-// its head as this process found it at start (floor; serve reads it, or
-// else the first lookup does); until then every device waits, and does not
+// lookup trusts the read models before they have caught up once since the
+// start (FirstCaughtUp); until then every device waits, and does not
 // answer if they are still behind.
 type deviceProperties struct {
 	rdb     redis.UniversalClient
 	root    string
 	applied readModelProgress
-	// head reads the position of the log's last event.
-	head func(context.Context) (eventstore.Position, error)
 	// wait bounds the wait for the read models; 0 is readModelWait.
 	wait time.Duration
-
-	mu        sync.Mutex
-	floor     eventstore.Position // the log's head at start
-	haveFloor bool
-}
-
-// startFloor returns the log's head as it was at the first call that
-// could read it.
-func (p *deviceProperties) startFloor(ctx context.Context) (eventstore.Position, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.haveFloor {
-		h, err := p.head(ctx)
-		if err != nil {
-			return eventstore.Position{}, fmt.Errorf("read the log's head: %w", err)
-		}
-		p.floor, p.haveFloor = h, true
-	}
-	return p.floor, nil
 }
 
 // readModelWait is how long a lookup waits at most for the read models to
@@ -178,19 +156,19 @@ type readModelProgress interface {
 	Position() eventstore.Position
 	// WaitFor returns once they have applied it up to p, or ctx's error.
 	WaitFor(ctx context.Context, p eventstore.Position) error
+	// FirstCaughtUp is closed once they have applied everything recorded
+	// before this process started.
+	FirstCaughtUp() <-chan struct{}
 }
 
 var _ sim.Properties = (*deviceProperties)(nil)
 
 func (p *deviceProperties) Properties(ctx context.Context, ds []dispatch.Delivery) ([]map[string]any, error) {
-	floor, err := p.startFloor(ctx)
-	if err != nil {
-		return nil, err
-	}
+	first := p.applied.FirstCaughtUp()
+	early := !closed(first) // a device the read models have may be deleted since
 	// The applied position is read before the lookup: the lookup sees at
 	// least what it says.
 	applied := p.applied.Position()
-	early := applied.Compare(floor) < 0 // a device it has may be deleted since
 	out, known, err := p.lookup(ctx, ds)
 	if err != nil {
 		return nil, err
@@ -208,9 +186,6 @@ func (p *deviceProperties) Properties(ctx context.Context, ds []dispatch.Deliver
 		if ds[i].Targeted.Compare(need) > 0 {
 			need = ds[i].Targeted
 		}
-		if early && floor.Compare(need) > 0 {
-			need = floor
-		}
 		if !ds[i].Deadline.IsZero() && (earliest.IsZero() || ds[i].Deadline.Before(earliest)) {
 			earliest = ds[i].Deadline
 		}
@@ -225,7 +200,17 @@ func (p *deviceProperties) Properties(ctx context.Context, ds []dispatch.Deliver
 			wait = min(wait, time.Until(earliest))
 		}
 		wctx, cancel := context.WithTimeout(ctx, max(wait, 0))
-		werr := p.applied.WaitFor(wctx, need)
+		var werr error
+		if early {
+			select {
+			case <-first:
+			case <-wctx.Done():
+				werr = wctx.Err()
+			}
+		}
+		if werr == nil {
+			werr = p.applied.WaitFor(wctx, need)
+		}
 		cancel()
 		switch {
 		case werr == nil:
@@ -669,4 +654,14 @@ func registerSimMetrics(m *fjhttp.Metrics, fleet *sim.Fleet) error {
 	return m.GaugeFunc("fleetjobs_sim_pending_answers",
 		"Answers of the simulated fleet waiting for their moment.",
 		func() float64 { return float64(fleet.Pending()) })
+}
+
+// closed reports whether c is closed.
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }

@@ -166,13 +166,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	var transport deviceTransport
 	switch cfg.Devices {
 	case devicesSim:
-		props := &deviceProperties{rdb: m.redis, root: root, applied: m.runner, head: m.events.Head}
-		// The floor is the log as this process found it; if the event
-		// store cannot say now, the first lookup reads it.
-		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, _ = props.startFloor(hctx)
-		cancel()
-		fleet := sim.New(props, answers, sim.Config{Now: m.Now})
+		fleet := sim.New(&deviceProperties{rdb: m.redis, root: root, applied: m.runner}, answers, sim.Config{Now: m.Now})
 		if err := registerSimMetrics(metrics, fleet); err != nil {
 			return err
 		}
