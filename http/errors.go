@@ -187,6 +187,12 @@ func problemFor(err error) (Problem, mapping) {
 		p := Problem{Type: ProblemTypeBase + m.slug, Title: m.title, Status: m.status}
 		if m.detail {
 			p.Detail = err.Error()
+			if de, ok := domain.AsError(err); ok {
+				// The domain's own words, which name what they refuse:
+				// the wrapping adds where it was decided (stream names
+				// such as "job-fan-1200"), which is for logs, not callers.
+				p.Detail = de.Error()
+			}
 		}
 		p.Errors = fieldsOf(err)
 		return p, m

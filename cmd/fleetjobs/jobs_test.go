@@ -349,6 +349,9 @@ func TestJobLifecycle(t *testing.T) {
 			t.Errorf("stop twice: detail %q lacks %q", p.Detail, s)
 		}
 	}
+	if strings.Contains(p.Detail, eventstore.JobStream("j3")) {
+		t.Errorf("stop twice: detail %q names the job's stream: the log's names are not the API's", p.Detail)
+	}
 	f.result(t, "j3", "vm-1", "succeeded", "", http.StatusAccepted)
 	tok = MustStatus(t, Do(t, http.MethodDelete, f.api+"/devices/vm-3", nil, nil), http.StatusOK).Token()
 	MustStatus(t, Do(t, http.MethodGet, f.api+"/devices", nil, WithToken(tok)), http.StatusOK)
