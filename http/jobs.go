@@ -336,6 +336,15 @@ func (s *Server) createJob(c echo.Context, idFor func(CommandMeta) string, gener
 	if b.BatchSize != nil && *b.BatchSize == 0 {
 		fe.add("batchSize", fmt.Sprintf("must be between 1 and %d (or left out for %d), got 0", job.MaxBatchSize, job.DefaultBatchSize))
 	}
+	if len(fe.list) > 0 {
+		// Nothing is decided, so the domain's checks of the body's other
+		// fields join them: one answer names every bad field. (A 0 sent
+		// is "left out" to the domain: no second message for it.)
+		for _, f := range job.CheckFields(job.Create{Name: b.Name, Description: b.Description, Type: job.Type(b.JobType),
+			TimeoutSeconds: orZero(b.TimeoutSeconds), BatchSize: orZero(b.BatchSize), CancellationThreshold: b.CancellationThreshold}) {
+			fe.add(f.Field, f.Message)
+		}
+	}
 	if err := fe.err(); err != nil {
 		return err
 	}

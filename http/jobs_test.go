@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -325,6 +326,22 @@ func TestJobZeroIsNotLeftOut(t *testing.T) {
 		{job + `,"batchSize":0}`, 400, "batchSize"},
 		{job + `,"timeoutSeconds":45,"batchSize":10}`, 201, ""},
 	})
+}
+
+// A 0 sent, refused by HTTP, does not hide the body's other bad fields:
+// one answer names them all.
+func TestJobZeroAndOtherBadFieldsInOneAnswer(t *testing.T) {
+	s := MustOpen(t, withJobs(fjhttp.Config{}, newJobStub(1)))
+	a := MustDo(t, s.URL(), Request{Method: "POST", Path: "/api/v1/jobs", Header: JSONHeader(),
+		Body: `{"name":"","deviceSetId":"seattle","jobType":"setting","operations":[{"name":"fanSpeed","value":1}],"timeoutSeconds":0,"batchSize":99999,"cancellationThreshold":150}`})
+	var got []string
+	for _, f := range a.Problem(t).Errors {
+		got = append(got, f.Field)
+	}
+	slices.Sort(got)
+	if want := []string{"batchSize", "cancellationThreshold", "name", "timeoutSeconds"}; a.Code != http.StatusBadRequest || !slices.Equal(got, want) {
+		t.Errorf("%d naming %v, want 400 naming %v: %s", a.Code, got, want, a.Body)
+	}
 }
 
 // An Idempotency-Key names one request, and POST /jobs derives the job's

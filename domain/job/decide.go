@@ -450,6 +450,14 @@ func checkCreate(c Create) (definition, error) {
 // checkFields checks what a Create's fields say on their own, without the
 // device set, its template or an existing job: name, description, ranges,
 // job type, operations given.
+// CheckFields returns the refusals of what a Create says on its own (its
+// name, description, timeout, batch size, cancellation threshold and job
+// type), as Decide gives them, without looking at its set, template,
+// operations or devices: for an adapter that refuses some fields itself
+// (HTTP refuses a timeout sent as 0, which Create reads as "left out") to
+// name every bad field in one answer.
+func CheckFields(c Create) []domain.FieldError { return checkFields(c) }
+
 func checkFields(c Create) []domain.FieldError {
 	var bad []domain.FieldError
 	add := func(field, format string, args ...any) {
