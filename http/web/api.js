@@ -1,7 +1,8 @@
 // The page's only way to the service: the public JSON API of the same
 // origin. Paths are written out in full where they are called
-// (get(`/api/v1/jobs/${id}`)): a Go test reads them there and checks each
-// against the server's routes, so a renamed route breaks the build.
+// (get(`/api/v1/jobs/${id}`, undefined, { signal })): a Go test reads them
+// there and checks each against the server's routes, so a renamed route
+// breaks the build, and that each read can be superseded (its signal).
 
 const keyStorage = 'fleetjobs.apiKey';
 
@@ -64,7 +65,7 @@ export function onAuthError(fn) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function request(method, path, { query, body, headers } = {}) {
+async function request(method, path, { query, body, headers, signal } = {}) {
   const url = new URL(path, window.location.origin);
   for (const [k, v] of Object.entries(query ?? {})) {
     if (v !== undefined && v !== null && v !== '') url.searchParams.set(k, String(v));
@@ -74,7 +75,7 @@ async function request(method, path, { query, body, headers } = {}) {
   const key = apiKey() || memoryKey;
   if (key) hdrs.set('Authorization', `Bearer ${key}`);
   if (consistencyToken) hdrs.set('Fleetjobs-Consistency-Token', consistencyToken);
-  const init = { method, headers: hdrs, cache: 'no-store', credentials: 'same-origin', redirect: 'error' };
+  const init = { method, headers: hdrs, cache: 'no-store', credentials: 'same-origin', redirect: 'error', signal };
   if (body !== undefined) {
     hdrs.set('Content-Type', 'application/json');
     init.body = JSON.stringify(body);
@@ -84,6 +85,9 @@ async function request(method, path, { query, body, headers } = {}) {
     try {
       resp = await fetch(url, init);
     } catch (e) {
+      // An aborted request (a newer one superseded it) is no failure to
+      // show: its AbortError goes to the caller as is.
+      if (signal?.aborted) throw e;
       throw new ApiError(0, { title: 'No answer from the service', detail: String(e?.message ?? e) });
     }
     const token = resp.headers.get('Fleetjobs-Consistency-Token');
@@ -104,6 +108,7 @@ async function request(method, path, { query, body, headers } = {}) {
       // told (bounded) and ask once more.
       const after = Math.min(Number(resp.headers.get('Retry-After')) || 1, 5);
       await sleep(after * 1000);
+      signal?.throwIfAborted();
       continue;
     }
     if (resp.status === 401 || resp.status === 403) authListeners.forEach((fn) => fn(err));
@@ -112,9 +117,36 @@ async function request(method, path, { query, body, headers } = {}) {
 }
 
 // get asks for path with the query parameters (empty ones left out) and
-// returns the decoded body.
-export async function get(path, query) {
-  return (await request('GET', path, { query })).data;
+// returns the decoded body. signal (an AbortSignal, from Latest) aborts
+// the request.
+export async function get(path, query, { signal } = {}) {
+  return (await request('GET', path, { query, signal })).data;
+}
+
+// Latest keeps only the newest of a series of loads of one thing (a list
+// for a filter, a page): start() aborts the load before and hands out a
+// ticket, {signal, current()}, whose current() stays true until a later
+// start() or abort(). A load renders its answer, or its error, only while
+// its ticket is current, so that a slow answer to an earlier choice never
+// overwrites the answer to a later one; and a choice made while a load is
+// in flight supersedes it rather than being dropped.
+export class Latest {
+  constructor() {
+    this.ctrl = null;
+  }
+
+  start() {
+    this.ctrl?.abort();
+    const ctrl = new AbortController();
+    this.ctrl = ctrl;
+    return { signal: ctrl.signal, current: () => this.ctrl === ctrl && !ctrl.signal.aborted };
+  }
+
+  // abort ends the load in flight, if any (the view is left).
+  abort() {
+    this.ctrl?.abort();
+    this.ctrl = null;
+  }
 }
 
 // post sends body (JSON; undefined sends none) and returns {status, data,

@@ -3,7 +3,7 @@
 // #/device-sets/ID), so that every view has an address and the browser's
 // Back works, while the server serves one page.
 import { apiKey, onAuthError, setApiKey } from './api.js';
-import { h, replace } from './dom.js';
+import { bdi, h, plain, replace } from './dom.js';
 import { jobDetail, jobList } from './jobs.js';
 import { createJob } from './create.js';
 import { deviceList, setDetail, setList } from './fleet.js';
@@ -29,6 +29,8 @@ const routes = [
 
 let dispose = null;
 let pendingFlash = null;
+// keyRefused is whether the service answered 401 to the key set.
+let keyRefused = false;
 
 // app is what views may ask of the shell.
 const app = {
@@ -41,6 +43,10 @@ const app = {
     const q = new URLSearchParams(params).toString();
     window.history.replaceState(null, '', `#${path}${q ? `?${q}` : ''}`);
   },
+  // title names the view in the document's title (the tab, the history).
+  title(text) {
+    document.title = `${plain(text)} — fleetjobs`;
+  },
   // flash shows a message (and notes) above the next view.
   flash(message, notes = []) {
     pendingFlash = { message, notes };
@@ -51,7 +57,10 @@ function currentPath() {
   return window.location.hash.replace(/^#/, '').split('?')[0];
 }
 
-function render() {
+// render shows the view of the fragment. moveFocus (an in-app
+// navigation) puts the focus on its heading, so that a screen reader reads
+// the new view; a first load or a new key leaves the focus where it is.
+function render(moveFocus = false) {
   const hash = window.location.hash;
   // Other fragments (the skip link's #main) are not views.
   if (hash && !hash.startsWith('#/')) return;
@@ -81,11 +90,13 @@ function render() {
     }
     markNav(nav);
     dispose = view(main, params, app) ?? null;
-    main.querySelector('h1')?.focus({ preventScroll: true });
+    if (moveFocus) main.querySelector('h1')?.focus({ preventScroll: true });
     return;
   }
   markNav('');
+  app.title('Not found');
   replace(main, h('h1', { tabindex: '-1' }, 'Not found'), h('p', null, h('a', { href: '#/jobs' }, 'Go to the jobs')));
+  if (moveFocus) main.querySelector('h1')?.focus({ preventScroll: true });
 }
 
 function markNav(nav) {
@@ -96,13 +107,16 @@ function markNav(nav) {
 }
 
 function showKeyState() {
-  replace(keyState, apiKey() ? 'A key is set for this tab.' : 'No key set.');
+  let state = 'No key set.';
+  if (apiKey()) state = keyRefused ? 'The key set for this tab was refused: enter another.' : 'A key is set for this tab.';
+  replace(keyState, state);
   keyForget.hidden = !apiKey();
 }
 
 keyForm.addEventListener('submit', (e) => {
   e.preventDefault();
   setApiKey(keyInput.value.trim());
+  keyRefused = false;
   keyInput.value = '';
   showKeyState();
   render();
@@ -110,21 +124,32 @@ keyForm.addEventListener('submit', (e) => {
 
 keyForget.addEventListener('click', () => {
   setApiKey('');
+  keyRefused = false;
   showKeyState();
   render();
 });
 
 onAuthError((err) => {
   const denied = err.status === 403;
-  replace(authEl,
-    h('p', null, h('strong', null, denied ? 'Not allowed. ' : 'An API key is needed. '), err.problem?.detail ?? ''),
-    h('p', null, denied
-      ? 'This key’s role may not do this: enter a key with a role that may (an operator key to create or stop jobs).'
-      : 'Enter your API key in the field at the top of the page. It is kept for this tab only.'));
+  const refused = !denied && Boolean(apiKey());
+  let lead = 'An API key is needed. ';
+  let help = 'Enter your API key in the field at the top of the page. It is kept for this tab only.';
+  if (denied) {
+    lead = 'Not allowed. ';
+    help = 'This key’s role may not do this: enter a key with a role that may (an operator key to create or stop jobs).';
+  } else if (refused) {
+    lead = 'The API key was refused. ';
+    help = 'The service does not know the key set for this tab: enter a valid one in the field at the top of the page.';
+  }
+  if (refused !== keyRefused) {
+    keyRefused = refused;
+    showKeyState();
+  }
+  replace(authEl, h('p', null, h('strong', null, lead), bdi(err.problem?.detail)), h('p', null, help));
   authEl.hidden = false;
   keyInput.focus();
 });
 
-window.addEventListener('hashchange', render);
+window.addEventListener('hashchange', () => render(true));
 showKeyState();
 render();

@@ -85,13 +85,55 @@ export function progress(counts, big = false) {
   return h('div', { class: big ? 'bar bar-big' : 'bar', role: 'img', 'aria-label': label, title: label }, ok, bad);
 }
 
-// json is a value as compact JSON, for operation values and the like.
-export function json(v) {
+// bidiControls are the characters that embed, override or isolate text
+// direction, and the direction marks. One in a server-provided string
+// (U+202E, RIGHT-TO-LEFT OVERRIDE) would reverse the text after it.
+const bidiControls = /[\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+// bdi shows a server-provided string (a name, an error) isolated from the
+// text around it: whatever direction controls it holds act inside it
+// only, so "Stop “NAME”?" keeps its words in order.
+export const bdi = (s) => h('bdi', null, String(s ?? ''));
+
+// plain is s without direction controls, for text that cannot hold an
+// element (an <option>, the document's title).
+export const plain = (s) => String(s ?? '').replace(bidiControls, '');
+
+// json is a value as compact JSON, for operation values and the like;
+// direction controls in its strings are written as escapes (\u202e), which
+// is the same JSON and shows them rather than obeying them.
+export function json(v, indent) {
+  let s;
   try {
-    return JSON.stringify(v);
+    s = JSON.stringify(v, null, indent);
   } catch {
-    return String(v);
+    s = String(v);
   }
+  if (s === undefined) return '';
+  return s.replace(bidiControls, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+// clipLength is the length beyond which clipped clamps a text.
+const clipLength = 160;
+
+// clipped shows a long server-provided text (a device's error, a stop
+// reason) clamped to three lines, the whole of it in the tooltip and
+// behind a "Show all" button; a short one in full. key makes the button's
+// data-key, so that a refresh keeps it expanded (keepFocus). The text is
+// in a bdi, or in tag (code, for JSON).
+export function clipped(text, key, tag = 'bdi') {
+  const s = String(text ?? '');
+  if (s.length <= clipLength) return h(tag, null, s);
+  const box = h('div', { class: 'clip' }, h(tag, { class: 'clip-text', title: s }, s));
+  const more = h('button', {
+    type: 'button', class: 'link small', 'aria-expanded': 'false', 'data-key': `clip:${key}`,
+    onclick: () => {
+      const open = box.classList.toggle('open');
+      more.setAttribute('aria-expanded', String(open));
+      replace(more, open ? 'Show less' : `Show all (${s.length} characters)`);
+    },
+  }, `Show all (${s.length} characters)`);
+  return append(box, more);
 }
 
 // problemView shows an API error: its title, detail and field errors, in
@@ -101,19 +143,24 @@ export function problemView(err, what) {
   return h('div', { class: 'notice notice-error', role: 'alert' },
     h('p', null, h('strong', null, what ? `${what}: ` : '', p.title || err?.message || 'Error'),
       err?.status ? ` (${err.status})` : ''),
-    p.detail ? h('p', null, p.detail) : null,
+    p.detail ? h('p', null, bdi(p.detail)) : null,
     Array.isArray(p.errors) && p.errors.length
-      ? h('ul', null, p.errors.map((e) => h('li', null, h('code', null, e.field ?? ''), ': ', e.message ?? '')))
+      ? h('ul', null, p.errors.map((e) => h('li', null, h('code', null, bdi(e.field)), ': ', bdi(e.message))))
       : null);
 }
 
 // pager is a Previous / Next pair over cursor paging: the API gives only
-// "next", so the cursors of the pages before are kept on a stack.
+// "next", so the cursors of the pages before are kept on a stack. Each
+// pair of buttons holds the state it leads to from the page it was shown
+// with, so that a second click before the page changes repeats the first
+// rather than skipping a page, and a pair of a list since reset (another
+// filter) does nothing.
 export class Pager {
   constructor(onChange) {
     this.stack = [];
     this.cursor = '';
     this.next = '';
+    this.generation = 0;
     this.onChange = onChange;
   }
 
@@ -121,21 +168,29 @@ export class Pager {
     this.stack = [];
     this.cursor = '';
     this.next = '';
+    this.generation++;
   }
 
   // view renders the controls for the page just shown (its next cursor).
+  // label names the pair and keys its buttons (keepFocus).
   view(next, label) {
     this.next = next ?? '';
-    const page = this.stack.length + 1;
+    const { stack, cursor, generation } = this;
+    const go = (toStack, toCursor) => {
+      if (generation !== this.generation) return;
+      this.stack = toStack;
+      this.cursor = toCursor;
+      this.onChange();
+    };
     return h('nav', { class: 'pager', 'aria-label': label },
       h('button', {
-        type: 'button', disabled: this.stack.length === 0,
-        onclick: () => { this.cursor = this.stack.pop() ?? ''; this.onChange(); },
+        type: 'button', disabled: stack.length === 0, 'data-key': `${label}:previous`,
+        onclick: () => go(stack.slice(0, -1), stack.at(-1) ?? ''),
       }, '← Previous'),
-      h('span', { class: 'muted' }, `Page ${page}`),
+      h('span', { class: 'muted' }, `Page ${stack.length + 1}`),
       h('button', {
-        type: 'button', disabled: !this.next,
-        onclick: () => { this.stack.push(this.cursor); this.cursor = this.next; this.onChange(); },
+        type: 'button', disabled: !this.next, 'data-key': `${label}:next`,
+        onclick: () => go([...stack, cursor], next),
       }, 'Next →'));
   }
 }
@@ -177,21 +232,29 @@ export class Refresher {
   }
 }
 
-// keepFocus re-renders with render() and puts the focus back on the
-// element of the same data-key, so that an auto-refresh does not throw a
-// keyboard user back to the top.
+// keepFocus re-renders with render() and keeps what the reader had: the
+// focus, on the element of the same data-key (every focusable control of
+// a refreshed view has one), and the expanded state of its clipped texts
+// (aria-expanded), so that an auto-refresh does not throw a keyboard
+// user back to the top. The scroll position stays, as the content is
+// replaced at once and the focus is put back without scrolling.
 export function keepFocus(render) {
-  const key = document.activeElement?.dataset?.key;
+  const active = document.activeElement;
+  const key = active?.dataset?.key;
+  const expanded = new Set(Array.from(document.querySelectorAll('[data-key][aria-expanded="true"]'), (el) => el.dataset.key));
   render();
-  if (key) {
-    for (const el of document.querySelectorAll('[data-key]')) {
-      if (el.dataset.key === key) { el.focus(); break; }
-    }
+  for (const el of document.querySelectorAll('[data-key][aria-expanded="false"]')) {
+    if (expanded.has(el.dataset.key)) el.click();
+  }
+  if (key && !active.isConnected) {
+    const el = Array.from(document.querySelectorAll('[data-key]')).find((e) => e.dataset.key === key);
+    el?.focus({ preventScroll: true });
   }
 }
 
 // confirmDialog asks a yes/no question in a modal dialog (keyboard: Tab
 // between the buttons, Escape cancels; the safe button has the focus).
+// title and the paragraphs of body are strings or nodes (a name in bdi).
 // With reasonLabel it also asks for an optional text. Resolves to
 // {ok, reason}.
 export function confirmDialog({ title, body, confirmLabel, danger = false, reasonLabel = '' }) {
