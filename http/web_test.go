@@ -253,3 +253,59 @@ func TestWebPageReferencesExist(t *testing.T) {
 		}
 	}
 }
+
+// callArgs is the text of the arguments of the call whose opening
+// parenthesis is at src[open]: up to its matching parenthesis (the page's
+// calls hold no unbalanced parenthesis in a string).
+func callArgs(src string, open int) string {
+	depth := 0
+	for i := open; i < len(src); i++ {
+		switch src[i] {
+		case '(':
+			depth++
+		case ')':
+			depth--
+			if depth == 0 {
+				return src[open+1 : i]
+			}
+		}
+	}
+	return src[open+1:]
+}
+
+// droppingGuard is a load that returns when one is in flight ("if
+// (loading) return"): the filter or page chosen meanwhile is dropped
+// while the controls show it.
+var droppingGuard = regexp.MustCompile(`(?i)if\s*\(\s*\w*(loading|busy|inflight|pending)\w*\s*\)\s*return\b`)
+
+// The page shows the answer to the latest request only: every read it
+// sends can be aborted by a newer one of the same thing (its get passes a
+// signal, from api.js's Latest), and no load drops a newer request because
+// an older one is in flight.
+func TestWebPageReadsAreSuperseded(t *testing.T) {
+	reads := 0
+	for _, f := range mustWebFiles(t) {
+		if path.Ext(f.name) != ".js" {
+			continue
+		}
+		src := string(f.body)
+		for _, loc := range apiCall.FindAllStringSubmatchIndex(src, -1) {
+			if src[loc[2]:loc[3]] != "get" {
+				continue
+			}
+			reads++
+			open := loc[3] // the "(" after get
+			args := callArgs(src, open)
+			if !regexp.MustCompile(`\{\s*signal\b`).MatchString(args) {
+				t.Errorf("web/%s: get(%s) passes no signal: a slow answer to it could overwrite a newer one (start a Latest and pass {signal})",
+					f.name, strings.Join(strings.Fields(args), " "))
+			}
+		}
+		if loc := droppingGuard.FindStringIndex(src); loc != nil {
+			t.Errorf("web/%s: %q drops the request made while a load is in flight: supersede the load instead (Latest)", f.name, src[loc[0]:loc[1]])
+		}
+	}
+	if reads < 8 {
+		t.Errorf("found %d reads in the page's JavaScript: the pattern is broken", reads)
+	}
+}

@@ -2,8 +2,8 @@
 // drawn once per form, so that a double click or a retry after a lost
 // answer creates one job; the problem's field errors are shown next to
 // their fields.
-import { ApiError, enc, get, newIdempotencyKey, post } from './api.js';
-import { h, jobHref, problemView, replace } from './dom.js';
+import { ApiError, Latest, enc, get, newIdempotencyKey, post } from './api.js';
+import { bdi, h, jobHref, plain, problemView, replace } from './dom.js';
 
 const jobTypes = [
   ['setting', 'settings'],
@@ -26,6 +26,9 @@ export function createJob(root, _params, app) {
   let key = newIdempotencyKey();
   let sets = [];
   let template = null;
+  const setLoads = new Latest();
+  const templateLoads = new Latest();
+  app.title('New job');
   const fields = new Map(); // API field name -> {input, error}
   const ops = []; // {row, name, value, error}
 
@@ -75,7 +78,7 @@ export function createJob(root, _params, app) {
     }, 'Remove');
     op.row = h('div', { class: 'op-row' },
       h('div', { class: 'field' }, h('label', { for: nameEl.id }, `Operation ${i + 1}: name`), nameEl),
-      h('div', { class: 'field' }, h('label', { for: valueEl.id }, 'value'), valueEl),
+      h('div', { class: 'field' }, h('label', { for: valueEl.id }, h('span', { class: 'visually-hidden' }, `Operation ${i + 1} `), 'value'), valueEl),
       remove, error);
     ops.push(op);
     opsBody.append(op.row);
@@ -83,40 +86,50 @@ export function createJob(root, _params, app) {
   }
 
   async function loadSets() {
+    const req = setLoads.start();
     try {
       // One page of up to 1000 sets: enough for a select; more are named.
-      const page = await get(`/api/v1/device-sets`, { limit: 1000 });
+      const page = await get(`/api/v1/device-sets`, { limit: 1000 }, { signal: req.signal });
+      if (!req.current()) return;
       sets = page.items ?? [];
+      // An option holds text only, no element to isolate a name in: its
+      // direction controls are left out, lest they reverse "(ID)".
       replace(setIn, h('option', { value: '' }, sets.length ? 'Choose a device set' : 'No device set defined'),
         sets.map((s) => h('option', { value: s.id, disabled: s.broken },
-          `${s.name || s.id} (${s.id})${s.broken ? ' — broken' : ''}`)));
+          `${plain(s.name || s.id)} (${s.id})${s.broken ? ' — broken' : ''}`)));
       if (page.next) replace(setNote, 'Only the first 1000 device sets are listed.');
     } catch (err) {
+      if (!req.current()) return;
       replace(setIn, h('option', { value: '' }, 'Could not load the device sets'));
       replace(setNote, problemView(err, 'Device sets'));
     }
   }
 
   // loadTemplate reads the chosen set's template, to offer its settings,
-  // properties or commands as operation names.
+  // properties or commands as operation names: that of the set chosen
+  // last, whichever answer comes first.
   async function loadTemplate() {
+    const req = templateLoads.start();
     template = null;
     const set = sets.find((s) => s.id === setIn.value);
-    replace(setNote, set?.broken ? `This set is broken: ${set.brokenReason ?? ''}` : '');
+    replace(setNote, set?.broken ? ['This set is broken: ', bdi(set.brokenReason)] : '');
     fillNames();
     if (!set?.templateId) return;
+    let answer = null;
     try {
-      template = await get(`/api/v1/device-templates/${enc(set.templateId)}`);
+      answer = await get(`/api/v1/device-templates/${enc(set.templateId)}`, undefined, { signal: req.signal });
     } catch {
-      template = null; // names are then typed by hand
+      answer = null; // names are then typed by hand
     }
+    if (!req.current()) return;
+    template = answer;
     fillNames();
   }
 
   function fillNames() {
     const plural = jobTypes.find(([t]) => t === typeIn.value)?.[1];
     const items = (template && plural && template[plural]) || [];
-    replace(names, items.map((it) => h('option', { value: it.name }, `${it.name} (${it.schema})`)));
+    replace(names, items.map((it) => h('option', { value: it.name }, `${plain(it.name)} (${plain(it.schema)})`)));
   }
 
   function clearErrors() {
@@ -271,4 +284,8 @@ export function createJob(root, _params, app) {
     h('div', { class: 'buttons' }, submit, h('a', { class: 'button', href: '#/jobs' }, 'Cancel')));
   replace(root, h('h1', { tabindex: '-1' }, 'New job'), form);
   loadSets();
+  return () => {
+    setLoads.abort();
+    templateLoads.abort();
+  };
 }

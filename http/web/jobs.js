@@ -1,7 +1,7 @@
 // The job list and a job's page.
-import { ApiError, enc, get, newIdempotencyKey, post } from './api.js';
+import { ApiError, Latest, enc, get, newIdempotencyKey, post } from './api.js';
 import {
-  Pager, Refresher, badge, confirmDialog, h, jobHref, json, keepFocus, problemView, progress, replace, setHref, time,
+  Pager, Refresher, badge, bdi, clipped, confirmDialog, h, jobHref, json, keepFocus, problemView, progress, replace, setHref, time,
 } from './dom.js';
 
 export const jobStatuses = ['pending', 'running', 'completed', 'failed', 'stopped'];
@@ -33,13 +33,14 @@ const retryable = (err) => err instanceof ApiError && (err.status === 0 || err.s
 // running jobs first.
 export function jobList(root, { query }, app) {
   let status = jobStatuses.includes(query.get('status')) ? query.get('status') : '';
-  let loading = false;
+  const loads = new Latest();
   const pager = new Pager(() => load());
   const refresher = new Refresher(() => load(), refreshMs);
   const summaryEl = h('div', { class: 'summary-wrap' });
   const listEl = h('div', { class: 'list' });
   const note = h('p', { class: 'muted' });
   const select = statusSelect('job-status', jobStatuses, status, (v) => setStatus(v));
+  app.title('Jobs');
 
   function setStatus(v) {
     status = v;
@@ -59,37 +60,44 @@ export function jobList(root, { query }, app) {
       item('', sum.total, 'all'), jobStatuses.map((s) => item(s, sum[s])));
   }
 
+  const columns = [
+    ['Job', 'col-name'], ['Status', 'col-status'], ['Progress', 'col-progress'],
+    ['Succeeded', 'num col-count'], ['Failed', 'num col-count'], ['Pending', 'num col-count'], ['Total', 'num col-count'],
+    ['Device set', 'col-set'], ['Type', 'col-type'], ['Updated', 'col-time'],
+  ];
+
   function table(items) {
     if (!items.length) {
       return h('p', { class: 'empty' }, status ? `No ${status} job in the last 30 days.` : 'No job in the last 30 days.');
     }
-    return h('div', { class: 'table-wrap' }, h('table', null,
+    return h('div', { class: 'table-wrap' }, h('table', { class: 'data job-list' },
       h('caption', { class: 'visually-hidden' }, 'Jobs, running first, then newest first'),
-      h('thead', null, h('tr', null,
-        ['Job', 'Status', 'Progress', 'Succeeded', 'Failed', 'Pending', 'Total', 'Device set', 'Type', 'Updated']
-          .map((c, i) => h('th', { scope: 'col', class: i >= 3 && i <= 6 ? 'num' : null }, c)))),
+      h('thead', null, h('tr', null, columns.map(([c, cls]) => h('th', { scope: 'col', class: cls }, c)))),
       h('tbody', null, items.map((j) => h('tr', null,
-        h('th', { scope: 'row' }, h('a', { href: jobHref(j.id), 'data-key': `job:${j.id}` }, j.name || j.id),
+        h('th', { scope: 'row' }, h('a', { href: jobHref(j.id), 'data-key': `job:${j.id}` }, bdi(j.name || j.id)),
           h('div', { class: 'muted small' }, j.id)),
-        h('td', null, badge(j.status), j.reason ? h('div', { class: 'muted small reason' }, j.reason) : null),
+        h('td', null, badge(j.status), j.reason ? h('div', { class: 'muted small reason' }, clipped(j.reason, `reason:${j.id}`)) : null),
         h('td', null, progress(j.counts)),
         h('td', { class: 'num' }, String(j.counts?.succeeded ?? 0)),
         h('td', { class: 'num' }, String(j.counts?.failed ?? 0)),
         h('td', { class: 'num' }, String(j.counts?.pending ?? 0)),
         h('td', { class: 'num' }, String(j.counts?.total ?? 0)),
-        h('td', null, j.deviceSetId ? h('a', { href: setHref(j.deviceSetId) }, j.deviceSetId) : ''),
+        h('td', null, j.deviceSetId ? h('a', { href: setHref(j.deviceSetId), 'data-key': `job:${j.id}:set` }, j.deviceSetId) : ''),
         h('td', null, j.jobType ?? ''),
         h('td', null, time(j.updatedAt)))))));
   }
 
+  // load asks for the summary and the page of the current filter; a
+  // filter or page chosen meanwhile starts a load that supersedes it.
   async function load() {
-    if (loading) return;
-    loading = true;
+    const req = loads.start();
+    refresher.clear();
     try {
       const [sum, page] = await Promise.all([
-        get(`/api/v1/summary`),
-        get(`/api/v1/jobs`, { status, cursor: pager.cursor, limit: 25 }),
+        get(`/api/v1/summary`, undefined, { signal: req.signal }),
+        get(`/api/v1/jobs`, { status, cursor: pager.cursor, limit: 25 }, { signal: req.signal }),
       ]);
+      if (!req.current()) return;
       const refreshing = (sum.running ?? 0) + (sum.pending ?? 0) > 0;
       keepFocus(() => {
         replace(summaryEl, summaryView(sum));
@@ -98,10 +106,9 @@ export function jobList(root, { query }, app) {
       refreshNote(note, refreshing);
       refresher.want(refreshing);
     } catch (err) {
-      replace(listEl, problemView(err, 'Could not load the jobs'));
+      if (!req.current()) return;
+      keepFocus(() => replace(listEl, problemView(err, 'Could not load the jobs')));
       refresher.want(retryable(err));
-    } finally {
-      loading = false;
     }
   }
 
@@ -111,42 +118,60 @@ export function jobList(root, { query }, app) {
     h('div', { class: 'toolbar' }, h('label', { for: 'job-status' }, 'Status'), select, note),
     listEl);
   load();
-  return () => refresher.dispose();
+  return () => {
+    loads.abort();
+    refresher.dispose();
+  };
 }
 
 // jobDetail is #/jobs/ID: the job, its progress and definition, its
-// devices, its history from the event log; Stop and Copy.
+// devices, its history from the event log; Stop and Copy. A job the
+// 30-day list no longer holds shows its history only; one the event log
+// does not know either is "not found".
 export function jobDetail(root, { id }, app) {
   // One key per visit of the page: a double click on Copy, or a retry
   // after a lost answer, copies once.
   const copyKey = newIdempotencyKey();
   let devStatus = '';
   let job = null;
-  let loading = false;
+  let copying = false;
+  const missing = { job: false, history: false };
+  const jobLoads = new Latest();
+  const devLoads = new Latest();
   const refresher = new Refresher(() => load(), refreshMs);
   const devPager = new Pager(() => loadDevices());
+  app.title(`Job ${id}`);
 
-  const title = h('h1', { tabindex: '-1' }, id);
+  const title = h('h1', { tabindex: '-1' }, bdi(id));
   const statusEl = h('div', { class: 'job-status' });
-  const actions = h('div', { class: 'actions' });
+  // Stop and Copy are made once and updated in place, so that a refresh
+  // never takes the focus from them.
+  const stopButton = h('button', { type: 'button', class: 'danger', 'data-key': 'stop', onclick: stop }, 'Stop…');
+  const copyButton = h('button', { type: 'button', 'data-key': 'copy', onclick: copy }, 'Copy as a new job…');
+  const actions = h('div', { class: 'actions', hidden: true }, stopButton, copyButton);
   const message = h('div', { class: 'action-message', 'aria-live': 'polite' });
   const progressEl = h('div');
   const definitionEl = h('div');
   const devicesEl = h('div');
   const note = h('p', { class: 'muted' });
-  const history = historyView(id);
+  const history = historyView(id, () => {
+    missing.history = true;
+    notFound();
+  });
 
   function renderJob() {
-    replace(title, job.name || job.id);
-    replace(statusEl, badge(job.status), job.reason ? h('span', { class: 'reason' }, ' ', job.reason) : null);
+    const name = job.name || job.id;
+    replace(title, bdi(name));
+    app.title(`Job ${name}`);
+    replace(statusEl, badge(job.status), job.reason ? h('span', { class: 'reason' }, ' ', clipped(job.reason, 'reason')) : null);
     const c = job.counts ?? {};
     replace(progressEl, progress(c, true), h('dl', { class: 'counts' },
       [['Succeeded', c.succeeded], ['Failed', c.failed], ['Pending', c.pending], ['Total', c.total]]
         .map(([k, v]) => h('div', null, h('dt', null, k), h('dd', null, String(v ?? 0))))));
     replace(definitionEl, h('dl', { class: 'definition' },
       row('ID', h('code', null, job.id)),
-      row('Description', job.description || h('span', { class: 'muted' }, 'none')),
-      row('Device set', job.deviceSetId ? h('a', { href: setHref(job.deviceSetId) }, job.deviceSetId) : ''),
+      row('Description', job.description ? bdi(job.description) : h('span', { class: 'muted' }, 'none')),
+      row('Device set', job.deviceSetId ? h('a', { href: setHref(job.deviceSetId), 'data-key': 'definition:set' }, job.deviceSetId) : ''),
       row('Job type', job.jobType),
       row('Operations', operationsTable(job.operations ?? [])),
       row('Timeout', `${job.timeoutSeconds} s per device`),
@@ -155,22 +180,59 @@ export function jobDetail(root, { id }, app) {
       row('Created', time(job.createdAt)),
       row('Updated', time(job.updatedAt))));
     const stoppable = active(job.status);
-    replace(actions,
-      h('button', { type: 'button', class: 'danger', disabled: !stoppable, 'data-key': 'stop', onclick: stop,
-        title: stoppable ? null : 'Only a pending or running job can be stopped' }, 'Stop…'),
-      h('button', { type: 'button', 'data-key': 'copy', onclick: (e) => copy(e.currentTarget) }, 'Copy as a new job…'));
+    const stopHadFocus = document.activeElement === stopButton;
+    stopButton.disabled = !stoppable;
+    if (stoppable) stopButton.removeAttribute('title');
+    else stopButton.title = 'Only a pending or running job can be stopped';
+    copyButton.disabled = copying;
+    actions.hidden = false;
+    // A disabled button loses the focus: give it to its neighbour.
+    if (stopHadFocus && !stoppable) copyButton.focus({ preventScroll: true });
   }
 
-  async function loadJob() {
+  // jobMissing shows that the 30-day list does not hold the job: only its
+  // history is left to show, if the event log has one.
+  function jobMissing() {
+    missing.job = true;
+    devLoads.abort();
+    for (const sec of [progressSec, devicesSec, definitionSec]) sec.hidden = true;
+    actions.hidden = true;
+    replace(note);
+    replace(statusEl, h('div', { class: 'notice' },
+      h('p', null, h('strong', null, 'Not in the 30-day job list. '), 'Its history below is read from the event log, which keeps every job.')));
+    notFound();
+  }
+
+  // notFound replaces the view with one message once neither the job list
+  // nor the event log knows the job.
+  function notFound() {
+    if (!missing.job || !missing.history) return;
+    jobLoads.abort();
+    devLoads.abort();
+    refresher.want(false);
+    const hadFocus = root.contains(document.activeElement);
+    app.title('Job not found');
+    const h1 = h('h1', { tabindex: '-1' }, 'Job not found');
+    replace(root,
+      h('p', { class: 'crumbs' }, h('a', { href: '#/jobs' }, '← Jobs')),
+      h1,
+      h('div', { class: 'notice notice-error', role: 'alert' },
+        h('p', null, 'No job has the ID ', h('code', null, bdi(id)), ': neither the 30-day job list nor the event log holds it.'),
+        h('p', null, h('a', { href: '#/jobs' }, 'Go to the jobs'))));
+    if (hadFocus) h1.focus({ preventScroll: true });
+  }
+
+  async function loadJob(req) {
     try {
-      job = await get(`/api/v1/jobs/${enc(id)}`);
-      renderJob();
+      const answer = await get(`/api/v1/jobs/${enc(id)}`, undefined, { signal: req.signal });
+      if (!req.current()) return false;
+      job = answer;
+      keepFocus(renderJob);
       return active(job.status);
     } catch (err) {
+      if (!req.current()) return false;
       if (err instanceof ApiError && err.status === 404) {
-        replace(statusEl, problemView(err, 'Not in the 30-day job list'),
-          h('p', null, 'Its history below is read from the event log, which keeps every job.'));
-        replace(actions);
+        jobMissing();
         return false;
       }
       replace(statusEl, problemView(err, 'Could not load the job'));
@@ -178,30 +240,36 @@ export function jobDetail(root, { id }, app) {
     }
   }
 
+  // loadDevices asks for the page of the current filter; a filter or page
+  // chosen meanwhile, or a refresh, supersedes it.
   async function loadDevices() {
+    if (missing.job) return;
+    const req = devLoads.start();
     try {
-      const page = await get(`/api/v1/jobs/${enc(id)}/devices`, { status: devStatus, cursor: devPager.cursor, limit: 50 });
+      const page = await get(`/api/v1/jobs/${enc(id)}/devices`, { status: devStatus, cursor: devPager.cursor, limit: 50 }, { signal: req.signal });
+      if (!req.current()) return;
       keepFocus(() => replace(devicesEl, devicesTable(page.items ?? [], devStatus), devPager.view(page.next, 'Device pages')));
     } catch (err) {
-      replace(devicesEl, problemView(err, 'Could not load the devices'));
+      if (!req.current()) return;
+      // A job the list does not hold has no devices to list: the job's
+      // own 404 says so, once.
+      if (err instanceof ApiError && err.status === 404) replace(devicesEl);
+      else keepFocus(() => replace(devicesEl, problemView(err, 'Could not load the devices')));
     }
   }
 
   async function load() {
-    if (loading) return;
-    loading = true;
-    try {
-      const [again] = await Promise.all([loadJob(), loadDevices()]);
-      refreshNote(note, again);
-      refresher.want(again);
-    } finally {
-      loading = false;
-    }
+    const req = jobLoads.start();
+    refresher.clear();
+    const [again] = await Promise.all([loadJob(req), loadDevices()]);
+    if (!req.current() || missing.job) return;
+    refreshNote(note, again);
+    refresher.want(again);
   }
 
   async function stop() {
     const { ok, reason } = await confirmDialog({
-      title: `Stop “${job?.name || id}”?`,
+      title: ['Stop “', bdi(job?.name || id), '”?'],
       body: ['Devices not sent the job yet will not be. A stopped job is never restarted: to run it again, copy it as a new job.'],
       confirmLabel: 'Stop job',
       danger: true,
@@ -218,14 +286,15 @@ export function jobDetail(root, { id }, app) {
     load();
   }
 
-  async function copy(button) {
+  async function copy() {
     const { ok } = await confirmDialog({
-      title: `Copy “${job?.name || id}” as a new job?`,
+      title: ['Copy “', bdi(job?.name || id), '” as a new job?'],
       body: ['The new job has this job’s definition and runs on the devices this job targeted that are still in its device set. It starts at once.'],
       confirmLabel: 'Create the copy',
     });
     if (!ok) return;
-    button.disabled = true;
+    copying = true;
+    copyButton.disabled = true;
     try {
       const res = await post(`/api/v1/jobs/${enc(id)}/copy`, undefined, { 'Idempotency-Key': copyKey });
       const copied = res.data;
@@ -233,7 +302,8 @@ export function jobDetail(root, { id }, app) {
       app.navigate(jobHref(copied.id));
     } catch (err) {
       replace(message, problemView(err, 'Not copied'));
-      button.disabled = false;
+      copying = false;
+      copyButton.disabled = false;
     }
   }
 
@@ -243,17 +313,23 @@ export function jobDetail(root, { id }, app) {
     loadDevices();
   });
 
+  const progressSec = section('Progress', progressEl);
+  const devicesSec = section('Devices', h('div', { class: 'toolbar' }, h('label', { for: 'device-status' }, 'Status'), devSelect), devicesEl);
+  const definitionSec = section('Definition', definitionEl);
   replace(root,
     h('p', { class: 'crumbs' }, h('a', { href: '#/jobs' }, '← Jobs')),
     h('div', { class: 'title-row' }, title, actions),
     statusEl, message, note,
-    section('Progress', progressEl),
-    section('Devices', h('div', { class: 'toolbar' }, h('label', { for: 'device-status' }, 'Status'), devSelect), devicesEl),
-    section('Definition', definitionEl),
+    progressSec, devicesSec, definitionSec,
     section('History', history.el));
   load();
   history.load();
-  return () => refresher.dispose();
+  return () => {
+    jobLoads.abort();
+    devLoads.abort();
+    history.abort();
+    refresher.dispose();
+  };
 }
 
 function section(name, ...children) {
@@ -268,55 +344,70 @@ function row(label, value) {
 function operationsTable(ops) {
   return h('table', { class: 'compact' },
     h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'Name'), h('th', { scope: 'col' }, 'Value'))),
-    h('tbody', null, ops.map((o) => h('tr', null, h('td', null, o.name), h('td', null, h('code', null, json(o.value)))))));
+    h('tbody', null, ops.map((o) => h('tr', null, h('td', null, bdi(o.name)), h('td', null, h('code', null, json(o.value)))))));
 }
 
 function devicesTable(items, status) {
   if (!items.length) return h('p', { class: 'empty' }, status ? `No ${status} device.` : 'No device.');
-  return h('div', { class: 'table-wrap' }, h('table', null,
-    h('thead', null, h('tr', null, ['Device', 'Name', 'Status', 'Error', 'Updated'].map((c) => h('th', { scope: 'col' }, c)))),
+  const columns = [['Device', 'col-id'], ['Name', 'col-name'], ['Status', 'col-status'], ['Error', 'col-text'], ['Updated', 'col-time']];
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'data job-devices' },
+    h('thead', null, h('tr', null, columns.map(([c, cls]) => h('th', { scope: 'col', class: cls }, c)))),
     h('tbody', null, items.map((d) => h('tr', null,
       h('td', null, h('code', null, d.deviceId), d.deleted ? h('span', { class: 'badge deleted' }, 'deleted') : null),
-      h('td', null, d.name ?? ''),
+      h('td', null, bdi(d.name)),
       h('td', null, badge(d.status)),
-      h('td', { class: 'error-text' }, d.error ?? ''),
+      h('td', { class: 'error-text' }, d.error ? clipped(d.error, `error:${d.deviceId}`) : ''),
       h('td', null, time(d.updatedAt)))))));
 }
 
 // historyView is a job's events from the event log, oldest first, a page
 // at a time ("Load more"); reloaded on demand only (a big job has an event
-// per device).
-function historyView(id) {
+// per device). onMissing is called when the event log does not know the
+// job.
+function historyView(id, onMissing) {
   let next = '';
+  const loads = new Latest();
   const body = h('tbody');
   const status = h('div');
   const more = h('button', { type: 'button', hidden: true, onclick: () => load(true) }, 'Load more');
   const reload = h('button', { type: 'button', onclick: () => load(false) }, 'Reload');
+  const columns = [['#', 'num col-count'], ['Recorded', 'col-time'], ['Event', 'col-event'], ['Actor', 'col-actor'], ['Data', 'col-text']];
   const el = h('div', null,
     h('p', { class: 'muted' }, 'Read from the event log itself: every recorded event of the job, unaltered.'),
-    h('div', { class: 'table-wrap' }, h('table', null,
-      h('thead', null, h('tr', null, ['#', 'Recorded', 'Event', 'Actor', 'Data'].map((c) => h('th', { scope: 'col' }, c)))),
+    h('div', { class: 'table-wrap' }, h('table', { class: 'data history' },
+      h('thead', null, h('tr', null, columns.map(([c, cls]) => h('th', { scope: 'col', class: cls }, c)))),
       body)),
     status, h('div', { class: 'buttons' }, more, reload));
 
+  // load asks for the first page (append false) or the next; the latest
+  // choice wins (Reload supersedes a Load more in flight, and the other
+  // way round).
   async function load(append) {
+    const req = loads.start();
     try {
-      const page = await get(`/api/v1/jobs/${enc(id)}/history`, { cursor: append ? next : '', limit: 50 });
+      const page = await get(`/api/v1/jobs/${enc(id)}/history`, { cursor: append ? next : '', limit: 50 }, { signal: req.signal });
+      if (!req.current()) return;
       if (!append) replace(body);
       for (const e of page.items ?? []) {
         body.append(h('tr', null,
           h('td', { class: 'num' }, String(e.revision)),
           h('td', null, time(e.recordedAt)),
           h('td', null, h('code', null, e.type)),
-          h('td', null, e.metadata?.actor ?? ''),
-          h('td', null, h('details', null, h('summary', null, 'data'), h('pre', null, JSON.stringify(e.data, null, 2))))));
+          h('td', null, bdi(e.metadata?.actor)),
+          h('td', null, h('details', null, h('summary', null, 'data'), h('pre', null, json(e.data, 2))))));
       }
       next = page.next ?? '';
       more.hidden = !next;
       replace(status);
     } catch (err) {
+      if (!req.current()) return;
+      if (err instanceof ApiError && err.status === 404) {
+        replace(status, h('p', { class: 'empty' }, 'The event log holds no event of this job.'));
+        onMissing();
+        return;
+      }
       replace(status, problemView(err, 'Could not load the history'));
     }
   }
-  return { el, load: () => load(false) };
+  return { el, load: () => load(false), abort: () => loads.abort() };
 }
