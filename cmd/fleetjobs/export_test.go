@@ -618,3 +618,29 @@ func TestExportJobCSV(t *testing.T) {
 		}
 	})
 }
+
+// TestEventStorePasswordsStayHidden: the reading commands print a
+// connection string they could not use without its password, whatever its
+// form (README's production shape has esdb+discover://user:pass@...).
+func TestEventStorePasswordsStayHidden(t *testing.T) {
+	t.Parallel()
+	bin := MustBuild(t)
+	down := freeAddr(t) // nothing listens there
+	for _, c := range []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"export, store down", []string{"export", "--eventstore-url", "esdb://admin:s3cret@" + down + "?tls=false"}, 1},
+		{"replay, cluster form, store down", []string{"replay", "--job", "j1", "--eventstore-url", "esdb+discover://admin:s3cret@" + down + "," + down + "?tls=false"}, 1},
+		{"export, invalid", []string{"export", "--eventstore-url", "esdb://admin:s3cret@" + down + "?tls=maybe"}, 2},
+		{"export, invalid escape", []string{"export", "--eventstore-url", "esdb://admin:s3cret%zz@" + down + "?tls=false"}, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := MustRun(t, bin, nil, c.args...)
+			if r.code != c.code || strings.Contains(r.stderr, "s3cret") || !strings.Contains(r.stderr, "admin:xxxxx@") {
+				t.Errorf("exit %d (want %d), stderr %q: want the URL shown with its password as xxxxx", r.code, c.code, r.stderr)
+			}
+		})
+	}
+}

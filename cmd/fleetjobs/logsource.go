@@ -50,10 +50,10 @@ func logSourceFlags(fs *flag.FlagSet, getenv func(string) string) func() (logSou
 			return src, nil
 		}
 		if !strings.HasPrefix(src.URL, "esdb://") && !strings.HasPrefix(src.URL, "esdb+discover://") {
-			return src, usageErrorf("invalid --eventstore-url %q: want an esdb:// or esdb+discover:// connection string", src.URL)
+			return src, usageErrorf("invalid --eventstore-url %q: want an esdb:// or esdb+discover:// connection string", redactURL(src.URL))
 		}
 		if _, err := esdb.ParseConnectionString(src.URL); err != nil {
-			return src, usageErrorf("invalid --eventstore-url %q: %v", src.URL, err)
+			return src, usageErrorf("invalid --eventstore-url %q: %s", redactURL(src.URL), strings.ReplaceAll(err.Error(), src.URL, redactURL(src.URL)))
 		}
 		return src, nil
 	}
@@ -160,7 +160,7 @@ func openLog(ctx context.Context, src logSource) (*esdb.Client, func(), error) {
 	if err != nil {
 		release()
 		if src.DataDir == "" {
-			return nil, nil, fmt.Errorf("event store at %s does not answer (is fleetjobs serve running? or read its data directory with --data): %w", url, err)
+			return nil, nil, fmt.Errorf("event store at %s does not answer (is fleetjobs serve running? or read its data directory with --data): %w", redactURL(url), err)
 		}
 		return nil, nil, fmt.Errorf("embedded event store: %w", err)
 	}

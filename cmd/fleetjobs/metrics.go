@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"net/url"
+	"strings"
 	"time"
 
 	fjhttp "github.com/fleetjobs/fleetjobs/http"
@@ -56,12 +57,28 @@ func registerProjectionMetrics(m *fjhttp.Metrics, r *projections.Runner) error {
 	)
 }
 
-// redactURL drops the password from a connection string before it is
-// logged.
+// redactURL replaces the password of a connection string with "xxxxx"
+// before it is logged or printed. It also takes what url.Parse refuses,
+// such as KurrentDB's esdb+discover://user:pass@h1:2113,h2:2113.
 func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
 		return "<unparsable URL>"
 	}
-	return u.Redacted()
+	authority := rest
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		authority = rest[:i]
+	}
+	at := strings.LastIndex(authority, "@")
+	if at < 0 {
+		return raw
+	}
+	user, _, hasPass := strings.Cut(authority[:at], ":")
+	if !hasPass {
+		return raw
+	}
+	return scheme + "://" + user + ":xxxxx" + rest[at:]
 }
