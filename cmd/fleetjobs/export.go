@@ -162,6 +162,7 @@ type exporter struct {
 	cfg   ExportConfig
 	w     *bufio.Writer
 	n     uint64
+	last  eventstore.Position // of the last event written
 	line  []byte
 	types map[string]bool
 	// created and createdText are the last recorded time written and its
@@ -203,6 +204,9 @@ func (x *exporter) keep(stream, typ string) bool {
 	}
 	return false
 }
+
+// result is what the exporter wrote so far.
+func (x *exporter) result() ExportResult { return ExportResult{N: x.n, Last: x.last} }
 
 // write appends one NDJSON line. It builds the line by hand: the data and
 // metadata go out verbatim, without encoding/json re-validating them.
@@ -299,17 +303,21 @@ func runExport(ctx context.Context, args []string, getenv func(string) string, s
 	if err := checkSince(ctx, client, cfg.Since); err != nil {
 		return err
 	}
-	n, err := Export(ctx, es, cfg, w, progressWriter(stderr))
+	res, err := Export(ctx, es, cfg, w, progressWriter(stderr))
 	// Flush what was exported even after a failure or an interrupt: every
 	// line written is whole, so the last position printed is where a rerun
 	// with --since resumes.
 	if ferr := w.Flush(); ferr != nil && err == nil {
 		err = fmt.Errorf("write output: %w", ferr)
 	}
-	if err != nil {
-		return fmt.Errorf("after %d events: %w", n, err)
+	switch {
+	case err == nil:
+		return nil
+	case res.N == 0:
+		return fmt.Errorf("after 0 events: %w", err)
+	default:
+		return fmt.Errorf("after %d events, the last at %s (resume with --since %s): %w", res.N, res.Last, res.Last, err)
 	}
-	return nil
 }
 
 // readerGCPercent is the garbage collector's target during an export or a
@@ -348,11 +356,18 @@ func progressWriter(stderr io.Writer) io.Writer {
 	return stderr
 }
 
+// ExportResult is what an export wrote: N events, the last at Last.
+type ExportResult struct {
+	N    uint64
+	Last eventstore.Position
+}
+
 // Export writes the events of the log es that cfg selects to w as NDJSON,
-// in log order, and returns how many it wrote. It reports progress to
-// progress (nil: none) about once a second. w is written line by line;
-// the caller flushes it.
-func Export(ctx context.Context, es *esdb.Client, cfg ExportConfig, w *bufio.Writer, progress io.Writer) (uint64, error) {
+// in log order, and returns how many it wrote and the position of the
+// last. It reports progress to progress (nil: none) about once a second,
+// on one terminal line it redraws. w is written line by line; the caller
+// flushes it.
+func Export(ctx context.Context, es *esdb.Client, cfg ExportConfig, w *bufio.Writer, progress io.Writer) (ExportResult, error) {
 	x := &exporter{cfg: cfg, w: w, line: make([]byte, 0, 4096)}
 	if len(cfg.Types) > 0 {
 		x.types = make(map[string]bool, len(cfg.Types))
@@ -368,7 +383,7 @@ func Export(ctx context.Context, es *esdb.Client, cfg ExportConfig, w *bufio.Wri
 	defer cancel()
 	rs, err := es.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Forwards, From: from}, math.MaxUint64)
 	if err != nil {
-		return 0, fmt.Errorf("read $all: %w", err)
+		return ExportResult{}, fmt.Errorf("read $all: %w", err)
 	}
 	defer rs.Close()
 	start := time.Now()
@@ -381,9 +396,9 @@ func Export(ctx context.Context, es *esdb.Client, cfg ExportConfig, w *bufio.Wri
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return x.n, fmt.Errorf("read $all: %w", context.Cause(ctx))
+				return x.result(), fmt.Errorf("read $all: %w", context.Cause(ctx))
 			}
-			return x.n, fmt.Errorf("read $all: %w", err)
+			return x.result(), fmt.Errorf("read $all: %w", err)
 		}
 		e := ev.OriginalEvent()
 		if e == nil {
@@ -399,22 +414,23 @@ func Export(ctx context.Context, es *esdb.Client, cfg ExportConfig, w *bufio.Wri
 		seen++
 		if x.keep(e.StreamID, e.EventType) {
 			if err := x.write(e); err != nil {
-				return x.n, fmt.Errorf("write output: %w", err)
+				return x.result(), fmt.Errorf("write output: %w", err)
 			}
 			x.n++
+			x.last = p
 		}
 		if progress != nil && seen%4096 == 0 {
 			if now := time.Now(); now.Sub(lastReport) >= time.Second {
 				lastReport = now
 				rate := float64(seen) / now.Sub(start).Seconds()
-				fmt.Fprintf(progress, "\rexport: %d events read, %d written, %.0f events/s, at %s ", seen, x.n, rate, p)
+				fmt.Fprintf(progress, "\r\033[Kexport: %d events read, %d written, %.0f events/s, at %s", seen, x.n, rate, p)
 			}
 		}
 	}
 	if progress != nil {
-		fmt.Fprintf(progress, "\rexport: %d events read, %d written in %s\n", seen, x.n, time.Since(start).Round(time.Millisecond))
+		fmt.Fprintf(progress, "\r\033[Kexport: %d events read, %d written in %s\n", seen, x.n, time.Since(start).Round(time.Millisecond))
 	}
-	return x.n, nil
+	return x.result(), nil
 }
 
 // checkJobExists returns an error wrapping errJobNotFound when the log has

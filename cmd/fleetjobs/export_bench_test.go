@@ -62,7 +62,7 @@ func BenchmarkExport(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			n += got
+			n += got.N
 		}
 		benchlog.ReportRate(b, int(n), cpu0)
 	})
