@@ -112,6 +112,9 @@ func runRebuild(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return err
 	}
+	logger := newLogger(stderr, zapcore.WarnLevel)
+	defer func() { _ = logger.Sync() }()
+	routeRedisLogs(logger) // before the first dial: its failures are ours to tell
 	rdb, _, err := openRedis(cfg.RedisURL)
 	if err != nil {
 		return err
@@ -123,7 +126,7 @@ func runRebuild(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return fmt.Errorf("redis at %s does not answer: %w", redactURL(cfg.RedisURL), err)
 	}
-	if !cfg.Verify && !cfg.Create {
+	if cfg.Verify || !cfg.Create {
 		if err := checkProjected(ctx, rdb, cfg); err != nil {
 			return err
 		}
@@ -136,9 +139,6 @@ func runRebuild(ctx context.Context, args []string, getenv func(string) string, 
 	defer readerGC()()
 	codec := eventstore.NewCatalogCodec()
 	store := eventstore.New(es, eventstore.WithCodec(codec))
-	logger := newLogger(stderr, zapcore.WarnLevel)
-	defer func() { _ = logger.Sync() }()
-	routeRedisLogs(logger)
 	ps := make([]projections.Projector, len(cfg.Projections))
 	for i, n := range cfg.Projections {
 		ps[i] = newProjector(n)
@@ -173,8 +173,10 @@ func runRebuild(ctx context.Context, args []string, getenv func(string) string, 
 	return nil
 }
 
-// checkProjected refuses, as a usage error, a rebuild of a projection that
-// has no active version under cfg.KeyRoot, unless cfg.Create: no serve
+// checkProjected refuses, as a usage error, a verification of a projection
+// that has no active version under cfg.KeyRoot (there is nothing to
+// compare: a mistyped root, not drift), and a rebuild of one, unless
+// cfg.Create: no serve
 // reads such read models and nothing would ever delete them, so a
 // mistyped --redis-key-root would leave a whole orphan copy in Redis.
 func checkProjected(ctx context.Context, rdb redis.UniversalClient, cfg RebuildConfig) error {
@@ -183,7 +185,11 @@ func checkProjected(ctx context.Context, rdb redis.UniversalClient, cfg RebuildC
 		if err != nil {
 			return fmt.Errorf("read active version of projection %s: %w", name, err)
 		}
-		if n == 0 {
+		switch {
+		case n > 0:
+		case cfg.Verify:
+			return usageErrorf("projection %s has no active version under --redis-key-root %q: nothing was ever projected there, so there is nothing to verify (wrong --redis-key-root, or the database of --redis-url?)", name, cfg.KeyRoot)
+		default:
 			return usageErrorf("projection %s has no active version under --redis-key-root %q: nothing was ever projected there, and no serve would read the rebuild (wrong --redis-key-root?); give --create to build read models where none exist yet, e.g. before the first serve start", name, cfg.KeyRoot)
 		}
 	}

@@ -241,6 +241,12 @@ func TestRebuild(t *testing.T) {
 		if keys := rdb.Keys(ctx, other+":*").Val(); len(keys) != 0 {
 			t.Errorf("the refused rebuild wrote %d keys under %s: %v", len(keys), other, keys[:min(len(keys), 5)])
 		}
+		// Verifying there is a usage error too, not drift (exit 1): a
+		// script must tell a typo from read models that drifted.
+		if r := MustRun(t, bin, env, "rebuild", "--verify", "--redis-key-root", other, "--eventstore-url", m.EventStoreURL()); r.code != 2 ||
+			!strings.Contains(r.stderr, "no active version under --redis-key-root "+strconv.Quote(other)) || !strings.Contains(r.stderr, "nothing to verify") {
+			t.Errorf("--verify under %s: exit %d\nstdout: %s\nstderr: %s\nwant 2 naming the key root", other, r.code, r.stdout, r.stderr)
+		}
 		r := MustRun(t, bin, env, "rebuild", "--redis-key-root", other, "--eventstore-url", m.EventStoreURL(), "--grace", "2s", "--create", "--quiet")
 		if r.code != 0 || !strings.Contains(r.stdout, "switched devices 1 -> 2, jobs 1 -> 2") {
 			t.Errorf("--create: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
