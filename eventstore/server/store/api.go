@@ -145,6 +145,8 @@ var (
 	ErrClosed = errors.New("event store closed")
 	// ErrLocked: another process holds the data directory.
 	ErrLocked = errors.New("data directory is in use by another process")
+	// ErrReadOnly: a write to a store opened with Options.ReadOnly.
+	ErrReadOnly = errors.New("event store is read-only")
 )
 
 // ReadFunc receives records in order; returning false stops the read early

@@ -36,13 +36,19 @@ const (
 
 // Options configure Open.
 type Options struct {
-	Dir      string           // data directory, created if missing; ignored with InMemory
+	Dir      string           // data directory, created if missing (unless ReadOnly); ignored with InMemory
 	InMemory bool             // keep everything in memory (benchmark baseline and fast tests, never production)
 	Logger   *zap.Logger      // nil means zap.NewNop()
 	Now      func() time.Time // nil means time.Now; stamps Record.Created and evaluates $maxAge
 	// StateCacheSize bounds the number of stream states cached in memory;
 	// 0 means DefaultStateCacheSize.
 	StateCacheSize int
+	// ReadOnly opens the existing store in Dir for reading only: nothing in
+	// Dir is created or modified (a write-protected copy opens), read-only
+	// openers of one directory coexist, an unflushed WAL is replayed in
+	// memory, and every write fails with ErrReadOnly. A missing store is
+	// an error naming Dir. Not with InMemory.
+	ReadOnly bool
 }
 
 // Exists reports whether dir holds a store, without opening it or
@@ -56,12 +62,13 @@ func Exists(dir string) bool {
 // Store is the durable event log. It is safe for concurrent use; writes
 // are validated one at a time and share WAL syncs (see writer).
 type Store struct {
-	db     *pebble.DB
-	lock   *pebble.Lock // nil InMemory
-	dir    string
-	log    *zap.Logger
-	now    func() time.Time
-	states *stateCache
+	db       *pebble.DB
+	lock     *pebble.Lock // nil InMemory
+	dir      string
+	log      *zap.Logger
+	now      func() time.Time
+	states   *stateCache
+	readOnly bool // Options.ReadOnly: submit refuses every write
 
 	// mu guards closed; it orders reader registration before Close waits
 	// for readers.
@@ -81,7 +88,8 @@ type Store struct {
 // Open opens (creating if needed) the store in opts.Dir, or an empty
 // in-memory store with opts.InMemory. When another process (or another Store
 // in this process) holds the directory, Open fails at once with an error
-// wrapping ErrLocked.
+// wrapping ErrLocked: a read-write opener holds it alone; read-only openers
+// (opts.ReadOnly) share it with each other, not with a read-write one.
 func Open(opts Options) (*Store, error) {
 	log := opts.Logger
 	if log == nil {
@@ -122,20 +130,36 @@ func Open(opts Options) (*Store, error) {
 
 	dir := opts.Dir
 	var lock *pebble.Lock
-	if opts.InMemory {
+	switch {
+	case opts.InMemory && opts.ReadOnly:
+		return nil, fmt.Errorf("open store: an in-memory store cannot be read-only: %w", ErrInvalidArgument)
+	case opts.InMemory:
 		popts.FS = vfs.NewMem()
 		dir = "mem"
-	} else {
+	default:
 		if dir == "" {
 			return nil, fmt.Errorf("open store: empty data directory: %w", ErrInvalidArgument)
 		}
-		if err := os.MkdirAll(dir, 0o750); err != nil {
+		if opts.ReadOnly {
+			if err := checkStoreExists(dir); err != nil {
+				return nil, err
+			}
+			// Pebble in read-only mode writes nothing, but still takes its
+			// exclusive lock, opening LOCK read-write; readOnlyFS locks
+			// shared instead, and refuses any write.
+			popts.ReadOnly = true
+			popts.FS = readOnlyFS{vfs.Default}
+		} else if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("open store %s: %w", dir, err)
 		}
 		// Take Pebble's directory lock ourselves, before Open reads anything,
 		// so that a held lock is reported as ErrLocked at once.
+		fsys := popts.FS
+		if fsys == nil {
+			fsys = vfs.Default
+		}
 		var err error
-		lock, err = pebble.LockDirectory(dir, vfs.Default)
+		lock, err = pebble.LockDirectory(dir, fsys)
 		if err != nil {
 			var pathErr *fs.PathError
 			if errors.As(err, &pathErr) {
@@ -155,13 +179,14 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
 	s := &Store{
-		db:      db,
-		lock:    lock,
-		dir:     dir,
-		log:     log,
-		now:     now,
-		states:  newStateCache(cacheSize),
-		changed: make(chan struct{}),
+		db:       db,
+		readOnly: opts.ReadOnly,
+		lock:     lock,
+		dir:      dir,
+		log:      log,
+		now:      now,
+		states:   newStateCache(cacheSize),
+		changed:  make(chan struct{}),
 	}
 	s.reqPool.New = func() any { return &request{done: make(chan struct{}, 1)} }
 
@@ -176,6 +201,7 @@ func Open(opts Options) (*Store, error) {
 	s.head.Store(w.nextPos - 1)
 	s.w = w
 	log.Debug("event store opened", zap.String("dir", dir), zap.Bool("in_memory", opts.InMemory),
+		zap.Bool("read_only", opts.ReadOnly),
 		zap.Uint64("head", s.head.Load()))
 	return s, nil
 }
@@ -314,6 +340,9 @@ func (s *Store) Tombstone(ctx context.Context, stream string, exp Expected) (Del
 func (s *Store) submit(ctx context.Context, kind opKind, stream string, exp Expected, events []Proposed) (AppendResult, error) {
 	if err := ctx.Err(); err != nil {
 		return AppendResult{}, err
+	}
+	if s.readOnly {
+		return AppendResult{}, ErrReadOnly
 	}
 	r := s.reqPool.Get().(*request)
 	r.kind, r.stream, r.exp, r.events = kind, stream, exp, events
