@@ -34,10 +34,14 @@ const Version = "24.10.0"
 
 // Options configure an embedded event store started with Start.
 type Options struct {
-	Dir           string           // data directory (created if missing); "" with InMemory
+	Dir           string           // data directory (created if missing, unless ReadOnly); "" with InMemory
 	InMemory      bool             // keep everything in memory (benchmark baseline, never for production)
 	Listen        string           // host:port; ":0" or "127.0.0.1:0" picks a free port
 	MaxAppendSize int              // 0 means DefaultMaxAppendSize
 	Logger        *zap.Logger      // nil means zap.NewNop()
 	Now           func() time.Time // nil means time.Now; the clock stamped on events
+	// ReadOnly serves the existing store in Dir without changing anything
+	// in it (store.Options.ReadOnly): appends and deletes are refused with
+	// FailedPrecondition, "event store is read-only".
+	ReadOnly bool
 }

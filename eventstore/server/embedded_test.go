@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
@@ -86,4 +87,43 @@ func TestReadResolvesLinks(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("resolved links (-want +got):\n%s", diff)
 	}
+}
+
+func TestStartReadOnlyServesTheLogAndRefusesWrites(t *testing.T) {
+	dir := t.TempDir()
+	ts := MustStart(t, server.Options{Dir: dir})
+	MustAppend(t, MustClient(t, ts.URL), "kept", 3)
+	if err := ts.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Two read-only stores on one directory at once.
+	ro := MustStart(t, server.Options{Dir: dir, ReadOnly: true})
+	ro2 := MustStart(t, server.Options{Dir: dir, ReadOnly: true})
+	for _, url := range []string{ro.URL, ro2.URL} {
+		if all := MustReadAll(t, MustClient(t, url)); len(all) != 3 {
+			t.Fatalf("read-only store at %s: %d events, want 3", url, len(all))
+		}
+	}
+	client := MustClient(t, ro.URL)
+	ctx := testContext(t)
+	_, err := client.AppendToStream(ctx, "kept", esdb.AppendToStreamOptions{},
+		esdb.EventData{EventID: uuid.New(), EventType: "E", ContentType: esdb.ContentTypeJson, Data: []byte("{}")})
+	if !refusedReadOnly(err) {
+		t.Fatalf("append to a read-only store: %v, want FailedPrecondition, read-only", err)
+	}
+	t.Logf("append refused: %v", err)
+	if _, err := client.DeleteStream(ctx, "kept", esdb.DeleteStreamOptions{}); !refusedReadOnly(err) {
+		t.Fatalf("delete on a read-only store: %v, want FailedPrecondition, read-only", err)
+	}
+	if all := MustReadAll(t, client); len(all) != 3 {
+		t.Fatalf("after the refused writes: %d events, want 3", len(all))
+	}
+}
+
+// refusedReadOnly reports whether err is a read-only store's refusal as
+// the official client returns it.
+func refusedReadOnly(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "code = FailedPrecondition") &&
+		strings.Contains(err.Error(), "event store is read-only")
 }

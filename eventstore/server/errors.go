@@ -116,6 +116,8 @@ func (s *Server) toStatus(ctx context.Context, op, stream string, err error) err
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, store.ErrStreamNotFound):
 		return status.Errorf(codes.NotFound, "stream '%s' not found", stream)
+	case errors.Is(err, store.ErrReadOnly):
+		return status.Error(codes.FailedPrecondition, "event store is read-only: writes are refused")
 	case errors.Is(err, store.ErrClosed):
 		return status.Error(codes.Unavailable, "event store is shutting down")
 	case errors.Is(err, context.Canceled):

@@ -10,7 +10,7 @@ import (
 
 // openStore opens the Log that Start serves.
 func openStore(opts Options, logger *zap.Logger) (storeCloser, error) {
-	st, err := store.Open(store.Options{Dir: opts.Dir, InMemory: opts.InMemory, Logger: logger, Now: opts.Now})
+	st, err := store.Open(store.Options{Dir: opts.Dir, InMemory: opts.InMemory, ReadOnly: opts.ReadOnly, Logger: logger, Now: opts.Now})
 	if err != nil {
 		return nil, fmt.Errorf("open store in %q: %w", opts.Dir, err)
 	}
