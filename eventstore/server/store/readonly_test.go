@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,63 +13,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/fleetjobs/fleetjobs/eventstore/server/servertest"
 	"github.com/fleetjobs/fleetjobs/eventstore/server/store"
 )
-
-// dirState describes every file under dir: name, mode, size, mtime and
-// content hash. Equal states mean nothing under dir was created, removed
-// or changed (permission bits do not stop root, so tests compare these).
-func dirState(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	state := map[string]string{}
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		desc := fmt.Sprintf("%v %d %d", info.Mode(), info.Size(), info.ModTime().UnixNano())
-		if d.Type().IsRegular() {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			desc += fmt.Sprintf(" %x", sha256.Sum256(b))
-		}
-		state[path] = desc
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return state
-}
-
-// writeProtect removes the write permission of dir and everything in it
-// until the test ends.
-func writeProtect(t *testing.T, dir string) {
-	t.Helper()
-	chmodAll(t, dir, func(m fs.FileMode) fs.FileMode { return m &^ 0o222 })
-	t.Cleanup(func() { chmodAll(t, dir, func(m fs.FileMode) fs.FileMode { return m | 0o200 }) })
-}
-
-func chmodAll(t *testing.T, dir string, mode func(fs.FileMode) fs.FileMode) {
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		return os.Chmod(path, mode(info.Mode().Perm()))
-	})
-	if err != nil {
-		t.Error(err)
-	}
-}
 
 func TestReadOnlyOpenOfAWriteProtectedStoreReadsAllAndChangesNothing(t *testing.T) {
 	dir := t.TempDir()
@@ -82,8 +27,8 @@ func TestReadOnlyOpenOfAWriteProtectedStoreReadsAllAndChangesNothing(t *testing.
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	writeProtect(t, dir)
-	before := dirState(t, dir)
+	servertest.WriteProtect(t, dir)
+	before := servertest.DirState(t, dir)
 
 	ro := MustOpen(t, store.Options{Dir: dir, ReadOnly: true})
 	// A second reader of the same directory at the same time.
@@ -112,7 +57,7 @@ func TestReadOnlyOpenOfAWriteProtectedStoreReadsAllAndChangesNothing(t *testing.
 	if err := ro2.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if d := cmp.Diff(before, dirState(t, dir)); d != "" {
+	if d := cmp.Diff(before, servertest.DirState(t, dir)); d != "" {
 		t.Errorf("reading read-only changed the directory (-before +after):\n%s", d)
 	}
 }
@@ -191,8 +136,8 @@ func TestReadOnlyOpenAfterKillNineReadsEveryAcknowledgedAppend(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	writeProtect(t, dir)
-	before := dirState(t, dir)
+	servertest.WriteProtect(t, dir)
+	before := servertest.DirState(t, dir)
 
 	s, err := store.Open(store.Options{Dir: dir, ReadOnly: true})
 	if err != nil {
@@ -214,7 +159,7 @@ func TestReadOnlyOpenAfterKillNineReadsEveryAcknowledgedAppend(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if d := cmp.Diff(before, dirState(t, dir)); d != "" {
+	if d := cmp.Diff(before, servertest.DirState(t, dir)); d != "" {
 		t.Errorf("reading read-only changed the directory (-before +after):\n%s", d)
 	}
 }
