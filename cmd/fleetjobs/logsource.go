@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fleetjobs/fleetjobs/eventstore/server"
+	"github.com/fleetjobs/fleetjobs/eventstore/server/store"
 )
 
 // logSource says where the auditors' commands (export, replay) read the
@@ -40,7 +41,7 @@ func logSourceFlags(fs *flag.FlagSet, getenv func(string) string) func() (logSou
 		def = v
 	}
 	url := fs.String("eventstore-url", def, "the event log's KurrentDB connection string ($FLEETJOBS_EVENTSTORE_URL; default: the embedded store of a running serve, at $FLEETJOBS_EVENTSTORE_ADDR)")
-	data := fs.String("data", "", "read serve's data directory (e.g. ./data, or its ./data/eventstore) directly, when no serve holds it")
+	data := fs.String("data", "", "read serve's data directory (e.g. ./data, or its ./data/eventstore) directly and read-only (nothing in it changes), when no serve holds it")
 	return func() (logSource, error) {
 		src := logSource{URL: *url, DataDir: *data}
 		if src.DataDir != "" {
@@ -104,8 +105,8 @@ func newStoreDir(dir string) (string, error) {
 }
 
 // openLog connects to the event log src names: it starts the embedded store
-// on a free loopback port for a data directory, and checks the store
-// answers. The returned close releases both.
+// read-only on a free loopback port for a data directory, and checks the
+// store answers. The returned close releases both.
 func openLog(ctx context.Context, src logSource) (*esdb.Client, func(), error) {
 	url := src.URL
 	var st *server.Embedded
@@ -114,12 +115,19 @@ func openLog(ctx context.Context, src logSource) (*esdb.Client, func(), error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		// Read-only: the auditors' commands only read, so a write-protected
+		// backup copy opens, nothing in it changes, and several of them can
+		// read one stopped directory at once.
 		st, err = server.Start(ctx, server.Options{
 			Dir:           dir,
+			ReadOnly:      true,
 			Listen:        "127.0.0.1:0",
 			MaxAppendSize: defaultMaxAppendSize,
 			Logger:        zap.NewNop(),
 		})
+		if errors.Is(err, store.ErrLocked) {
+			return nil, nil, fmt.Errorf("data directory %s is in use by a running fleetjobs serve or eventstore: read the log through it (--eventstore-url), or stop it: %w", dir, err)
+		}
 		if err != nil {
 			return nil, nil, eventStoreStartError(dir, err)
 		}

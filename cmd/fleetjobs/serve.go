@@ -266,7 +266,7 @@ func (m *Main) projectionsReady(context.Context) error {
 // usual mistake (a second instance on the same data).
 func eventStoreStartError(dir string, err error) error {
 	if errors.Is(err, store.ErrLocked) {
-		return fmt.Errorf("data directory %s is in use by another process (another fleetjobs serve or eventstore?): %w", dir, err)
+		return fmt.Errorf("data directory %s is in use by another process (another fleetjobs serve or eventstore, or an export, replay or rebuild reading it with --data?): %w", dir, err)
 	}
 	return fmt.Errorf("embedded event store in %s: %w", dir, err)
 }
