@@ -45,8 +45,9 @@ type outageLog struct {
 	log *zap.Logger
 	now func() time.Time
 
-	since  time.Time // when the outage began; zero while connected
-	failed int       // connection attempts failed since
+	since   time.Time // when the outage began; zero while connected
+	failed  int       // connection attempts failed since
+	refused bool      // a refusal of the credentials was warned of in this outage
 }
 
 // lost is the connection dropping.
@@ -67,6 +68,23 @@ func (o *outageLog) attemptFailed(msg string, fields ...zap.Field) {
 	o.log.Warn(msg, fields...)
 }
 
+// refusedCredentials is a connection attempt the broker refused for the
+// service's credentials: unlike a broker that does not answer, that needs
+// an operator, so it warns once per outage even when the outage began
+// otherwise (the connection lost, then the account changed).
+func (o *outageLog) refusedCredentials(msg string, fields ...zap.Field) {
+	if o.refused {
+		o.attemptFailed(msg, fields...)
+		return
+	}
+	o.refused = true
+	o.failed++
+	if o.since.IsZero() {
+		o.since = o.now()
+	}
+	o.log.Warn(msg, fields...)
+}
+
 // up is a connection made: after an outage, it says so, with how long the
 // outage lasted.
 func (o *outageLog) up() {
@@ -74,5 +92,5 @@ func (o *outageLog) up() {
 		return
 	}
 	o.log.Info("mqtt: connected to the broker again", zap.Duration("down", o.now().Sub(o.since)), zap.Int("failedAttempts", o.failed))
-	o.since, o.failed = time.Time{}, 0
+	o.since, o.failed, o.refused = time.Time{}, 0, false
 }

@@ -186,7 +186,7 @@ func Dial(ctx context.Context, cfg Config, answers chan<- []dispatch.Answer) (*T
 			if ce, ok := refused(err); ok {
 				// Before the first connection, a refusal ends Dial (below);
 				// later (the broker's accounts changed), it is retried.
-				outage.attemptFailed("mqtt: the broker refused the service's credentials", zap.Uint8("reason", ce.ReasonCode), zap.String("message", ce.Reason))
+				outage.refusedCredentials("mqtt: the broker refused the service's credentials", zap.Uint8("reason", ce.ReasonCode), zap.String("message", ce.Reason))
 				refusal(fmt.Errorf("%w (CONNACK reason 0x%02x): check the user and password in FLEETJOBS_MQTT_URL", ErrRefused, ce.ReasonCode))
 				return
 			}
