@@ -35,11 +35,38 @@ var importRules = []struct {
 // domain imports nothing of the project, the event store server is
 // domain-blind, and nothing imports http or cmd.
 func TestImportsPointInward(t *testing.T) {
+	eachGoFile(t, func(root, path string) error {
+		rel, _ := filepath.Rel(root, filepath.Dir(path))
+		pkg := filepath.ToSlash(rel)
+		isTest := strings.HasSuffix(path, "_test.go")
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		for _, imp := range f.Imports {
+			target, _ := strconv.Unquote(imp.Path.Value)
+			if !strings.HasPrefix(target, modulePath+"/") {
+				continue
+			}
+			target = strings.TrimPrefix(target, modulePath+"/")
+			if msg := importViolation(pkg, target, isTest); msg != "" {
+				t.Errorf("%s imports %s: %s", filepath.ToSlash(mustRel(root, path)), target, msg)
+			}
+		}
+		return nil
+	})
+}
+
+// eachGoFile calls fn with the module's root and every Go file of the
+// module, tests included, skipping hidden, testdata, data and bin
+// directories; it fails the test on an error or when it finds no file.
+func eachGoFile(t *testing.T, fn func(root, path string) error) {
+	t.Helper()
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	checked := 0
+	found := 0
 	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -53,30 +80,13 @@ func TestImportsPointInward(t *testing.T) {
 		if !strings.HasSuffix(path, ".go") {
 			return nil
 		}
-		rel, _ := filepath.Rel(root, filepath.Dir(path))
-		pkg := filepath.ToSlash(rel)
-		isTest := strings.HasSuffix(path, "_test.go")
-		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
-		if err != nil {
-			return err
-		}
-		checked++
-		for _, imp := range f.Imports {
-			target, _ := strconv.Unquote(imp.Path.Value)
-			if !strings.HasPrefix(target, modulePath+"/") {
-				continue
-			}
-			target = strings.TrimPrefix(target, modulePath+"/")
-			if msg := importViolation(pkg, target, isTest); msg != "" {
-				t.Errorf("%s imports %s: %s", filepath.ToSlash(mustRel(root, path)), target, msg)
-			}
-		}
-		return nil
+		found++
+		return fn(root, path)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if checked == 0 {
+	if found == 0 {
 		t.Fatal("no Go files found: the walk is broken")
 	}
 }
@@ -166,23 +176,10 @@ func TestImportRulesRefuse(t *testing.T) {
 // in a doc.go, and only there: a newcomer opens doc.go to read a package's
 // purpose, so a package comment elsewhere would be a second, competing one.
 func TestEveryPackageHasDocGo(t *testing.T) {
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
 	commented := map[string][]string{} // package dir -> files with a package comment
 	hasGo := map[string]bool{}
-	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if name := d.Name(); path != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "data" || name == "bin") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+	eachGoFile(t, func(root, path string) error {
+		if strings.HasSuffix(path, "_test.go") {
 			return nil
 		}
 		dir := filepath.ToSlash(mustRel(root, filepath.Dir(path)))
@@ -196,12 +193,6 @@ func TestEveryPackageHasDocGo(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(hasGo) == 0 {
-		t.Fatal("no Go files found: the walk is broken")
-	}
 	for dir := range hasGo {
 		files := commented[dir]
 		if len(files) != 1 || files[0] != "doc.go" {
