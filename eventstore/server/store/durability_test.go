@@ -181,17 +181,23 @@ func startHelper(t *testing.T, mode, dir string) (*exec.Cmd, *bufio.Scanner, io.
 	return cmd, bufio.NewScanner(stdout), stdin
 }
 
+// An open, read-write or read-only, of a directory another process holds
+// read-write fails with ErrLocked naming it.
 func TestOpenOfADirectoryHeldByAnotherProcessFailsWithErrLocked(t *testing.T) {
-	dir := t.TempDir()
-	_, lines, stdin := startHelper(t, "hold", dir)
-	if !lines.Scan() || lines.Text() != "ready" {
-		t.Fatalf("helper did not open the store: %q %v", lines.Text(), lines.Err())
+	for _, readOnly := range []bool{false, true} {
+		t.Run(fmt.Sprintf("read-only %v", readOnly), func(t *testing.T) {
+			dir := t.TempDir()
+			_, lines, stdin := startHelper(t, "hold", dir)
+			if !lines.Scan() || lines.Text() != "ready" {
+				t.Fatalf("helper did not open the store: %q %v", lines.Text(), lines.Err())
+			}
+			_, err := store.Open(store.Options{Dir: dir, ReadOnly: readOnly})
+			if !errors.Is(err, store.ErrLocked) || !strings.Contains(err.Error(), dir) {
+				t.Fatalf("Open: %v, want ErrLocked naming %s", err, dir)
+			}
+			_ = stdin.Close()
+		})
 	}
-	_, err := store.Open(store.Options{Dir: dir})
-	if !errors.Is(err, store.ErrLocked) || !strings.Contains(err.Error(), dir) {
-		t.Fatalf("Open: %v, want ErrLocked naming %s", err, dir)
-	}
-	_ = stdin.Close()
 }
 
 func TestKillNineLosesNoAcknowledgedAppend(t *testing.T) {

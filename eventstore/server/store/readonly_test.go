@@ -98,19 +98,6 @@ func TestReadOnlyAndReadWriteOpenersExcludeEachOther(t *testing.T) {
 	}
 }
 
-func TestReadOnlyOpenOfADirectoryHeldByAnotherProcessFailsWithErrLocked(t *testing.T) {
-	dir := t.TempDir()
-	_, lines, stdin := startHelper(t, "hold", dir)
-	if !lines.Scan() || lines.Text() != "ready" {
-		t.Fatalf("helper did not open the store: %q %v", lines.Text(), lines.Err())
-	}
-	_, err := store.Open(store.Options{Dir: dir, ReadOnly: true})
-	if !errors.Is(err, store.ErrLocked) || !strings.Contains(err.Error(), dir) {
-		t.Fatalf("Open: %v, want ErrLocked naming %s", err, dir)
-	}
-	_ = stdin.Close()
-}
-
 // A store killed mid-write leaves acknowledged events in its WAL only: a
 // read-only open replays it in memory, without flushing it to the directory.
 func TestReadOnlyOpenAfterKillNineReadsEveryAcknowledgedAppend(t *testing.T) {
